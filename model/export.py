@@ -1,0 +1,97 @@
+"""3DGS .ply and antimatter15 .splat files: what SuperSplat, gsplat.js and gr.Model3D read.
+
+.ply (Kerbl et al. 2023 layout, float32 vertex properties): x y z, nx ny nz (zeros), f_dc_0..2,
+f_rest_* (channel-major: all R coefficients, then G, then B), opacity as a logit, scale_0..2 as
+natural logs, rot_0..3 as a quaternion (w, x, y, z).
+.splat: 32 bytes a Gaussian, largest-and-most-opaque first: position 3×f32, scale 3×f32 (linear),
+RGBA 4×u8 (DC colour and opacity), rotation 4×u8 as round(q·128 + 128), q = (w, x, y, z).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from plyfile import PlyData, PlyElement
+
+from model.gaussians import Gaussians, normalize_quats
+
+_EPS = 1e-7
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_ply(g: Gaussians, path: str | Path) -> Path:
+    n, k = len(g), g.sh.shape[1]
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    op = np.clip(g.opacities, _EPS, 1 - _EPS)
+    cols = [g.means, np.zeros((n, 3), np.float32), g.sh[:, 0],
+            g.sh[:, 1:].transpose(0, 2, 1).reshape(n, -1),  # [N,3,K-1]: channel-major like 3DGS
+            np.log(op / (1 - op))[:, None], np.log(np.maximum(g.scales, 1e-12)), normalize_quats(g.quats)]
+    data = np.concatenate(cols, axis=1).astype(np.float32)
+    arr = np.empty(n, dtype=[(name, "f4") for name in names])
+    for i, name in enumerate(names):
+        arr[name] = data[:, i]
+    ply = PlyData([PlyElement.describe(arr, "vertex")], text=False)
+    return _atomic_write(path, ply.write)
+
+
+def read_ply(path: str | Path) -> Gaussians:
+    try:
+        v = PlyData.read(str(path))["vertex"]
+    except (KeyError, ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{Path(path).name}: not a readable 3DGS .ply ({e})") from None
+    props = {p.name for p in v.properties}
+    need = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+            "rot_0", "rot_1", "rot_2", "rot_3"}
+    if not need <= props:
+        raise ValueError(f"{Path(path).name}: missing 3DGS properties {sorted(need - props)}")
+    col = lambda *names: np.stack([np.asarray(v[nm], np.float32) for nm in names], 1)  # noqa: E731
+    n_rest = len([p for p in props if p.startswith("f_rest_")])
+    k = 1 + n_rest // 3
+    if k not in (1, 4, 9, 16) or n_rest % 3:
+        raise ValueError(f"{Path(path).name}: {n_rest} f_rest properties is not a valid SH degree")
+    sh = np.empty((len(v["x"]), k, 3), np.float32)
+    sh[:, 0] = col("f_dc_0", "f_dc_1", "f_dc_2")
+    if k > 1:
+        sh[:, 1:] = col(*[f"f_rest_{i}" for i in range(n_rest)]).reshape(-1, 3, k - 1).transpose(0, 2, 1)
+    logit = col("opacity")[:, 0]
+    return Gaussians(col("x", "y", "z"), normalize_quats(col("rot_0", "rot_1", "rot_2", "rot_3")),
+                     np.exp(col("scale_0", "scale_1", "scale_2")), 1 / (1 + np.exp(-logit)), sh)
+
+
+def write_splat(g: Gaussians, path: str | Path) -> Path:
+    order = np.argsort(-(g.scales.prod(1) * g.opacities), kind="stable")  # viewers stream big ones first
+    n = len(g)
+    buf = np.empty(n, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
+    buf["pos"] = g.means[order]
+    buf["scale"] = g.scales[order]
+    rgba = np.concatenate([g.rgb, g.opacities[:, None]], 1)[order]
+    buf["rgba"] = np.clip(np.round(rgba * 255), 0, 255)
+    buf["rot"] = np.clip(np.round(normalize_quats(g.quats)[order] * 128 + 128), 0, 255)
+    return _atomic_write(path, lambda f: f.write(buf.tobytes()))
+
+
+def read_splat(path: str | Path) -> Gaussians:
+    raw = Path(path).read_bytes()
+    if len(raw) % 32:
+        raise ValueError(f"{Path(path).name}: size {len(raw)} is not a multiple of 32 bytes")
+    buf = np.frombuffer(raw, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
+    rgba = buf["rgba"].astype(np.float32) / 255
+    return Gaussians.from_rgb(buf["pos"], normalize_quats((buf["rot"].astype(np.float32) - 128) / 128),
+                              buf["scale"], rgba[:, 3], rgba[:, :3])

@@ -1,0 +1,92 @@
+"""The method interface, defined once: ours, every baseline and external predictions speak it.
+
+    method = SomeMethod(); avatar = method.reconstruct(image)   # image: RGB uint8 [H,W,3]
+    out = avatar.render(camera, controls)                      # RenderResult: rgb, alpha, depth
+    avatar.input_camera                                        # the fitted camera of the photo
+
+The evaluation and the app use nothing but this module (and model.camera for cameras).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from model.camera import Camera
+from model.errors import InputError  # noqa: F401  (re-exported: part of the interface)
+from model.render import RenderResult, render
+
+Controls = Mapping[str, float]  # rig control name -> value (see model.rig for names and ranges)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    id: str
+    name: str
+    version: str
+    description: str
+    animatable: bool
+    link: str = ""
+    license: str = ""
+    parameters: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Avatar(ABC):
+    """A reconstructed head. Units: metres, radians; images RGB in [0, 1]."""
+
+    info: MethodInfo
+    input_camera: Camera  # the camera under which the avatar reproduces the input photo
+    head_center: np.ndarray  # [3] world point that orbit views circle around (metres)
+    head_radius: float  # metres: rough radius of the head, for framing orbit views
+
+    @abstractmethod
+    def render(self, camera: Camera, controls: Controls | None = None,
+               background=(1.0, 1.0, 1.0)) -> RenderResult:
+        """rgb [H,W,3], alpha [H,W], expected depth [H,W] (metres, 0 where alpha is 0)."""
+
+    @property
+    def animatable(self) -> bool:
+        return self.info.animatable
+
+    def metadata(self) -> dict:
+        return {"method": self.info.to_dict()}
+
+
+class GaussianAvatar(Avatar):
+    """An avatar that is a set of 3D Gaussians, optionally re-posed by rig controls."""
+
+    @abstractmethod
+    def gaussians(self, controls: Controls | None = None):
+        """model.gaussians.Gaussians under `controls` (neutral when None)."""
+
+    def render(self, camera: Camera, controls: Controls | None = None, background=(1.0, 1.0, 1.0)) -> RenderResult:
+        if controls and not self.animatable:
+            raise ValueError(f"method {self.info.id!r} is not animatable; controls are not accepted")
+        return render(self.gaussians(controls), camera, background=background)
+
+    def export_ply(self, path: str | Path, controls: Controls | None = None) -> Path:
+        from model.export import write_ply
+        return write_ply(self.gaussians(controls), path)
+
+    def export_splat(self, path: str | Path, controls: Controls | None = None) -> Path:
+        from model.export import write_splat
+        return write_splat(self.gaussians(controls), path)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "gaussians": len(self.gaussians())}
+
+
+class Method(ABC):
+    """A reconstruction method. Subclasses set `info` and implement `reconstruct`."""
+
+    info: MethodInfo
+
+    @abstractmethod
+    def reconstruct(self, image: np.ndarray) -> Avatar:
+        """One RGB photo, uint8 [H,W,3] (see model.image_io.load_image) -> Avatar."""

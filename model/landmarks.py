@@ -1,0 +1,86 @@
+"""Face landmarks from one image: mediapipe 0.10.21 face mesh, 478 points, offline.
+
+Points are returned in pixel units of the image: x right, y down (pixel centres at integers, as
+model/camera.py), z is mediapipe's relative depth scaled to pixels (smaller = nearer the camera,
+zero near the face's centre), so the three axes share one unit.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+N_LANDMARKS = 478
+MAX_FACES = 4  # detect a few so that "several faces" is reported, not silently ignored
+MIN_FACE_PX = 48  # below this inter-landmark extent the mesh is unreliable
+
+
+@dataclass
+class Landmarks:
+    points: np.ndarray  # [478,3] pixels (x, y, z)
+    image_size: tuple[int, int]  # (width, height)
+    n_faces: int = 1
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def xy(self) -> np.ndarray:
+        return self.points[:, :2]
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the landmarks, pixels."""
+        lo, hi = self.xy.min(0), self.xy.max(0)
+        return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+_lock = threading.Lock()
+_mesh = None
+
+
+def _face_mesh():
+    global _mesh
+    if _mesh is None:
+        from mediapipe.python.solutions.face_mesh import FaceMesh
+        _mesh = FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
+                         min_detection_confidence=0.5)
+    return _mesh
+
+
+def detect_all(image: np.ndarray) -> list[Landmarks]:
+    """All faces found in an RGB uint8 image [H,W,3], largest first (possibly empty)."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"landmark detection needs RGB [H,W,3], got {image.shape}")
+    h, w = image.shape[:2]
+    with _lock:  # the mediapipe graph is not re-entrant
+        result = _face_mesh().process(image)
+    faces = []
+    for lm in result.multi_face_landmarks or []:
+        p = np.array([[q.x, q.y, q.z] for q in lm.landmark], dtype=np.float64)
+        # mediapipe normalises x by width, y by height and z roughly by width; pixel centres at integers
+        p = p * np.array([w, h, w]) - np.array([0.5, 0.5, 0.0])
+        faces.append(Landmarks(p, (w, h)))
+    faces.sort(key=lambda f: -(f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
+    for f in faces:
+        f.n_faces = len(faces)
+    return faces
+
+
+def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX) -> Landmarks:
+    """The largest face's landmarks. No face -> InputError; several faces -> largest, with a warning."""
+    from model.errors import InputError
+    faces = detect_all(image)
+    if not faces:
+        raise InputError("no face found in the image: use a photo with one clearly visible face")
+    face = faces[0]
+    x0, y0, x1, y1 = face.bbox
+    if max(x1 - x0, y1 - y0) < min_face_px:
+        raise InputError(f"the face is too small ({max(x1 - x0, y1 - y0):.0f} px); "
+                         f"use a photo where the face is at least {min_face_px} px wide")
+    if len(faces) > 1:
+        msg = f"{len(faces)} faces found; using the largest"
+        face.warnings.append(msg)
+        warnings.warn(msg, stacklevel=2)
+    return face
