@@ -146,3 +146,11 @@ def orbit_camera(yaw: float, pitch: float = 0.0, radius: float = 1.0, target=(0.
     eye = orbit_position(yaw, pitch, radius, target)
     return Camera(intrinsics(focal_px, width, height), look_at(eye, np.asarray(target, dtype=np.float64)),
                   width, height)
+
+
+def framing_camera(center, radius: float, yaw: float = 0.0, pitch: float = 0.0, size: int = 512,
+                   fov_y: float = np.deg2rad(20.0), fill: float = 0.85) -> Camera:
+    """Orbit camera at (yaw, pitch) radians so that a sphere of `radius` metres around `center`
+    spans `fill` of the image height. The one framing rule for views of a head (app, evaluation)."""
+    distance = radius / np.sin(0.5 * fill * fov_y)
+    return orbit_camera(yaw, pitch, distance, center, size, size, fov_y=fov_y)

@@ -90,3 +90,24 @@ class Method(ABC):
     @abstractmethod
     def reconstruct(self, image: np.ndarray) -> Avatar:
         """One RGB photo, uint8 [H,W,3] (see model.image_io.load_image) -> Avatar."""
+
+
+class StaticGaussianAvatar(GaussianAvatar):
+    """A fixed set of Gaussians (methods that cannot animate)."""
+
+    def __init__(self, info: MethodInfo, gaussians, input_camera: Camera, head_center, head_radius: float,
+                 extra: dict | None = None):
+        self.info = info
+        self._g = gaussians
+        self.input_camera = input_camera
+        self.head_center = np.asarray(head_center, dtype=np.float64)
+        self.head_radius = float(head_radius)
+        self._extra = extra or {}
+
+    def gaussians(self, controls: Controls | None = None):
+        if controls:
+            raise ValueError(f"method {self.info.id!r} is not animatable; controls are not accepted")
+        return self._g
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), **self._extra}

@@ -1,0 +1,50 @@
+"""What the image-space baselines share: fitting the head (for the camera and depth) and lifting
+pixels to camera-facing Gaussians."""
+from __future__ import annotations
+
+import numpy as np
+
+from model.camera import Camera
+from model.fitting import FittedHead, fit
+from model.gaussians import Gaussians, rotmat_to_quat
+from model.image_io import load_image
+from model.landmarks import detect_landmarks
+from model.rig import deform
+from model.segmentation import person_mask
+
+MAX_GAUSSIANS = 150_000  # pixel grid stride is chosen to stay under this
+
+
+def fit_photo(image) -> tuple[np.ndarray, FittedHead, np.ndarray, np.ndarray]:
+    """image -> (RGB uint8 [H,W,3], fitted head, head vertices [V,3] world, person mask [H,W] in [0,1])."""
+    image = load_image(image)
+    fitted = fit(image, landmarks=detect_landmarks(image))
+    return image, fitted, deform(fitted, None), person_mask(image)
+
+
+def head_extent(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre [3] and framing radius (metres) of a head mesh, the same rule as our avatar."""
+    lo, hi = vertices.min(0), vertices.max(0)
+    return 0.5 * (lo + hi), float(0.5 * np.linalg.norm(hi - lo) / np.sqrt(3) * 1.25)
+
+
+def lift_pixels(image: np.ndarray, mask: np.ndarray, depth: np.ndarray, camera: Camera) -> Gaussians:
+    """One camera-facing disc Gaussian per masked pixel (on a stride grid), at `depth` [H,W] metres.
+
+    Each disc's in-plane sigma is half the grid step's footprint at its depth, so neighbours
+    tile the image seamlessly from the input view; it is 10x thinner along the viewing ray.
+    """
+    h, w = mask.shape
+    stride = max(1, int(np.ceil(np.sqrt(mask.sum() / MAX_GAUSSIANS))))
+    ys, xs = np.mgrid[0:h:stride, 0:w:stride]
+    keep = mask[ys, xs]
+    ys, xs = ys[keep], xs[keep]
+    z = depth[ys, xs]
+    cam_pts = np.stack([(xs - camera.cx) / camera.fx * z, (ys - camera.cy) / camera.fy * z, z], 1)
+    means = (cam_pts - camera.t) @ camera.R  # camera -> world
+    sigma = 0.5 * stride * z / camera.fx
+    scales = np.stack([sigma, sigma, 0.1 * sigma], 1)
+    # Gaussian axes = camera axes, so the disc faces the camera
+    quat = rotmat_to_quat(camera.R.T[None])[0]
+    rgb = image[ys, xs].astype(np.float32) / 255
+    return Gaussians.from_rgb(means, np.tile(quat, (len(means), 1)), scales, np.full(len(means), 0.999), rgb)

@@ -1,0 +1,28 @@
+"""Depth lift: every person pixel becomes a Gaussian at the fitted template's depth (extended to the
+hair and shoulders by the nearest template depth). Nothing the photo does not show is added."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from baselines.common import fit_photo, head_extent, lift_pixels
+from model.interface import Method, MethodInfo, StaticGaussianAvatar
+from model.raster_mesh import rasterize_mesh
+
+
+class DepthLift(Method):
+    info = MethodInfo("depth-lift", "Depth lift", "0.1.0",
+                      "one Gaussian per foreground pixel at the fitted template's depth, no completion",
+                      animatable=False, license="Apache-2.0")
+
+    def reconstruct(self, image) -> StaticGaussianAvatar:
+        image, fitted, vertices, person = fit_photo(image)
+        cam = fitted.camera
+        face_id, _, depth = rasterize_mesh(vertices, fitted.template.faces, cam)
+        covered = face_id >= 0
+        # outside the template (hair, shoulders): the depth of the nearest covered pixel
+        _, (iy, ix) = distance_transform_edt(~covered, return_indices=True)
+        depth = depth[iy, ix]
+        center, radius = head_extent(vertices)
+        g = lift_pixels(image, person > 0.5, depth, cam)
+        return StaticGaussianAvatar(self.info, g, cam, center, radius)

@@ -1,0 +1,315 @@
+"""Evaluation datasets: folders of photos, real photos shipped by installed packages, and a synthetic
+multi-view + video set the project renders itself so that every protocol runs in CI.
+
+Dataset ids (`load_dataset(spec)`):
+- `portraits:<folder>`  every image file directly in <folder> is one subject (id = file stem); input only.
+- `portraits-bundled`   real single-person portraits that installed packages ship (see BUNDLED).
+- `multiview:<folder>`  a folder in the multi-view format below (ground-truth cameras, views, frames).
+- `synthetic`           the project's deterministic synthetic set, generated into a cache folder in the
+                        multi-view format on first use. SYNTHETIC: every table and plot labels it so.
+
+Multi-view folder format (version 1):
+
+    <root>/manifest.json        {"format": "headsplat-multiview", "format_version": 1, "id": str,
+                                 "synthetic": bool, "description": str, "license": str,
+                                 "subjects": [str, ...],
+                                 "files": {"<subject>/input.png": "<sha256>", ...}   (optional; verified)
+                                 "sha256": "<manifest hash>"}                       (optional; verified)
+    <root>/<subject>/input.png  the one input photo (RGB)
+    <root>/<subject>/cameras.json
+        {"input": CAMERA, "head_center": [x, y, z],       metres, world frame of the dataset
+         "views": {"<view>": CAMERA, ...}}                ground-truth novel views (not the input)
+        CAMERA = model.camera.Camera.to_dict(): {"K": 3x3, "world_to_cam": 4x4, "width", "height",
+                 "convention": "opencv"}  (OpenCV axes, metres, pixel centres at integers)
+    <root>/<subject>/views/<view>.png    ground-truth image of each view (RGB, same size as its camera)
+    <root>/<subject>/masks/<view>.png    optional head mask (L; >= 128 is head)
+    <root>/<subject>/frames/NNNN.png     optional video frames for reenactment; frame 0000 is the source
+
+The manifest hash is sha256 over the sorted lines "<relative path>\\t<sha256 of file>\\n" of every
+file except manifest.json, so it identifies the exact pixels a result was computed on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from model.camera import Camera
+
+FORMAT = "headsplat-multiview"
+FORMAT_VERSION = 1
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+DEFAULT_CACHE = Path(os.environ.get("HEADSPLAT_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
+
+
+def _site_file(package: str, *parts: str) -> Path | None:
+    """Path of a data file inside an installed package, without importing the package."""
+    import importlib.util
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0], *parts)
+    return p if p.is_file() else None
+
+
+# Real photos of one person's face that installed packages ship (both public domain). Checked: mediapipe
+# finds one face in each. Other images found in the environment were rejected: insightface's
+# Tom_Hanks_54745.png is a 112x112 pre-aligned crop of unclear licence, t1.jpg is a group photo,
+# gradio/skimage's other images are not portraits.
+BUNDLED = {
+    "astronaut": ("skimage", ("data", "astronaut.png"),
+                  "Eileen Collins, NASA (public domain), via scikit-image"),
+    "grace_hopper": ("matplotlib", ("mpl-data", "sample_data", "grace_hopper.jpg"),
+                     "Grace Hopper, US Navy (public domain), via matplotlib"),
+}
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_hash(files: dict[str, str]) -> str:
+    """{relative path: file sha256} -> one sha256 (order independent)."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\t{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from model.image_io import load_image
+    return load_image(path)
+
+
+@dataclass
+class View:
+    name: str
+    camera: Camera
+    image: np.ndarray  # [H,W,3] uint8
+    mask: np.ndarray | None = None  # [H,W] bool, head
+
+
+@dataclass
+class Subject:
+    id: str
+    image: np.ndarray  # [H,W,3] uint8, the one input photo
+    source: str  # where it came from (file path or description)
+    input_camera: Camera | None = None  # ground-truth camera of the input (multi-view sets)
+    head_center: np.ndarray | None = None  # [3] metres, dataset world frame
+    views: list[View] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)  # video frames [H,W,3] uint8; 0 = source
+
+
+@dataclass
+class Dataset:
+    id: str  # as given to load_dataset ("portraits-bundled", "synthetic", "portraits:/path", ...)
+    slug: str  # file-name-safe short name used in result folders
+    manifest_sha256: str
+    synthetic: bool
+    subject_ids: list[str]
+    description: str
+    _load: Callable[[str], Subject] = field(repr=False)
+    has_views: bool = False
+    has_frames: bool = False
+    root: Path | None = None
+
+    def subject(self, subject_id: str) -> Subject:
+        if subject_id not in self.subject_ids:
+            raise KeyError(f"dataset {self.id!r} has no subject {subject_id!r}")
+        return self._load(subject_id)
+
+    @property
+    def label(self) -> str:
+        """Name for tables and plots; synthetic data always says so."""
+        return f"{self.slug} (SYNTHETIC)" if self.synthetic else self.slug
+
+    def record(self) -> dict:
+        """The dataset block of a result file."""
+        return {"id": self.id, "slug": self.slug, "manifest_sha256": self.manifest_sha256,
+                "synthetic": self.synthetic, "subjects": list(self.subject_ids), "label": self.label}
+
+
+# ------------------------------------------------------------------------------------ portraits
+
+def _portraits(files: dict[str, Path], dataset_id: str, slug: str, description: str,
+               sources: dict[str, str] | None = None) -> Dataset:
+    if not files:
+        raise ValueError(f"dataset {dataset_id!r}: no images found")
+    hashes = {f"{sid}{p.suffix.lower()}": sha256_file(p) for sid, p in files.items()}
+
+    def load(sid: str) -> Subject:
+        return Subject(sid, _read_rgb(files[sid]), (sources or {}).get(sid, str(files[sid])))
+
+    return Dataset(dataset_id, slug, manifest_hash(hashes), False, sorted(files), description, load)
+
+
+def portraits_folder(folder: str | Path) -> Dataset:
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"portraits folder {folder} does not exist")
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.is_file()}
+    if len({p.stem for p in files.values()}) != len(files):
+        raise ValueError(f"{folder}: two images share a file stem")
+    return _portraits(files, f"portraits:{folder.resolve()}", f"portraits-{folder.resolve().name}",
+                      f"photos in {folder.resolve()}")
+
+
+def portraits_bundled() -> Dataset:
+    files, sources = {}, {}
+    for sid, (pkg, parts, credit) in BUNDLED.items():
+        p = _site_file(pkg, *parts)
+        if p is not None:
+            files[sid], sources[sid] = p, credit
+    return _portraits(files, "portraits-bundled", "portraits-bundled",
+                      "real portraits shipped by installed packages: " + "; ".join(sources.values()), sources)
+
+
+# ---------------------------------------------------------------------------------- multi-view
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
+
+
+def multiview_folder(root: str | Path, dataset_id: str | None = None) -> Dataset:
+    """Open a folder in the multi-view format (see module docstring); verifies listed file hashes."""
+    root = Path(root).expanduser().resolve()
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        raise ValueError(f"{root}: no manifest.json (see evaluation/datasets.py for the multi-view format)")
+    m = json.loads(mpath.read_text())
+    if m.get("format") != FORMAT or m.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{mpath}: not a {FORMAT} v{FORMAT_VERSION} manifest")
+    subjects = m.get("subjects")
+    if not isinstance(subjects, list) or not subjects:
+        raise ValueError(f"{mpath}: 'subjects' must be a non-empty list")
+    actual = _file_hashes(root)
+    if "files" in m:
+        if m["files"] != actual:
+            bad = sorted(set(m["files"].items()) ^ set(actual.items()))[:3]
+            raise ValueError(f"{root}: files differ from manifest.json (e.g. {[b[0] for b in bad]})")
+    digest = manifest_hash(actual)
+    if m.get("sha256") not in (None, digest):
+        raise ValueError(f"{root}: manifest sha256 mismatch")
+    for s in subjects:
+        if not (root / s / "input.png").is_file() or not (root / s / "cameras.json").is_file():
+            raise ValueError(f"{root}/{s}: needs input.png and cameras.json")
+    has_views = any(p.startswith(f"{s}/views/") for s in subjects for p in actual)
+    has_frames = any(p.startswith(f"{s}/frames/") for s in subjects for p in actual)
+
+    def load(sid: str) -> Subject:
+        d = root / sid
+        cams = json.loads((d / "cameras.json").read_text())
+        views = []
+        for name, cam in sorted(cams.get("views", {}).items()):
+            camera = Camera.from_dict(cam)
+            img = _read_rgb(d / "views" / f"{name}.png")
+            if img.shape[:2] != (camera.height, camera.width):
+                raise ValueError(f"{d}/views/{name}.png is {img.shape[1]}x{img.shape[0]}, its camera "
+                                 f"{camera.width}x{camera.height}")
+            mpath_ = d / "masks" / f"{name}.png"
+            mask = None
+            if mpath_.is_file():
+                from PIL import Image
+                mask = np.asarray(Image.open(mpath_).convert("L")) >= 128
+            views.append(View(name, camera, img, mask))
+        frames = [_read_rgb(p) for p in sorted((d / "frames").glob("*.png"))] if (d / "frames").is_dir() else []
+        return Subject(sid, _read_rgb(d / "input.png"), str(d), Camera.from_dict(cams["input"]),
+                       np.asarray(cams.get("head_center", (0.0, 0.0, 0.0)), np.float64), views, frames)
+
+    return Dataset(dataset_id or f"multiview:{root}", m.get("id") or root.name, digest, bool(m.get("synthetic")),
+                   list(subjects), m.get("description", ""), load, has_views, has_frames, root)
+
+
+def write_multiview(root: str | Path, dataset_id: str, subjects: list[dict], synthetic: bool,
+                    description: str, license: str) -> Path:
+    """Write a multi-view folder atomically (built in a temp folder, then renamed into place).
+
+    subjects: dicts with id, input (uint8 image), input_camera, head_center, views {name: (Camera,
+    image, mask|None)}, frames [images]."""
+    from PIL import Image
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        for s in subjects:
+            d = tmp / s["id"]
+            (d / "views").mkdir(parents=True)
+            Image.fromarray(s["input"]).save(d / "input.png")
+            cams = {"input": s["input_camera"].to_dict(), "head_center": [float(v) for v in s["head_center"]],
+                    "views": {}}
+            for name, (cam, img, mask) in s["views"].items():
+                cams["views"][name] = cam.to_dict()
+                Image.fromarray(img).save(d / "views" / f"{name}.png")
+                if mask is not None:
+                    (d / "masks").mkdir(exist_ok=True)
+                    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(d / "masks" / f"{name}.png")
+            for i, fr in enumerate(s.get("frames", [])):
+                (d / "frames").mkdir(exist_ok=True)
+                Image.fromarray(fr).save(d / "frames" / f"{i:04d}.png")
+            (d / "cameras.json").write_text(json.dumps(cams, indent=1))
+        files = _file_hashes(tmp)
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "id": dataset_id, "synthetic": synthetic,
+                    "description": description, "license": license, "subjects": [s["id"] for s in subjects],
+                    "files": files, "sha256": manifest_hash(files)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+# ----------------------------------------------------------------------------------- synthetic
+
+def synthetic_dataset(cache_dir: str | Path | None = None, generator: str | None = None,
+                      rebuild: bool = False) -> Dataset:
+    """The synthetic multi-view + video set, generated once into <cache>/eval/<generator>/.
+
+    `generator` names an entry of evaluation.synthetic.GENERATORS (pluggable: a template-based head
+    can be added there without touching the protocols)."""
+    from evaluation import synthetic
+    name = generator or synthetic.DEFAULT
+    gen = synthetic.GENERATORS[name]
+    root = Path(cache_dir or DEFAULT_CACHE) / "eval" / f"synthetic-{name}"
+    if rebuild or not (root / "manifest.json").is_file():
+        write_multiview(root, "synthetic", gen(), synthetic=True,
+                        description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
+    try:
+        ds = multiview_folder(root, dataset_id="synthetic")
+    except ValueError:  # a damaged or stale cache: regenerate once
+        write_multiview(root, "synthetic", gen(), synthetic=True,
+                        description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
+        ds = multiview_folder(root, dataset_id="synthetic")
+    ds.synthetic = True
+    ds.slug = f"synthetic-{name}"
+    return ds
+
+
+def load_dataset(spec: str, cache_dir: str | Path | None = None) -> Dataset:
+    """Dataset from its id (see module docstring)."""
+    spec = spec.strip()
+    if spec == "portraits-bundled":
+        return portraits_bundled()
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return synthetic_dataset(cache_dir, spec.partition(":")[2] or None)
+    if spec.startswith("portraits:"):
+        return portraits_folder(spec.partition(":")[2])
+    if spec.startswith("multiview:"):
+        return multiview_folder(spec.partition(":")[2])
+    raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, synthetic, portraits:<folder> "
+                     f"or multiview:<folder>")

@@ -1,0 +1,188 @@
+"""Our method, HeadSplat: one photo -> an animatable full head of Gaussians living in UV space.
+
+Pipeline, one feed-forward pass (no optimisation loop):
+1. landmarks and fitting of the open template (model.fitting): camera + identity shape;
+2. photo evidence (model.segmentation): person mask, skin tone, hair colour and height;
+3. geometry: the fitted surface, offset along its normals by a hair volume over the scalp;
+4. texture: every texel of the UV atlas samples the photo where its point is visible, with a
+   confidence (model.texture.project_texture); low-confidence texels take their mirror texel's
+   shading-corrected colour (symmetric fusion); what neither backs comes from the full-head prior;
+5. one Gaussian per texel, bound to its triangle by barycentric coordinates plus the normal offset,
+   oriented by the triangle's tangent frame and sized by the texel footprint. Under the rig, a new
+   expression is one template deformation plus a re-evaluation of these bindings.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model import rig
+from model.camera import Camera
+from model.fitting import FittedHead, fit
+from model.gaussians import Gaussians, rotmat_to_quat
+from model.image_io import load_image
+from model.interface import Controls, GaussianAvatar, Method, MethodInfo
+from model.landmarks import detect_landmarks
+from model.segmentation import PhotoEvidence, photo_evidence
+from model.surface import tangent_frames, uv_layout, vertex_normals
+from model.template import REGIONS, TEMPLATE_VERSION
+from model.texture import complete, fuse_symmetric, project_texture
+
+METHOD_VERSION = "0.1.0"
+UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
+
+
+@dataclass
+class Binding:
+    """Gaussians bound to template triangles (T of them, one per kept texel)."""
+
+    sample: object  # scipy.sparse [T,V]: barycentric interpolation of per-vertex positions
+    faces: np.ndarray  # [T] triangle of each Gaussian
+    hair: np.ndarray  # [V] offset along the vertex normal, metres (hair volume; 0 on bare skin)
+    scales: np.ndarray  # [T,3] metres (tangent, bitangent, normal)
+    rgb: np.ndarray  # [T,3] in [0,1]
+    opacities: np.ndarray  # [T]
+    confidence: np.ndarray  # [T] how much the photo (or its mirror) backs each colour
+
+
+@dataclass
+class HeadSplatAvatar(GaussianAvatar):
+    info: MethodInfo
+    fitted: FittedHead
+    binding: Binding
+    evidence: PhotoEvidence
+    texture: np.ndarray  # [R,R,3] fused UV texture (for display)
+    timings: dict = field(default_factory=dict)
+    _neutral: Gaussians | None = None
+
+    def __post_init__(self):
+        v = rig.deform(self.fitted, None)
+        lo, hi = v.min(0), v.max(0)
+        self.head_center = 0.5 * (lo + hi)
+        self.head_radius = float(0.5 * np.linalg.norm(hi - lo) / np.sqrt(3) * 1.25)
+
+    @property
+    def input_camera(self) -> Camera:
+        return self.fitted.camera
+
+    def gaussians(self, controls: Controls | None = None) -> Gaussians:
+        if not controls and self._neutral is not None:
+            return self._neutral
+        g = self._pose(rig.deform(self.fitted, controls))
+        if not controls:
+            self._neutral = g
+        return g
+
+    def _pose(self, vertices: np.ndarray) -> Gaussians:
+        tpl = self.fitted.template
+        b = self.binding
+        surface = vertices + b.hair[:, None] * vertex_normals(vertices, tpl.faces)
+        means = b.sample @ surface
+        used, inverse = np.unique(b.faces, return_inverse=True)
+        R, _, _ = tangent_frames(surface, tpl.faces[used], tpl.face_uvs[used])
+        quats = rotmat_to_quat(R)[inverse]
+        return Gaussians.from_rgb(means, quats, b.scales, b.opacities, b.rgb)
+
+    def retarget(self, image: np.ndarray) -> dict:
+        """Controls that make this avatar perform the expression and head pose of `image`."""
+        return rig.retarget(detect_landmarks(load_image(image)), self.fitted)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "template_version": TEMPLATE_VERSION, "fit_nme": float(self.fitted.nme),
+                "timings_s": self.timings, "warnings": list(self.fitted.landmarks.warnings)}
+
+
+def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) -> np.ndarray:
+    """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
+    fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair)."""
+    tpl = fitted.template
+    scalp_idx = REGIONS.index("scalp")
+    on_scalp = np.zeros(len(vertices))
+    np.maximum.at(on_scalp, tpl.faces[tpl.face_region == scalp_idx].ravel(), 1.0)
+    if not ev.has_hair:
+        return np.zeros(len(vertices))
+    # fade in from the scalp border: a few rounds of neighbour averaging on the mesh
+    weight = on_scalp.copy()
+    f = tpl.faces
+    for _ in range(6):
+        acc = np.zeros(len(vertices))
+        cnt = np.zeros(len(vertices))
+        for k in range(3):
+            np.add.at(acc, f[:, k], weight[f].mean(1))
+            np.add.at(cnt, f[:, k], 1)
+        weight = np.minimum(on_scalp, acc / np.maximum(cnt, 1))
+    # thickness: the photo's hair top above the projected skull top, converted to metres
+    cam = fitted.camera
+    uv, z = cam.project(vertices[on_scalp > 0])
+    skull_top = uv[:, 1].min()
+    person_cols = ev.person > 0.5
+    lm_x = fitted.landmarks.xy[:, 0]
+    x0, x1 = int(np.percentile(lm_x, 40)), int(np.percentile(lm_x, 60)) + 1
+    rows = np.where(person_cols[:, max(x0, 0):max(x1, 1)].any(1))[0]
+    top = rows.min() if len(rows) else skull_top
+    metres_per_px = float(np.median(z)) / cam.fy
+    thickness = float(np.clip((skull_top - top) * metres_per_px, 0.004, 0.05))
+    return thickness * weight
+
+
+class HeadSplat(Method):
+    """Ours, with switches for the ablations (see baselines/registry.py)."""
+
+    def __init__(self, symmetry: bool = True, prior: bool = True, uv_res: int = 256):
+        self.symmetry, self.prior, self.uv_res = bool(symmetry), bool(prior), int(uv_res)
+        variant = "ours" + ("" if symmetry else "-no-symmetry") + ("" if prior else "-no-prior")
+        self.info = MethodInfo(
+            id=variant, name="HeadSplat" + ("" if variant == "ours" else f" ({variant})"),
+            version=METHOD_VERSION, animatable=True,
+            description="UV-space Gaussians on a fitted open head template, symmetric fusion, full-head prior",
+            license="Apache-2.0",
+            parameters={"symmetry": self.symmetry, "prior": self.prior, "uv_res": self.uv_res,
+                        "template_version": TEMPLATE_VERSION})
+
+    def reconstruct(self, image) -> HeadSplatAvatar:
+        t = {"start": time.perf_counter()}
+        image = load_image(image)
+        lm = detect_landmarks(image)
+        t["landmarks"] = time.perf_counter()
+        fitted = fit(image, landmarks=lm)
+        t["fit"] = time.perf_counter()
+        ev = photo_evidence(image, lm)
+        t["segmentation"] = time.perf_counter()
+        avatar = self._build(image, fitted, ev)
+        t["build"] = time.perf_counter()
+        keys = list(t)
+        avatar.timings = {k: round(t[k] - t[p], 4) for p, k in zip(keys, keys[1:])}
+        avatar.timings["total"] = round(t["build"] - t["start"], 4)
+        return avatar
+
+    def _build(self, image: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
+        tpl = fitted.template
+        layout = uv_layout(self.uv_res)
+        vertices = rig.deform(fitted, None)
+        hair = hair_offsets(fitted, ev, vertices) if self.prior else np.zeros(len(vertices))
+        vn = vertex_normals(vertices, tpl.faces)
+        surface = vertices + hair[:, None] * vn
+        sample = layout.sampling_matrix(len(vertices), tpl.faces)
+        points = sample @ surface
+        normals = sample @ vertex_normals(surface, tpl.faces)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        rgb, conf = project_texture(image.astype(np.float32) / 255, ev.person, points, normals,
+                                    fitted.camera, surface, tpl.faces)
+        if self.symmetry:
+            rgb, conf = fuse_symmetric(layout, rgb, conf)
+        opacity = np.full(len(rgb), 0.98, np.float32)
+        if self.prior:
+            rgb = complete(layout, rgb, conf, ev)
+        else:
+            opacity[conf < 0.05] = 0.0  # nothing backs these texels: leave the hole visible
+        keep = opacity > 0
+        _, su, sv = tangent_frames(surface, tpl.faces, tpl.face_uvs)
+        f = layout.face
+        # A Gaussian's sigma ~0.6 texel: neighbours overlap enough to close the surface, little blur.
+        st, sb = 0.6 * su[f] / layout.res, 0.6 * sv[f] / layout.res
+        scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
+        binding = Binding(sample[keep], f[keep], hair, np.maximum(scales[keep], 1e-5), rgb[keep].astype(np.float32),
+                          opacity[keep], conf[keep])
+        return HeadSplatAvatar(self.info, fitted, binding, ev, layout.to_grid(rgb, fill=1.0))

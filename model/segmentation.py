@@ -1,0 +1,88 @@
+"""Person / skin / hair evidence from the photo, for texture confidence and the full-head prior.
+
+mediapipe's selfie segmentation (bundled in the 0.10.21 wheel, offline) gives a person mask; the
+face oval from the landmarks separates skin from what lies around it. From those we read the
+appearance statistics the prior needs: skin tone, hair colour, and how far hair rises above the skull.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from model.landmarks import Landmarks
+
+_lock = threading.Lock()
+_seg = None
+
+# mediapipe face-mesh indices (topology facts of the detector, kept here with the other appearance cues)
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+CHEEKS = (50, 280, 205, 425, 187, 411, 101, 330)  # below the eyes, beside the nose: reliable bare skin
+EXCLUDE_FROM_SKIN = ((33, 133, 159, 145), (362, 263, 386, 374), (61, 291, 0, 17), (70, 107, 105), (300, 336, 334))
+
+
+@dataclass
+class PhotoEvidence:
+    person: np.ndarray  # [H,W] float32 in [0,1]: probability that a pixel belongs to the person
+    skin_rgb: np.ndarray  # [3] in [0,1]: median cheek colour
+    hair_rgb: np.ndarray  # [3] in [0,1]: median colour of the band above the forehead (skin if bald)
+    hair_rgb_dark: np.ndarray  # [3]: 20th percentile luminance hair pixels, for texture variation
+    hair_above_px: float  # how far the person mask rises above the landmarks' top, pixels
+    has_hair: bool
+
+
+def person_mask(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> person probability [H,W] float32."""
+    global _seg
+    with _lock:
+        if _seg is None:
+            from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
+            _seg = SelfieSegmentation(model_selection=0)
+        mask = _seg.process(np.ascontiguousarray(image)).segmentation_mask
+    return np.asarray(mask, np.float32)
+
+
+def _median_rgb(pixels: np.ndarray, fallback) -> np.ndarray:
+    return np.median(pixels, 0) if len(pixels) >= 8 else np.asarray(fallback, np.float64)
+
+
+def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
+    img = image.astype(np.float32) / 255
+    h, w = image.shape[:2]
+    person = person_mask(image)
+    xy = lm.xy
+    # skin: small discs at cheek landmarks, away from eyes/brows/lips
+    r = max(2, int(0.03 * (xy[:, 0].max() - xy[:, 0].min())))
+    cheek = np.zeros((h, w), np.uint8)
+    for i in CHEEKS:
+        cv2.circle(cheek, (int(round(xy[i, 0])), int(round(xy[i, 1]))), r, 1, -1)
+    skin = _median_rgb(img[cheek > 0], (0.8, 0.6, 0.5))
+    # hair: person pixels in a band above the face oval's top, across the face's width
+    oval = xy[list(FACE_OVAL)]
+    x0, x1 = np.percentile(oval[:, 0], [25, 75]).astype(int)
+    top = int(oval[:, 1].min())
+    cols = person[:, max(x0, 0):min(x1, w - 1) + 1] > 0.5
+    rows = np.where(cols.any(1))[0]
+    person_top = int(rows.min()) if len(rows) else top
+    hair_above = float(max(0, top - person_top))
+    face_h = float(oval[:, 1].max() - oval[:, 1].min())
+    band = np.zeros((h, w), bool)
+    band[max(person_top, 0):max(top - int(0.02 * face_h), 0), max(x0, 0):max(x1, 0)] = True
+    band &= person > 0.5
+    pix = img[band]
+    # a band thinner than ~8% of the face height is forehead skin (bald or shaved), not hair
+    has_hair = hair_above > 0.08 * face_h and len(pix) >= 16
+    if has_hair:
+        lum = pix @ np.array([0.299, 0.587, 0.114], np.float32)
+        far = np.abs(pix - skin).sum(1) > 0.12  # drop forehead skin caught in the band
+        pix_h = pix[far] if far.sum() >= 16 else pix
+        hair = np.median(pix_h, 0)
+        dark = pix[lum <= np.percentile(lum, 20)]
+        hair_dark = _median_rgb(dark, hair * 0.7)
+    else:
+        hair, hair_dark = skin.copy(), skin * 0.85
+    return PhotoEvidence(person, skin.astype(np.float32), np.asarray(hair, np.float32),
+                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair))

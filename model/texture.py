@@ -1,0 +1,156 @@
+"""The UV texture of an avatar: projected from the photo, fused with its mirror, completed by a prior.
+
+All per-texel arrays are indexed like model.surface.UVLayout (T valid texels). Colours are RGB in
+[0, 1]; confidences in [0, 1] say how much a texel's colour is backed by the photo.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+from model.camera import Camera
+from model.raster_mesh import rasterize_mesh
+from model.segmentation import PhotoEvidence
+from model.surface import UVLayout
+from model.template import REGIONS
+
+# Region groups that may exchange colour when smoothing in UV space (no hair bleeding into skin).
+_GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",), ("mouth_interior",))
+
+
+def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, normals: np.ndarray,
+                    camera: Camera, mesh_vertices: np.ndarray, faces: np.ndarray,
+                    edge_px: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Sample the photo at each texel's surface point.
+
+    image [H,W,3] float in [0,1]; person [H,W] in [0,1]; points, normals [T,3] (metres, unit);
+    mesh_vertices/faces: the surface the texels lie on, for the z-buffer. Returns (rgb [T,3], conf [T]):
+    conf = facing term x distance from silhouettes and occlusion edges x person probability; 0 where
+    the point is hidden or outside the photo.
+    """
+    h, w = image.shape[:2]
+    face_id, _, zbuf = rasterize_mesh(mesh_vertices, faces, camera)
+    covered = face_id >= 0
+    # occlusion edges: depth jumps larger than a few mm between neighbouring pixels
+    jump = np.zeros_like(covered)
+    dz_x = np.abs(np.diff(zbuf, axis=1)) > 0.01
+    dz_y = np.abs(np.diff(zbuf, axis=0)) > 0.01
+    jump[:, 1:] |= dz_x
+    jump[:, :-1] |= dz_x
+    jump[1:] |= dz_y
+    jump[:-1] |= dz_y
+    dist = distance_transform_edt(covered & ~jump)
+    uv, z = camera.project(points)
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1) & (z > 0)
+    px = np.clip(np.round(uv).astype(np.int64), 0, [w - 1, h - 1])
+    zb = zbuf[px[:, 1], px[:, 0]]
+    visible = inside & covered[px[:, 1], px[:, 0]] & (z <= zb + 0.004)  # 4 mm: z-buffer vs texel point
+    view = camera.position[None] - points
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    facing = np.clip(((normals * view).sum(1) - 0.15) / 0.45, 0, 1)
+    edge = np.clip(dist[px[:, 1], px[:, 0]] / edge_px, 0, 1)
+    map_xy = uv.astype(np.float32).reshape(-1, 1, 2)
+    rgb = cv2.remap(np.ascontiguousarray(image, np.float32), map_xy[..., 0], map_xy[..., 1],
+                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
+    pers = cv2.remap(np.ascontiguousarray(person, np.float32), map_xy[..., 0], map_xy[..., 1],
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).reshape(-1)
+    conf = np.where(visible, facing * edge * np.clip((pers - 0.3) / 0.4, 0, 1), 0.0)
+    return np.clip(rgb, 0, 1), conf.astype(np.float32)
+
+
+def smooth_fill(layout: UVLayout, values: np.ndarray, weights: np.ndarray, sigma: float):
+    """Normalised convolution in UV space, within region groups.
+
+    values [T,C], weights [T] -> (smoothed [T,C], support [T]): a weighted Gaussian average of the
+    texels around each texel (sigma in texels); support is the local weight density in [0, 1].
+    """
+    out = np.zeros_like(values, dtype=np.float64)
+    support = np.zeros(len(values))
+    names = {n: i for i, n in enumerate(REGIONS)}
+    for group in _GROUPS:
+        sel = np.isin(layout.region, [names[n] for n in group if n in names])
+        if not sel.any():
+            continue
+        wgt = np.where(sel, weights, 0.0)
+        num = gaussian_filter(layout.to_grid(values * wgt[:, None]), (sigma, sigma, 0), mode="nearest")
+        den = gaussian_filter(layout.to_grid(wgt), sigma, mode="nearest")
+        occ = gaussian_filter(layout.to_grid(sel.astype(np.float64)), sigma, mode="nearest")
+        num, den, occ = layout.from_grid(num), layout.from_grid(den), layout.from_grid(occ)
+        out[sel] = num[sel] / np.maximum(den[sel], 1e-8)[:, None]
+        support[sel] = np.clip(den[sel] / np.maximum(occ[sel], 1e-8), 0, 1)
+    return out, support
+
+
+def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_sigma: float = 6.0):
+    """Fill low-confidence texels from their mirror texel, matching low-frequency shading first.
+
+    The mirror's colour is rescaled by the ratio of the low-passed observed texture on this side to
+    that on the mirror side, so a lit half and a shaded half meet without a seam. Returns the fused
+    (rgb [T,3], conf [T]).
+    """
+    m = layout.mirror
+    has = m >= 0
+    low, support = smooth_fill(layout, rgb, conf, shading_sigma)
+    ratio = np.ones_like(rgb)
+    ok = has & (support > 1e-3)
+    ratio[ok] = np.clip((low[ok] + 0.02) / (low[m[ok]] + 0.02), 0.6, 1.6)
+    mir_rgb = np.where(has[:, None], rgb[np.where(has, m, 0)] * ratio, 0.0)
+    mir_conf = np.where(has, conf[np.where(has, m, 0)], 0.0)
+    w_self = conf
+    w_mir = (1 - conf) * mir_conf
+    total = w_self + w_mir
+    fused = (w_self[:, None] * rgb + w_mir[:, None] * mir_rgb) / np.maximum(total, 1e-8)[:, None]
+    fused = np.where(total[:, None] > 1e-8, fused, rgb)
+    return np.clip(fused, 0, 1), np.clip(total, 0, 1).astype(np.float32)
+
+
+def _strand_noise(layout: UVLayout, seed: int = 7) -> np.ndarray:
+    """[T] in [-1, 1]: hair-like texture, long along v (down the head), thin across u; symmetric."""
+    rng = np.random.default_rng(seed)
+    grid = rng.standard_normal((layout.res, layout.res))
+    grid = 0.5 * (grid + grid[:, ::-1])  # mirror-symmetric like everything else in the atlas
+    fine = gaussian_filter(grid, (layout.res / 40, layout.res / 400 + 0.6), mode="wrap")
+    coarse = gaussian_filter(grid, (layout.res / 12, layout.res / 60), mode="wrap")
+    n = fine / (fine.std() + 1e-8) + 0.6 * coarse / (coarse.std() + 1e-8)
+    return np.tanh(0.6 * layout.from_grid(n))
+
+
+def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
+    """The full-head prior's colour [T,3] for every texel, from the photo's skin and hair statistics."""
+    names = {n: i for i, n in enumerate(REGIONS)}
+    skin = ev.skin_rgb.astype(np.float64)
+    colours = {
+        "face_skin": skin, "ears": skin * 0.95, "neck": skin * 0.9,
+        "lips": np.clip(skin * np.array([1.0, 0.72, 0.72]), 0, 1),
+        "brows": np.clip(0.6 * ev.hair_rgb_dark + 0.4 * skin * 0.5, 0, 1),
+        "eyes": np.array([0.85, 0.83, 0.8]), "mouth_interior": np.array([0.32, 0.1, 0.1]),
+    }
+    prior = np.tile(skin, (len(layout.face), 1))
+    for name, c in colours.items():
+        if name in names:
+            prior[layout.region == names[name]] = c
+    if "scalp" in names:
+        scalp = layout.region == names["scalp"]
+        n = _strand_noise(layout)[scalp, None]
+        hair, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
+        prior[scalp] = np.clip(np.where(n > 0, hair + n * (hair * 1.25 - hair), hair + n * (hair - dark)), 0, 1)
+    return prior
+
+
+def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, sigma: float = 10.0):
+    """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
+    first the smoothly extended observed colour, so the seam between the two fades out.
+    Returns rgb [T,3]."""
+    prior = region_prior(layout, ev)
+    ext, support = smooth_fill(layout, rgb, conf, sigma)
+    near = np.clip(support * 3, 0, 1)[:, None]
+    names = {n: i for i, n in enumerate(REGIONS)}
+    # hair keeps its strand detail on top of the extended colour
+    detail = np.zeros_like(prior)
+    if "scalp" in names:
+        scalp = layout.region == names["scalp"]
+        detail[scalp] = prior[scalp] - ev.hair_rgb
+    base = near * (ext + detail) + (1 - near) * prior
+    c = conf[:, None]
+    return np.clip(c * rgb + (1 - c) * base, 0, 1)

@@ -1,0 +1,52 @@
+"""Videos of an avatar: a 360° turntable and a performance driven by a sequence of controls (mp4, H.264)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import imageio.v2 as imageio
+import numpy as np
+
+from model.camera import Camera, framing_camera
+from model.interface import Avatar, Controls
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int = 24) -> Path:
+    """RGB frames (uint8 or float in [0,1], [H,W,3], even H and W) -> mp4 (yuv420p, plays everywhere)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, pixelformat="yuv420p",
+                            macro_block_size=2, ffmpeg_log_level="error") as writer:
+        n = 0
+        for frame in frames:
+            writer.append_data(frame if frame.dtype == np.uint8 else _to_uint8(frame))
+            n += 1
+    if n == 0:
+        path.unlink(missing_ok=True)
+        raise ValueError("no frames to write")
+    return path
+
+
+def turntable_frames(avatar: Avatar, n_frames: int = 72, size: int = 384, pitch: float = 0.0,
+                     controls: Controls | None = None, background=(1.0, 1.0, 1.0)):
+    """Yields [size,size,3] float frames of a full turn (yaw 0 -> 2π) around the head."""
+    for yaw in np.linspace(0, 2 * np.pi, n_frames, endpoint=False):
+        cam = framing_camera(avatar.head_center, avatar.head_radius, yaw, pitch, size)
+        yield avatar.render(cam, controls, background=background).rgb
+
+
+def write_turntable(avatar: Avatar, path: str | Path, n_frames: int = 72, size: int = 384, fps: int = 24) -> Path:
+    return write_mp4(turntable_frames(avatar, n_frames, size), path, fps)
+
+
+def write_animation(avatar: Avatar, controls: Sequence[Controls], path: str | Path,
+                    camera: Camera | None = None, size: int = 384, fps: int = 24) -> Path:
+    """Render the avatar performing each controls dict in turn (at the input camera by default)."""
+    cam = camera or framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, size)
+    if cam.width % 2 or cam.height % 2:  # H.264 with yuv420p needs even sizes
+        cam = cam.resized(cam.width // 2 * 2, cam.height // 2 * 2)
+    return write_mp4((avatar.render(cam, c).rgb for c in controls), path, fps)
