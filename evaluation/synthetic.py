@@ -22,7 +22,7 @@ LICENSE = "derived from public-domain photos (NASA, US Navy); generated images: 
 HEAD_AXES = np.array([0.078, 0.100, 0.095])  # ellipsoid semi-axes x, y, z (metres)
 FACE_WIDTH = 0.14  # metres between the face oval's extreme landmarks
 FOV_Y = np.deg2rad(20.0)
-FRAMING = 1.6  # camera distance = FRAMING * head radius / sin(fov/2): head + neck in view
+FRAMING = 1.35  # camera distance = FRAMING * head radius / sin(fov/2): head + neck in view
 INPUT_SIZE = 512
 VIEW_SIZE = 256
 VIEWS = [(-90, 0), (-60, 0), (-30, 0), (30, 0), (60, 0), (90, 0), (180, 0), (0, 20), (0, -20)]  # degrees

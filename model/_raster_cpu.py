@@ -60,7 +60,7 @@ def _project(means, quats, scales, opacities, w2c, fx, fy, cx, cy, width, height
     gcy = cy + 0.5
     tan_fovx = 0.5 * width / fx
     tan_fovy = 0.5 * height / fy
-    lim_x_pos = (width - gcx) / fx + 0.1 * tan_fovx
+    lim_x_pos = (width - gcx) / fx + 0.3 * tan_fovx
     lim_x_neg = gcx / fx + 0.3 * tan_fovx
     lim_y_pos = (height - gcy) / fy + 0.3 * tan_fovy
     lim_y_neg = gcy / fy + 0.3 * tan_fovy

@@ -130,15 +130,19 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) ->
 class HeadSplat(Method):
     """Ours, with switches for the ablations (see baselines/registry.py)."""
 
-    def __init__(self, symmetry: bool = True, prior: bool = True, uv_res: int = 256):
-        self.symmetry, self.prior, self.uv_res = bool(symmetry), bool(prior), int(uv_res)
+    def __init__(self, symmetry: bool = True, prior: bool = True, uv_res: int = 256, unseen: str = "drop"):
+        """symmetry: fill from mirror texels; prior: hair volume + full-head completion; without the
+        prior, texels nothing backs are dropped (unseen="drop") or kept untextured grey ("grey")."""
+        if unseen not in ("drop", "grey"):
+            raise ValueError(f"unseen must be 'drop' or 'grey', got {unseen!r}")
+        self.symmetry, self.prior, self.uv_res, self.unseen = bool(symmetry), bool(prior), int(uv_res), unseen
         variant = "ours" + ("" if symmetry else "-no-symmetry") + ("" if prior else "-no-prior")
         self.info = MethodInfo(
             id=variant, name="HeadSplat" + ("" if variant == "ours" else f" ({variant})"),
             version=METHOD_VERSION, animatable=True,
             description="UV-space Gaussians on a fitted open head template, symmetric fusion, full-head prior",
             license="Apache-2.0",
-            parameters={"symmetry": self.symmetry, "prior": self.prior, "uv_res": self.uv_res,
+            parameters={"symmetry": self.symmetry, "prior": self.prior, "uv_res": self.uv_res, "unseen": unseen,
                         "template_version": TEMPLATE_VERSION})
 
     def reconstruct(self, image) -> HeadSplatAvatar:
@@ -175,6 +179,8 @@ class HeadSplat(Method):
         opacity = np.full(len(rgb), 0.98, np.float32)
         if self.prior:
             rgb = complete(layout, rgb, conf, ev)
+        elif self.unseen == "grey":
+            rgb = np.where(conf[:, None] < 0.05, UNSEEN_GREY, rgb)
         else:
             opacity[conf < 0.05] = 0.0  # nothing backs these texels: leave the hole visible
         keep = opacity > 0

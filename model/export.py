@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from plyfile import PlyData, PlyElement
+from plyfile import PlyData, PlyElement, PlyParseError
 
 from model.gaussians import Gaussians, normalize_quats
 
@@ -54,7 +54,7 @@ def write_ply(g: Gaussians, path: str | Path) -> Path:
 def read_ply(path: str | Path) -> Gaussians:
     try:
         v = PlyData.read(str(path))["vertex"]
-    except (KeyError, ValueError, OSError, EOFError) as e:
+    except (PlyParseError, KeyError, ValueError, OSError, EOFError) as e:
         raise ValueError(f"{Path(path).name}: not a readable 3DGS .ply ({e})") from None
     props = {p.name for p in v.properties}
     need = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",

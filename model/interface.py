@@ -44,6 +44,7 @@ class Avatar(ABC):
     input_camera: Camera  # the camera under which the avatar reproduces the input photo
     head_center: np.ndarray  # [3] world point that orbit views circle around (metres)
     head_radius: float  # metres: rough radius of the head, for framing orbit views
+    provides_depth: bool = True  # False: render()'s depth is meaningless (e.g. external images without depth)
 
     @abstractmethod
     def render(self, camera: Camera, controls: Controls | None = None,

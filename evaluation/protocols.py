@@ -1,0 +1,591 @@
+"""Evaluation protocols (each versioned) and the runner that writes result files.
+
+Shared rendering rules (every method gets exactly the same cameras and compositing):
+- Background: white (1, 1, 1). Every render is composited on white by Avatar.render, and ground-truth
+  images of the synthetic set are rendered on white too. Real photos keep their own background, so on
+  real photos the *full-image* numbers include the background and the *masked* ones are the fair ones.
+- Orbit cameras (sweep-360) look at `avatar.head_center` from a distance FRAMING * head_radius /
+  sin(fov_y / 2) (the head's bounding sphere fills 1/FRAMING of the frame height), fov_y = 20°, square
+  images of `size` px: the same intrinsics for every method; only the target and distance follow the
+  avatar's own head box.
+- Images are compared at `size` px on their long side: the photo is downscaled with PIL's area-averaging
+  "reduce"+LANCZOS resize and the camera with Camera.resized (intrinsics scaled, pixel centres kept).
+
+Head mask (input-view, reenactment). The photo has no ground-truth mask, so the masked metrics use the
+face region of the *target*: the filled polygon of mediapipe's face-oval landmarks
+(model.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size. It depends only on the target
+image, so every method is scored on the same pixels (the avatar's own alpha would let a method shrink the
+region it is judged on). The avatar's coverage of that region is reported as `alpha_face_coverage`.
+Hair and ears are outside this mask: masked numbers measure the face.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.camera import Camera, orbit_camera
+
+WHITE = (1.0, 1.0, 1.0)
+MASK_DILATE = 0.06  # fraction of the face's larger side
+THUMB_PX = 128
+
+
+@dataclass(frozen=True)
+class Settings:
+    size: int = 256  # compared / rendered image side, px
+    fov_y_deg: float = 20.0
+    framing: float = 1.25
+    lpips_nets: tuple = ("alex", "vgg")
+    identity_max_yaw_deg: float = 90.0  # sweep views further round than this get no identity score
+    thumbs: bool = True
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lpips_nets"] = list(self.lpips_nets)
+        return d
+
+
+# Metrics the protocols compute themselves (the image/identity/consistency metrics are described in
+# evaluation.metrics.METRICS; these complete that registry for the leaderboard's directions).
+EXTRA_METRICS = {
+    "hole_fraction": (False, "fraction of pixels inside the filled silhouette (scipy binary_fill_holes of "
+                             "alpha > 0.5) whose alpha is < 0.5: see-through holes in the head; mean over views"),
+    "hole_fraction_max": (False, "largest hole_fraction of any view of the sweep"),
+    "alpha_face_coverage": (True, "mean rendered alpha over the target's face mask: does the avatar cover the face"),
+}
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Direction of a result metric key; None when unknown (then it is shown but not ranked)."""
+    from evaluation.metrics import METRICS
+    if metric in EXTRA_METRICS:
+        return EXTRA_METRICS[metric][0]
+    for key in (metric, metric.rsplit("_", 1)[0]):  # face_detect_fail_rate_dlib -> face_detect_fail_rate
+        if key in METRICS:
+            return METRICS[key].higher_is_better
+    return None
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+
+
+def to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype != np.uint8 else img
+
+
+def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(w, h) with the long side = size, aspect kept."""
+    s = size / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def resize_image(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
+    """uint8 [H,W,3] -> uint8 [h,w,3] (antialiased; identity when the size already matches)."""
+    from PIL import Image
+    if (img.shape[1], img.shape[0]) == tuple(wh):
+        return img
+    return np.asarray(Image.fromarray(to_u8(img)).resize(wh, Image.LANCZOS, reducing_gap=2.0))
+
+
+def face_mask(image: np.ndarray) -> np.ndarray | None:
+    """Dilated face-oval mask [H,W] bool of the largest face in `image` (uint8), None when no face is found."""
+    import cv2
+
+    from model.errors import InputError
+    from model.landmarks import detect_landmarks
+    from model.segmentation import FACE_OVAL
+    try:
+        lm = detect_landmarks(to_u8(image), min_face_px=8)
+    except InputError:
+        return None
+    oval = lm.xy[list(FACE_OVAL)]
+    m = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(m, [np.round(oval).astype(np.int32)], 1)
+    r = max(1, int(round(MASK_DILATE * float((oval.max(0) - oval.min(0)).max()))))
+    m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return m.astype(bool)
+
+
+def hole_fraction(alpha: np.ndarray) -> float | None:
+    """Fraction of the filled silhouette (alpha > 0.5, holes filled) that is see-through; None if empty."""
+    from scipy.ndimage import binary_fill_holes
+    sil = alpha > 0.5
+    filled = binary_fill_holes(sil)
+    n = int(filled.sum())
+    return None if n == 0 else float((filled & ~sil).sum() / n)
+
+
+def orbit_cameras(avatar, views: list[tuple[float, float]], settings: Settings) -> list[Camera]:
+    """Cameras at (yaw, pitch) degrees around the avatar's head (see module docstring)."""
+    fov = np.deg2rad(settings.fov_y_deg)
+    radius = settings.framing * float(avatar.head_radius) / np.sin(fov / 2)
+    return [orbit_camera(np.deg2rad(y), np.deg2rad(p), radius, np.asarray(avatar.head_center, np.float64),
+                         settings.size, settings.size, fov) for y, p in views]
+
+
+def view_name(yaw: float, pitch: float) -> str:
+    return f"yaw{int(round(yaw)):+04d}_pitch{int(round(pitch)):+03d}"
+
+
+def _mean(values) -> float | None:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+class Identity:
+    """The identity models of a run, loaded once; embeds each target once."""
+
+    def __init__(self):
+        from evaluation import identity
+        self._mod = identity
+        self.models = [m for m in (identity.dlib_model(), identity.arcface_model())]
+        self._cache: dict[tuple[str, str], object] = {}
+
+    @property
+    def available(self):
+        return [m for m in self.models if m.available]
+
+    def notes(self) -> list[str]:
+        return [f"{m.id}: not available ({m.reason})" for m in self.models if not m.available]
+
+    def _embed(self, model, img: np.ndarray, key: str | None):
+        if key is not None and (model.id, key) in self._cache:
+            return self._cache[(model.id, key)]
+        e = model.embed(img)
+        if key is not None:
+            self._cache[(model.id, key)] = e
+        return e
+
+    def scores(self, pred: np.ndarray, target: np.ndarray, target_key: str | None) -> dict:
+        """{csim_<model>: float|None, face_found_<model>: bool|None} per available model. CSIM is None when a
+        face is missing; face_found is None when the *target* has no face (not the method's failure)."""
+        out = {}
+        for m in self.available:
+            ref = self._embed(m, target, target_key)
+            emb = m.embed(pred) if ref is not None else None
+            out[m.id] = None if emb is None else self._mod.cosine(emb, ref)
+            out[f"face_found_{_short(m)}"] = None if ref is None else emb is not None
+        return out
+
+
+def _short(model) -> str:
+    return model.id.removeprefix("csim_")
+
+
+def _fail_rate(found) -> float | None:
+    """Detection failure rate over views whose target had a face (found is None otherwise)."""
+    f = [x for x in found if x is not None]
+    return 1.0 - float(np.mean(f)) if f else None
+
+
+def image_key(img: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+
+
+@dataclass
+class Output:
+    metrics: dict
+    views: list
+    curves: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)  # view name -> rgb float [H,W,3] (for thumbnails)
+    notes: list = field(default_factory=list)
+    status: str = "ok"
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------------------------- protocols
+
+class Protocol:
+    id: str
+    version: str
+    description: str
+    primary: tuple[str, ...]  # metrics the leaderboard's overall rank averages
+
+    def applicable(self, dataset) -> str | None:
+        """None when the dataset supports this protocol, else why not."""
+        return None
+
+    def source(self, subject) -> np.ndarray:
+        """The image the method reconstructs from."""
+        return subject.image
+
+    def config(self, settings: Settings) -> dict:
+        return settings.to_dict()
+
+    def run(self, avatar, subject, ctx: "Context") -> Output:
+        raise NotImplementedError
+
+
+class InputView(Protocol):
+    id, version = "input-view", "1"
+    description = ("render at the avatar's fitted input camera; compare with the photo (full image and "
+                   "the photo's dilated face-oval mask) and its identity")
+    primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib")
+
+    def run(self, avatar, subject, ctx):
+        photo = subject.image
+        wh = fit_size(photo.shape[1], photo.shape[0], ctx.settings.size)
+        target = resize_image(photo, wh)
+        cam = avatar.input_camera.resized(*wh)
+        r = avatar.render(cam, None, WHITE)
+        mask = ctx.face_mask(target)
+        pred, tgt = r.rgb, to_float(target)
+        m = ctx.image_metrics(pred, tgt, mask)
+        notes = []
+        if mask is None:
+            notes.append("no face found in the photo at this size: masked metrics not computed")
+        else:
+            m["alpha_face_coverage"] = float(r.alpha[mask].mean())
+        ident = ctx.identity.scores(pred, tgt, image_key(target))
+        m.update({k: v for k, v in ident.items() if k.startswith("csim_")})
+        view = {"view": "input", **m, **{k: v for k, v in ident.items() if k.startswith("face_found")}}
+        return Output(m, [view], images={"input": pred, "photo": tgt}, notes=notes)
+
+
+class Sweep360(Protocol):
+    id, version = "sweep-360", "1"
+    description = ("yaw sweep every 15° over the full circle at pitch 0, plus pitch ±20° at yaw 0: identity "
+                   "vs the photo per yaw (detection failures counted), depth reprojection between "
+                   "neighbouring yaws, hole fraction inside the silhouette")
+    primary = ("csim_dlib", "face_detect_fail_rate_dlib", "depth_reproj_error", "hole_fraction")
+    YAWS = tuple(range(-180, 180, 15))
+    PITCHES = (20, -20)
+    THUMB_VIEWS = ("yaw+000_pitch+00", "yaw+045_pitch+00", "yaw+090_pitch+00", "yaw+180_pitch+00",
+                   "yaw-090_pitch+00", "yaw-045_pitch+00", "yaw+000_pitch+20")
+
+    def config(self, settings):
+        return {**settings.to_dict(), "yaws_deg": list(self.YAWS), "pitches_deg_at_yaw0": list(self.PITCHES)}
+
+    def run(self, avatar, subject, ctx):
+        from evaluation.consistency import depth_reprojection_error
+        poses = [(y, 0) for y in self.YAWS] + [(0, p) for p in self.PITCHES]
+        cams = orbit_cameras(avatar, poses, ctx.settings)
+        photo = subject.image
+        target = to_float(resize_image(photo, fit_size(photo.shape[1], photo.shape[0], ctx.settings.size)))
+        tkey = image_key(target)
+        renders, views, images = [], [], {}
+        for (yaw, pitch), cam in zip(poses, cams):
+            r = avatar.render(cam, None, WHITE)
+            renders.append(r)
+            name = view_name(yaw, pitch)
+            v = {"view": name, "yaw_deg": yaw, "pitch_deg": pitch, "hole_fraction": hole_fraction(r.alpha),
+                 "silhouette_fraction": float((r.alpha > 0.5).mean())}
+            if abs(yaw) <= ctx.settings.identity_max_yaw_deg:
+                v.update(ctx.identity.scores(r.rgb, target, tkey))
+            views.append(v)
+            if name in self.THUMB_VIEWS:
+                images[name] = r.rgb
+        ring = len(self.YAWS)
+        pairs = []
+        for i in range(ring):  # neighbours on the pitch-0 ring, wrapping 165° -> -180°
+            j = (i + 1) % ring
+            a, b = renders[i], renders[j]
+            d = depth_reprojection_error(a.depth, a.alpha, cams[i], b.depth, b.alpha, cams[j])
+            pairs.append({"yaw_a_deg": self.YAWS[i], "yaw_b_deg": self.YAWS[j],
+                          "depth_reproj_error": d["mean_abs_m"], "depth_reproj_valid_fraction": d["valid_fraction"]})
+        metrics = {"hole_fraction": _mean(v["hole_fraction"] for v in views),
+                   "hole_fraction_max": max((v["hole_fraction"] for v in views if v["hole_fraction"] is not None),
+                                            default=None),
+                   "depth_reproj_error": _mean(p["depth_reproj_error"] for p in pairs),
+                   "depth_reproj_valid_fraction": _mean(p["depth_reproj_valid_fraction"] for p in pairs)}
+        scored = [v for v in views if abs(v["yaw_deg"]) <= ctx.settings.identity_max_yaw_deg]
+        for m in ctx.identity.available:
+            metrics[m.id] = _mean(v.get(m.id) for v in scored)
+            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in scored)
+        curves = {"yaw_deg": list(self.YAWS),
+                  "hole_fraction": [v["hole_fraction"] for v in views[:ring]],
+                  "pairs": pairs}
+        for m in ctx.identity.available:
+            curves[m.id] = [v.get(m.id) for v in views[:ring]]
+            curves[f"face_found_{_short(m)}"] = [v.get(f"face_found_{_short(m)}") for v in views[:ring]]
+        notes = [f"identity scored for |yaw| <= {ctx.settings.identity_max_yaw_deg:g}°; CSIM means are over "
+                 f"views where a face was found, failures are in face_detect_fail_rate_*"]
+        return Output(metrics, views, curves, images, notes)
+
+
+class MultiviewGT(Protocol):
+    id, version = "multiview-gt", "1"
+    description = ("novel views with ground-truth cameras and images: PSNR/SSIM/LPIPS (full and masked by "
+                   "the dataset's head mask) and CSIM per view")
+    primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib")
+
+    def applicable(self, dataset):
+        return None if dataset.has_views else f"dataset {dataset.id!r} has no ground-truth views"
+
+    @staticmethod
+    def align(avatar, subject, view_cam: Camera) -> Camera:
+        """The ground-truth view camera expressed in the avatar's world.
+
+        The avatar's input camera and the dataset's input camera are the same physical camera; the
+        relative pose input -> view is taken from the dataset, with its translation scaled by
+        s = (depth of the avatar's head centre in its input camera) / (depth of the dataset's head centre
+        in the dataset's input camera), since one photo fixes the scene only up to scale."""
+        gt_in, av_in = subject.input_camera, avatar.input_camera
+        rel = view_cam.world_to_cam @ np.linalg.inv(gt_in.world_to_cam)  # dataset input cam -> view cam
+        z_gt = float(gt_in.to_camera(np.asarray(subject.head_center, np.float64)[None])[0, 2])
+        z_av = float(av_in.to_camera(np.asarray(avatar.head_center, np.float64)[None])[0, 2])
+        s = z_av / z_gt if z_gt > 0 and z_av > 0 else 1.0
+        rel = rel.copy()
+        rel[:3, 3] *= s
+        return Camera(view_cam.K, rel @ av_in.world_to_cam, view_cam.width, view_cam.height)
+
+    def run(self, avatar, subject, ctx):
+        views, images, notes = [], {}, []
+        for gv in subject.views:
+            wh = fit_size(gv.camera.width, gv.camera.height, ctx.settings.size)
+            cam = self.align(avatar, subject, gv.camera).resized(*wh)
+            r = avatar.render(cam, None, WHITE)
+            tgt = to_float(resize_image(gv.image, wh))
+            mask = None
+            if gv.mask is not None:
+                mask = resize_image(np.repeat(gv.mask[..., None].astype(np.uint8) * 255, 3, 2), wh)[..., 0] >= 128
+                mask = mask if mask.any() else None
+            m = ctx.image_metrics(r.rgb, tgt, mask)
+            m.update(ctx.identity.scores(r.rgb, tgt, image_key(tgt)))
+            views.append({"view": gv.name, **m})
+            if len(images) < 6:
+                images[gv.name] = r.rgb
+        if not views:
+            return Output({}, [], status="failed", reason="subject has no ground-truth views")
+        keys = [k for k in views[0] if k != "view" and not k.startswith("face_found")]
+        metrics = {k: _mean(v.get(k) for v in views) for k in keys}
+        for m in ctx.identity.available:
+            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in views)
+        if any(gv.mask is None for gv in subject.views):
+            notes.append("some views have no mask: their masked metrics are missing")
+        return Output(metrics, views, images=images, notes=notes)
+
+
+class Reenactment(Protocol):
+    id, version = "reenactment", "1"
+    description = ("self-reenactment: reconstruct from frame 0, drive with each later frame's retargeted "
+                   "controls at the input camera, compare with that frame (PSNR/SSIM/LPIPS full and face-masked, "
+                   "CSIM, AKD on mediapipe's 478 landmarks in px at the compared size); frame 0 is not scored")
+    primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib", "akd")
+
+    def applicable(self, dataset):
+        return None if dataset.has_frames else f"dataset {dataset.id!r} has no video frames"
+
+    def source(self, subject):
+        return subject.frames[0]
+
+    def run(self, avatar, subject, ctx):
+        from evaluation.consistency import akd
+        from model.errors import InputError
+        from model.landmarks import detect_landmarks
+        if not getattr(avatar, "animatable", False) or not callable(getattr(avatar, "retarget", None)):
+            return Output({}, [], status="skipped", reason="skipped: not animatable")
+        if len(subject.frames) < 2:
+            return Output({}, [], status="failed", reason="fewer than 2 frames")
+        src = subject.frames[0]
+        wh = fit_size(src.shape[1], src.shape[0], ctx.settings.size)
+        cam = avatar.input_camera.resized(*wh)
+        views, images, akd_fail = [], {}, 0
+        for i, frame in enumerate(subject.frames[1:], start=1):
+            controls = avatar.retarget(frame)
+            r = avatar.render(cam, controls, WHITE)
+            target = resize_image(frame, wh)
+            tgt = to_float(target)
+            mask = ctx.face_mask(target)
+            m = ctx.image_metrics(r.rgb, tgt, mask)
+            m.update(ctx.identity.scores(r.rgb, tgt, image_key(tgt)))
+            try:
+                lp = detect_landmarks(to_u8(r.rgb), min_face_px=8).xy
+                lt = detect_landmarks(target, min_face_px=8).xy
+                m["akd"] = float(akd(lp, lt))
+            except InputError:
+                m["akd"] = None
+                akd_fail += 1
+            views.append({"view": f"frame{i:04d}", **m})
+            if i in (1, len(subject.frames) // 2, len(subject.frames) - 1):
+                images[f"frame{i:04d}"] = r.rgb
+        keys = [k for k in views[0] if k != "view" and not k.startswith("face_found")]
+        metrics = {k: _mean(v.get(k) for v in views) for k in keys}
+        metrics["akd_fail_rate"] = akd_fail / len(views)
+        for m in ctx.identity.available:
+            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in views)
+        return Output(metrics, views, images=images,
+                      notes=[f"AKD: frames where mediapipe found no face in the render: {akd_fail}"])
+
+
+PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (InputView(), Sweep360(), MultiviewGT(), Reenactment())}
+EXTRA_METRICS["akd_fail_rate"] = (False, "fraction of reenacted frames whose render had no landmarks (no AKD)")
+
+
+def resolve_protocols(text: str) -> list[str]:
+    ids = list(PROTOCOLS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [i for i in ids if i not in PROTOCOLS]
+    if unknown or not ids:
+        raise ValueError(f"unknown protocol(s) {unknown}; known: {', '.join(PROTOCOLS)}")
+    return list(dict.fromkeys(ids))
+
+
+# ------------------------------------------------------------------------------------- runner
+
+class Context:
+    """What protocols share during a run: settings, identity models, cached face masks."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.identity = Identity()
+        self._masks: dict[str, np.ndarray | None] = {}
+
+    def face_mask(self, image: np.ndarray):
+        k = image_key(image)
+        if k not in self._masks:
+            self._masks[k] = face_mask(image)
+        return self._masks[k]
+
+    def image_metrics(self, pred, target, mask):
+        from evaluation.metrics import image_metrics
+        return image_metrics(pred, target, mask, nets=self.settings.lpips_nets)
+
+
+def _seed(seed: int = 0) -> dict:
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+    return {"python": seed, "numpy": seed, "torch": seed}
+
+
+def method_record(method, spec=None) -> dict:
+    info = method.info
+    cfg = dict(getattr(info, "parameters", {}) or {})
+    if spec is not None:
+        cfg.update(dict(getattr(spec, "options", ()) or ()))
+    return {"id": spec.id if spec is not None else info.id, "name": spec.name if spec is not None else info.name,
+            "version": str(info.version), "config": cfg, "animatable": bool(info.animatable),
+            "kind": getattr(spec, "kind", None), "class_id": info.id}
+
+
+def save_thumbnail(path: Path, rgb: np.ndarray, px: int = THUMB_PX) -> None:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(to_u8(rgb))
+    im.thumbnail((px, px), Image.LANCZOS)
+    tmp = path.with_suffix(".tmp.jpg")
+    im.save(tmp, quality=85)
+    tmp.replace(path)
+
+
+def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out: str | Path,
+                   force: bool = False, settings: Settings = Settings(), methods: dict | None = None,
+                   progress: bool = True, strict: bool = False, log=print) -> list[Path]:
+    """Evaluate methods on a dataset under protocols; write one result per subject + a summary.
+
+    methods: optional {id: Method instance} (tests, external code); otherwise ids come from
+    baselines.registry. Existing results are kept (and not recomputed) unless force. A method that
+    raises on a subject gets a "failed" result with the error (strict=True re-raises instead).
+    Returns the paths of the result files written."""
+    from tqdm import tqdm
+
+    from evaluation import metrics as metrics_mod
+    from evaluation import results as R
+    out = Path(out)
+    protos = []
+    for pid in protocol_ids:
+        why = PROTOCOLS[pid].applicable(dataset)
+        if why:
+            log(f"[skip] protocol {pid}: {why}")
+        else:
+            protos.append(PROTOCOLS[pid])
+    env = R.environment()
+    prov = metrics_mod.provenance()
+    ctx = Context(settings)
+    written: list[Path] = []
+    ds_rec = dataset.record()
+    jobs = [(mid, sid) for mid in method_ids for sid in dataset.subject_ids]
+    bar = tqdm(total=len(jobs) * len(protos), disable=not progress, desc="evaluate", unit="run", file=sys.stderr)
+    by_method: dict[str, dict[str, list]] = {}
+    for mid in method_ids:
+        spec = None
+        if methods and mid in methods:
+            method = methods[mid]
+        else:
+            from baselines.registry import get_method, get_spec
+            spec = get_spec(mid)
+            method = get_method(mid)
+        mrec = method_record(method, spec)
+        avatars: dict[str, tuple] = {}  # image key -> (avatar | exception, seconds)
+        for sid in dataset.subject_ids:
+            subject = None
+            for proto in protos:
+                bar.set_postfix_str(f"{mid} / {sid} / {proto.id}")
+                path = R.result_path(out, dataset.slug, proto.id, mid, sid)
+                if path.exists() and not force:
+                    log(f"[keep] {path} exists (use --force to recompute)")
+                    by_method.setdefault(mid, {}).setdefault(proto.id, [])
+                    bar.update()
+                    continue
+                subject = subject or dataset.subject(sid)
+                t0 = time.perf_counter()
+                src = proto.source(subject)
+                key = image_key(src)
+                seeds = _seed(0)
+                fresh = key not in avatars
+                if fresh:
+                    t = time.perf_counter()
+                    try:
+                        avatars[key] = (method.reconstruct(src), time.perf_counter() - t)
+                    except Exception as e:  # noqa: BLE001 - recorded as a failed result, shown in the table
+                        if strict:
+                            raise
+                        avatars[key] = (e, time.perf_counter() - t)
+                avatar, rec_s = avatars[key]
+                t1 = time.perf_counter()
+                if isinstance(avatar, Exception):
+                    o = Output({}, [], status="failed", reason=f"reconstruct: {type(avatar).__name__}: {avatar}")
+                else:
+                    try:
+                        o = proto.run(avatar, subject, ctx)
+                    except Exception as e:  # noqa: BLE001
+                        if strict:
+                            raise
+                        tb = traceback.format_exc(limit=-3)
+                        print(tb, file=sys.stderr)
+                        o = Output({}, [], status="failed", reason=f"{proto.id}: {type(e).__name__}: {e}")
+                t2 = time.perf_counter()
+                thumbs = {}
+                if settings.thumbs and o.images:
+                    for name, img in o.images.items():
+                        tp = R.result_dir(out, dataset.slug, proto.id, mid) / R.THUMBS_DIR / R.slug(sid) / f"{R.slug(name)}.jpg"
+                        save_thumbnail(tp, img)
+                        thumbs[name] = tp.relative_to(out).as_posix()
+                if o.status == "failed":
+                    log(f"[fail] {mid} / {sid} / {proto.id}: {o.reason}")
+                res = R.new_result(
+                    method=mrec, dataset=ds_rec, protocol={"id": proto.id, "version": proto.version,
+                                                           "description": proto.description,
+                                                           "config": proto.config(settings)},
+                    subject=sid, status=o.status, reason=o.reason, metrics=o.metrics, views=o.views,
+                    curves=o.curves, thumbnails=thumbs, provenance={"metrics": prov}, environment_info=env,
+                    seeds=seeds, notes=o.notes + ctx.identity.notes(),
+                    timings={"reconstruct_s": rec_s, "protocol_s": t2 - t1, "total_s": time.perf_counter() - t0,
+                             "reconstruct_reused": not fresh})
+                written.append(R.write_result(path, res, force=force))
+                by_method.setdefault(mid, {}).setdefault(proto.id, [])
+                bar.update()
+    bar.close()
+    # summaries are derived from all result files of each method x protocol (fresh or kept)
+    for mid, per_proto in by_method.items():
+        for pid in per_proto:
+            d = R.result_dir(out, dataset.slug, pid, mid)
+            res = [R.load_result(p) for p in sorted(d.glob("*.json")) if p.name != R.SUMMARY_NAME]
+            res = [r for r in res if r["kind"] == "result"]
+            if res:
+                R.write_result(d / R.SUMMARY_NAME, R.summarize(res), force=True)
+    return written
