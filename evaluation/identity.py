@@ -9,7 +9,9 @@
   taken from the project's mediapipe face mesh (eye centres, nose tip, mouth corners), not from the
   pack's detector, so the value can differ slightly from insightface's own pipeline.
 
-CSIM = cosine similarity of the two embeddings. `embed` returns None when no face is found; callers
+CSIM = cosine similarity of the two embeddings. The scales differ by model: dlib descriptors of any
+two faces have a high cosine (astronaut vs Grace Hopper: 0.88, the same photo blurred: 0.97), so
+csim_dlib and csim_arcface are separate columns and never substitute for one another. `embed` returns None when no face is found; callers
 count those as detection failures (see `csim_many`), never drop them silently.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-DLIB_DETECT_MAX_SIDE = 320  # detection runs on a copy at most this large, upsampled once by dlib
+DLIB_DETECT_MAX_SIDE = 640  # detection runs on a copy at most this large (speed), upsampled once by dlib
 DLIB_SAME_PERSON_L2 = 0.6
 ARCFACE_NAME_PATTERNS = ("*w600k*.onnx", "glintr100*.onnx", "*arcface*.onnx")
 
@@ -55,8 +57,8 @@ class IdentityModel:
     weights: dict = field(default_factory=dict)  # file name -> sha256
 
     def embed(self, image) -> np.ndarray | None:
-        """Unit-norm embedding of the largest face in an RGB image [H,W,3] (uint8, or float in [0,1]);
-        None when no face is found."""
+        """Embedding of the largest face in an RGB image [H,W,3] (uint8, or float in [0,1]); None when no
+        face is found. Raw model output (dlib: 128-d, same person when L2 < 0.6; ArcFace: 512-d)."""
         if not self.available:
             raise RuntimeError(f"identity model {self.id} is not available: {self.reason}")
         return self._embed(_as_uint8(image))
@@ -115,8 +117,7 @@ class _DlibModel(IdentityModel):
             return None
         with self._lock:
             shape = self._shape(image, rect)
-            d = np.asarray(self._rec.compute_face_descriptor(image, shape), dtype=np.float64)
-        return d / np.linalg.norm(d)
+            return np.asarray(self._rec.compute_face_descriptor(image, shape), dtype=np.float64)
 
 
 _cache: dict[str, IdentityModel] = {}
@@ -180,6 +181,21 @@ def five_points(landmarks_xy: np.ndarray) -> np.ndarray:
                      p[_MP_MOUTH_L]]).astype(np.float32)
 
 
+def arcface_crop(image: np.ndarray, points: np.ndarray, size: int = 112) -> np.ndarray:
+    """insightface's norm_crop: similarity transform (least squares) of the 5 points [5,2] onto
+    insightface's ArcFace template, warped to [size, size, 3]. Re-stated with skimage's
+    non-deprecated estimator (insightface's own call uses an API that skimage 2.2 removes)."""
+    import cv2
+    from insightface.utils.face_align import arcface_dst
+    from skimage.transform import SimilarityTransform
+    if size % 112:
+        raise ValueError(f"ArcFace crop size must be a multiple of 112, got {size}")
+    tform = SimilarityTransform.from_estimate(np.asarray(points, np.float64), arcface_dst * (size / 112.0))
+    if not tform:
+        raise ValueError("could not estimate the ArcFace alignment from the 5 face points")
+    return cv2.warpAffine(image, tform.params[:2], (size, size), borderValue=0.0)
+
+
 class _ArcFaceModel(IdentityModel):
     def __init__(self, onnx_path: Path):
         import onnxruntime
@@ -193,15 +209,13 @@ class _ArcFaceModel(IdentityModel):
 
     def _embed(self, image):
         from model.landmarks import detect_all
-        from insightface.utils.face_align import norm_crop
         faces = detect_all(image)
         if not faces:
             return None
-        crop = norm_crop(image, five_points(faces[0].xy), image_size=self.size)  # RGB stays RGB
+        crop = arcface_crop(image, five_points(faces[0].xy), self.size)
         # insightface's ArcFaceONNX: blobFromImage(BGR, swapRB=True) -> the network takes RGB, (x-127.5)/127.5
         x = ((crop.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
-        e = np.asarray(self._session.run(None, {self._input_name: x})[0], dtype=np.float64).ravel()
-        return e / np.linalg.norm(e)
+        return np.asarray(self._session.run(None, {self._input_name: x})[0], dtype=np.float64).ravel()
 
 
 def arcface_model(roots: list[Path] | None = None) -> IdentityModel:

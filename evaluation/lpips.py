@@ -108,6 +108,10 @@ class LPIPSNet:
         backbone = params["AlexNet_0" if net == "alex" else "VGG16_0"]
         n_conv = len(_ALEX) if net == "alex" else sum(_VGG_BLOCKS)
         self.convs = [_conv(backbone[f"Conv_{i}"]) for i in range(n_conv)]
+        # VGG's 3x3 convolutions run ~3x faster on this CPU in channels_last (oneDNN), same values to 1e-6;
+        # AlexNet's strided 11x11 first layer is faster in the default layout
+        self.memory_format = torch.channels_last if net == "vgg" else torch.contiguous_format
+        self.convs = [(w.contiguous(memory_format=self.memory_format), b) for w, b in self.convs]
         self.lins = [_conv(params[f"NetLinLayer_{i}"]["Conv_0"])[0] for i in range(5)]  # [1, C_l, 1, 1]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -135,6 +139,7 @@ class LPIPSNet:
         """Per-layer distance maps d_l [B,1,h_l,w_l] for x, y [B,3,H,W] in [-1, 1]."""
         b = x.shape[0]
         z = (torch.cat([x, y]) - _SHIFT) / _SCALE  # one backbone pass for both images
+        z = z.contiguous(memory_format=self.memory_format)
         maps = []
         for f, lin in zip(self.features(z), self.lins):
             f = f / (torch.sqrt((f * f).sum(1, keepdim=True)) + 1e-10)

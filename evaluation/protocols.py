@@ -4,10 +4,10 @@ Shared rendering rules (every method gets exactly the same cameras and compositi
 - Background: white (1, 1, 1). Every render is composited on white by Avatar.render, and ground-truth
   images of the synthetic set are rendered on white too. Real photos keep their own background, so on
   real photos the *full-image* numbers include the background and the *masked* ones are the fair ones.
-- Orbit cameras (sweep-360) look at `avatar.head_center` from a distance FRAMING * head_radius /
-  sin(fov_y / 2) (the head's bounding sphere fills 1/FRAMING of the frame height), fov_y = 20°, square
-  images of `size` px: the same intrinsics for every method; only the target and distance follow the
-  avatar's own head box.
+- Orbit cameras (sweep-360) are model.camera.framing_camera(head_center, head_radius, yaw, pitch, size):
+  fov_y = 20°, the head's bounding sphere spans `fill` = 0.85 of the image height, square images of
+  `size` px: the same intrinsics for every method; only the target and distance follow the avatar's
+  own head centre and radius.
 - Images are compared at `size` px on their long side: the photo is downscaled with PIL's area-averaging
   "reduce"+LANCZOS resize and the camera with Camera.resized (intrinsics scaled, pixel centres kept).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.camera import Camera, orbit_camera
+from model.camera import Camera, framing_camera
 
 WHITE = (1.0, 1.0, 1.0)
 MASK_DILATE = 0.06  # fraction of the face's larger side
@@ -41,7 +41,7 @@ THUMB_PX = 128
 class Settings:
     size: int = 256  # compared / rendered image side, px
     fov_y_deg: float = 20.0
-    framing: float = 1.25
+    fill: float = 0.85  # the head's bounding sphere spans this fraction of the image height
     lpips_nets: tuple = ("alex", "vgg")
     identity_max_yaw_deg: float = 90.0  # sweep views further round than this get no identity score
     thumbs: bool = True
@@ -126,11 +126,11 @@ def hole_fraction(alpha: np.ndarray) -> float | None:
 
 
 def orbit_cameras(avatar, views: list[tuple[float, float]], settings: Settings) -> list[Camera]:
-    """Cameras at (yaw, pitch) degrees around the avatar's head (see module docstring)."""
-    fov = np.deg2rad(settings.fov_y_deg)
-    radius = settings.framing * float(avatar.head_radius) / np.sin(fov / 2)
-    return [orbit_camera(np.deg2rad(y), np.deg2rad(p), radius, np.asarray(avatar.head_center, np.float64),
-                         settings.size, settings.size, fov) for y, p in views]
+    """Cameras at (yaw, pitch) degrees around the avatar's head: model.camera.framing_camera, the one
+    framing rule (external predictions are rendered at exactly these cameras)."""
+    return [framing_camera(np.asarray(avatar.head_center, np.float64), float(avatar.head_radius), np.deg2rad(y),
+                           np.deg2rad(p), settings.size, np.deg2rad(settings.fov_y_deg), settings.fill)
+            for y, p in views]
 
 
 def view_name(yaw: float, pitch: float) -> str:
@@ -286,8 +286,13 @@ class Sweep360(Protocol):
             if name in self.THUMB_VIEWS:
                 images[name] = r.rgb
         ring = len(self.YAWS)
-        pairs = []
-        for i in range(ring):  # neighbours on the pitch-0 ring, wrapping 165° -> -180°
+        pairs, notes = [], []
+        if not getattr(avatar, "provides_depth", True):  # e.g. external predictions without depth maps
+            notes.append("no depth from this method: depth reprojection not computed")
+            ring_pairs = []
+        else:
+            ring_pairs = range(ring)
+        for i in ring_pairs:  # neighbours on the pitch-0 ring, wrapping 165° -> -180°
             j = (i + 1) % ring
             a, b = renders[i], renders[j]
             d = depth_reprojection_error(a.depth, a.alpha, cams[i], b.depth, b.alpha, cams[j])
@@ -308,7 +313,7 @@ class Sweep360(Protocol):
         for m in ctx.identity.available:
             curves[m.id] = [v.get(m.id) for v in views[:ring]]
             curves[f"face_found_{_short(m)}"] = [v.get(f"face_found_{_short(m)}") for v in views[:ring]]
-        notes = [f"identity scored for |yaw| <= {ctx.settings.identity_max_yaw_deg:g}°; CSIM means are over "
+        notes += [f"identity scored for |yaw| <= {ctx.settings.identity_max_yaw_deg:g}°; CSIM means are over "
                  f"views where a face was found, failures are in face_detect_fail_rate_*"]
         return Output(metrics, views, curves, images, notes)
 
@@ -380,9 +385,7 @@ class Reenactment(Protocol):
         return subject.frames[0]
 
     def run(self, avatar, subject, ctx):
-        from evaluation.consistency import akd
-        from model.errors import InputError
-        from model.landmarks import detect_landmarks
+        from evaluation.consistency import akd_images
         if not getattr(avatar, "animatable", False) or not callable(getattr(avatar, "retarget", None)):
             return Output({}, [], status="skipped", reason="skipped: not animatable")
         if len(subject.frames) < 2:
@@ -399,13 +402,8 @@ class Reenactment(Protocol):
             mask = ctx.face_mask(target)
             m = ctx.image_metrics(r.rgb, tgt, mask)
             m.update(ctx.identity.scores(r.rgb, tgt, image_key(tgt)))
-            try:
-                lp = detect_landmarks(to_u8(r.rgb), min_face_px=8).xy
-                lt = detect_landmarks(target, min_face_px=8).xy
-                m["akd"] = float(akd(lp, lt))
-            except InputError:
-                m["akd"] = None
-                akd_fail += 1
+            m["akd"] = akd_images(r.rgb, tgt)  # None when a face is missing in either image
+            akd_fail += m["akd"] is None
             views.append({"view": f"frame{i:04d}", **m})
             if i in (1, len(subject.frames) // 2, len(subject.frames) - 1):
                 images[f"frame{i:04d}"] = r.rgb
@@ -415,11 +413,11 @@ class Reenactment(Protocol):
         for m in ctx.identity.available:
             metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in views)
         return Output(metrics, views, images=images,
-                      notes=[f"AKD: frames where mediapipe found no face in the render: {akd_fail}"])
+                      notes=[f"AKD: frames where mediapipe found no face (render or frame): {akd_fail}"])
 
 
 PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (InputView(), Sweep360(), MultiviewGT(), Reenactment())}
-EXTRA_METRICS["akd_fail_rate"] = (False, "fraction of reenacted frames whose render had no landmarks (no AKD)")
+EXTRA_METRICS["akd_fail_rate"] = (False, "fraction of reenacted frames without landmarks in the render or frame (no AKD)")
 
 
 def resolve_protocols(text: str) -> list[str]:
@@ -431,6 +429,10 @@ def resolve_protocols(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- runner
+
+class MethodLoadError(RuntimeError):
+    """Some methods could not be instantiated (missing module or dependency); nothing was written for them."""
+
 
 class Context:
     """What protocols share during a run: settings, identity models, cached face masks."""
@@ -511,14 +513,23 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
     jobs = [(mid, sid) for mid in method_ids for sid in dataset.subject_ids]
     bar = tqdm(total=len(jobs) * len(protos), disable=not progress, desc="evaluate", unit="run", file=sys.stderr)
     by_method: dict[str, dict[str, list]] = {}
+    load_errors: list[str] = []
     for mid in method_ids:
         spec = None
         if methods and mid in methods:
             method = methods[mid]
         else:
-            from baselines.registry import get_method, get_spec
+            from baselines.registry import get_spec
             spec = get_spec(mid)
-            method = get_method(mid)
+            try:
+                method = spec.load()
+            except Exception as e:  # noqa: BLE001 - an install problem, not a result: write nothing
+                if strict:
+                    raise
+                log(f"[error] method {mid}: cannot be loaded ({type(e).__name__}: {e}); no results written")
+                load_errors.append(mid)
+                bar.update(len(dataset.subject_ids) * len(protos))
+                continue
         mrec = method_record(method, spec)
         avatars: dict[str, tuple] = {}  # image key -> (avatar | exception, seconds)
         for sid in dataset.subject_ids:
@@ -588,4 +599,6 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
             res = [r for r in res if r["kind"] == "result"]
             if res:
                 R.write_result(d / R.SUMMARY_NAME, R.summarize(res), force=True)
+    if load_errors:
+        raise MethodLoadError(f"method(s) could not be loaded: {', '.join(load_errors)} (other results were written)")
     return written

@@ -38,22 +38,26 @@ EPS2D = 0.3  # px²: gsplat's low-pass blur added to the 2D covariance diagonal
 ALPHA_MIN = np.float32(1.0 / 255.0)  # gsplat ALPHA_THRESHOLD
 ALPHA_MAX = np.float32(0.999)
 T_MIN = np.float32(1e-4)  # transmittance at which a pixel stops
-TILE = 16  # px; tile lists stay short and a tile's pixel buffers stay in L1
+TILE_W, TILE_H = 16, 16  # px; the width a power of 2 (see _raster)
 
 _LN255 = math.log(255.0)
-_SPAN_EPS = 1e-3  # px: widen analytic spans so float rounding never drops a pixel that passes the alpha test
+_SPAN_EPS = 1e-3  # px: widen analytic extents so float rounding never drops a pixel that passes the alpha test
 
-# per-Gaussian projected record, float32 columns of `proj`
-_U, _V, _A, _B, _C, _OP, _SIGMAX, _Z, _NCOL = range(9)
+# per-Gaussian projected record, float32 columns of `proj`. With the blurred 2D covariance
+# [[c00, c01], [c01, c11]] and d = pixel - mean, σ = ½A(dx + β dy)² + γ dy² (A = c11/det, β = -c01/c11,
+# γ = 1/(2 c11)): the same value as ½dᵀΣ⁻¹d as a sum of two non-negative terms, so float32 keeps its
+# precision for needles (the expanded form cancels terms ~1e4 times larger than σ).
+_U, _V, _A, _BETA, _GAMMA, _OP, _SMAX, _Z, _HX, _DSTAR, _NCOL = range(11)
+_R, _G, _B, _NREC = range(_NCOL, _NCOL + 4)  # after sorting, colour joins the record
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _project(means, quats, scales, opacities, w2c, fx, fy, cx, cy, width, height, near, eps2d, proj, bbox, valid):
     """Project N Gaussians. means/quats/scales/opacities float32 [N,3]/[N,4]/[N,3]/[N];
     w2c float64 [4,4]; K in this project's convention (integer pixel centres).
-    Writes proj float32 [N,_NCOL] (u, v px; conic A, B, C with σ = ½A dx² + B dx dy + ½C dy²;
-    opacity; σ_max = ln(255·o) the σ beyond which alpha < 1/255; z metres), bbox int32 [N,4]
-    (x0, x1, y0, y1 inclusive, clipped to the image) and valid bool [N]."""
+    Writes proj float32 [N,_NCOL] (u, v px; A, β, γ of σ; opacity; σ_max = ln(255·o), the σ beyond
+    which alpha < 1/255; z metres; ellipse half width and the dy of its rightmost point, px),
+    bbox int32 [N,4] (x0, x1, y0, y1 inclusive, clipped to the image) and valid bool [N]."""
     n = means.shape[0]
     # gsplat's clamp limits, computed with its half-pixel-shifted principal point
     gcx = cx + 0.5
@@ -132,24 +136,27 @@ def _project(means, quats, scales, opacities, w2c, fx, fy, cx, cy, width, height
         u = fx * x * rz + cx
         v = fy * y * rz + cy
         smax = math.log(o) + _LN255
-        # exact extent of the ellipse σ <= σ_max; gsplat caps it at 3.33σ, which never binds for o <= 1
-        ext = min(math.sqrt(2.0 * smax), 3.33)
-        hx = ext * math.sqrt(c00) + _SPAN_EPS
-        hy = ext * math.sqrt(c11) + _SPAN_EPS
-        x0 = max(0, math.ceil(u - hx))
-        x1 = min(width - 1, math.floor(u + hx))
-        y0 = max(0, math.ceil(v - hy))
-        y1 = min(height - 1, math.floor(v + hy))
+        # the ellipse σ <= σ_max is exactly where alpha >= 1/255; gsplat caps its box at 3.33σ, which
+        # only binds for o > 1
+        k = min(2.0 * smax, 3.33 * 3.33)
+        hx = math.sqrt(k * c00)
+        hy = math.sqrt(k * c11)
+        x0 = max(0, math.ceil(u - hx - _SPAN_EPS))
+        x1 = min(width - 1, math.floor(u + hx + _SPAN_EPS))
+        y0 = max(0, math.ceil(v - hy - _SPAN_EPS))
+        y1 = min(height - 1, math.floor(v + hy + _SPAN_EPS))
         if x0 > x1 or y0 > y1:
             continue  # entirely off-screen
         proj[i, _U] = u
         proj[i, _V] = v
         proj[i, _A] = c11 / det
-        proj[i, _B] = -c01 / det
-        proj[i, _C] = c00 / det
+        proj[i, _BETA] = -c01 / c11
+        proj[i, _GAMMA] = 0.5 / c11
         proj[i, _OP] = o
-        proj[i, _SIGMAX] = smax
+        proj[i, _SMAX] = smax
         proj[i, _Z] = z
+        proj[i, _HX] = hx
+        proj[i, _DSTAR] = c01 * math.sqrt(k / c00)
         bbox[i, 0] = x0
         bbox[i, 1] = x1
         bbox[i, 2] = y0
@@ -192,159 +199,220 @@ def _depth_order(z, valid):
 
 
 @njit(cache=True, inline="always")
-def _band_xrange(u, v, A, B, C, smax, ya, yb):
-    """x extent (float px) of the ellipse ½A dx² + B dx dy + ½C dy² <= smax within rows ya..yb
-    (float, inclusive). Returns (lo, hi); lo > hi when the band misses the ellipse."""
-    det = A * C - B * B
-    ymax = math.sqrt(2.0 * smax * A / det)  # half height of the ellipse
-    da = max(ya - v, -ymax)
-    db = min(yb - v, ymax)
-    if da > db:
-        return 1.0, 0.0
-    # the right edge u + (-B dy + sqrt(2 A smax - det dy²)) / A is concave in dy and peaks where the
-    # tangent is vertical, dy* = -B sqrt(2 smax / (C det)); the left edge is its mirror image
-    dstar = -B * math.sqrt(2.0 * smax / (C * det))
-    hx = math.sqrt(2.0 * smax * C / det)  # half width of the ellipse
+def _tile_span(rec, bbox, g, ty, tw, th):
+    """Tile columns (lo, hi inclusive) touched in tile row ty (tiles tw x th px) by Gaussian g's ellipse
+    σ <= σ_max (where alpha >= 1/255); lo > hi when none. Small footprints (at most 2 tile columns, or one
+    tile row) take their bounding box's columns: the exact test costs more than the few tiles it saves."""
+    tx0 = bbox[g, 0] // tw
+    tx1 = bbox[g, 1] // tw
+    if tx1 - tx0 <= 1 or bbox[g, 2] // th == bbox[g, 3] // th:
+        return tx0, tx1
+    u = rec[g, _U]
+    v = rec[g, _V]
+    ia = 1.0 / rec[g, _A]
+    beta = rec[g, _BETA]
+    gamma = rec[g, _GAMMA]
+    two_smax = 2.0 * rec[g, _SMAX]
+    hx = rec[g, _HX]
+    dstar = rec[g, _DSTAR]
+    da = max(ty * th, bbox[g, 2]) - v
+    db = min(ty * th + th - 1, bbox[g, 3]) - v
+    # row dy spans dx in -β dy ± sqrt((2σ_max - 2γ dy²) / A): the right end is concave in dy and peaks at
+    # dy* (the ellipse's rightmost point); the left end mirrors it at -dy*
     if da <= dstar <= db:
         hi = u + hx
     else:
         dy = da if dstar < da else db
-        hi = u + (-B * dy + math.sqrt(max(0.0, 2.0 * A * smax - det * dy * dy))) / A
+        hi = u - beta * dy + math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dy * dy) * ia))
     if da <= -dstar <= db:
         lo = u - hx
     else:
         dy = da if -dstar < da else db
-        lo = u + (-B * dy - math.sqrt(max(0.0, 2.0 * A * smax - det * dy * dy))) / A
-    return lo - _SPAN_EPS, hi + _SPAN_EPS
+        lo = u - beta * dy - math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dy * dy) * ia))
+    lo_t = int(math.floor(max(lo - _SPAN_EPS, 0.0))) // tw
+    hi_t = int(math.floor(max(hi + _SPAN_EPS, 0.0))) // tw
+    return max(tx0, lo_t), min(tx1, hi_t)
 
 
-@njit(cache=True, inline="always")
-def _tile_span(proj, bbox, g, ty, tile):
-    """Tile columns (lo, hi inclusive) that Gaussian g's alpha >= 1/255 ellipse touches in tile row ty."""
-    tx0 = bbox[g, 0] // tile
-    tx1 = bbox[g, 1] // tile
-    if tx0 == tx1:
-        return tx0, tx1
-    lo, hi = _band_xrange(proj[g, _U], proj[g, _V], proj[g, _A], proj[g, _B], proj[g, _C], proj[g, _SIGMAX],
-                          float(max(ty * tile, bbox[g, 2])), float(min(ty * tile + tile - 1, bbox[g, 3])))
-    if lo > hi:
-        return 1, 0
-    return max(tx0, int(math.floor(max(lo, 0.0))) // tile), min(tx1, int(math.floor(max(hi, 0.0))) // tile)
-
-
-@njit(cache=True)
-def _bin(order, proj, bbox, tile, ntx, nty):
-    """Counting sort of depth-ordered Gaussians into tiles: (offsets int64 [ntiles+1], ids int32).
-    A Gaussian goes to every tile its alpha >= 1/255 ellipse touches, so each list stays depth ordered."""
-    ntiles = ntx * nty
-    offsets = np.zeros(ntiles + 1, np.int64)
-    for k in range(order.shape[0]):
+@njit(parallel=True, cache=True)
+def _gather(order, proj, bbox, colors):
+    """proj, bbox and colours of the Gaussians in `order` (depth order), as one float32 record
+    [n, _NREC] and bbox [n, 4]: everything after the sort then reads memory in sequence."""
+    n = order.shape[0]
+    rec = np.empty((n, _NREC), np.float32)
+    box = np.empty((n, 4), np.int32)
+    for k in prange(n):
         g = order[k]
-        for ty in range(bbox[g, 2] // tile, bbox[g, 3] // tile + 1):
-            lo, hi = _tile_span(proj, bbox, g, ty, tile)
+        for c in range(_NCOL):
+            rec[k, c] = proj[g, c]
+        rec[k, _R] = colors[g, 0]
+        rec[k, _G] = colors[g, 1]
+        rec[k, _B] = colors[g, 2]
+        for c in range(4):
+            box[k, c] = bbox[g, c]
+    return rec, box
+
+
+@njit(parallel=True, cache=True)
+def _bin(rec, bbox, tw, th, ntx, nty):
+    """Bin depth-ordered Gaussians into tiles of tw x th px: (offsets int64 [ntiles+1], ids int32 [n_isect]),
+    the ids (rows of rec) of tile t being ids[offsets[t]:offsets[t+1]], front to back. A Gaussian goes to
+    every tile its alpha >= 1/255 ellipse touches."""
+    n = rec.shape[0]
+    ntiles = ntx * nty
+    start = np.empty(n + 1, np.int64)  # per Gaussian, then its first slot
+    start[0] = 0
+    for g in prange(n):
+        c = 0
+        for ty in range(bbox[g, 2] // th, bbox[g, 3] // th + 1):
+            lo, hi = _tile_span(rec, bbox, g, ty, tw, th)
+            c += max(0, hi - lo + 1)
+        start[g + 1] = c
+    for g in range(n):
+        start[g + 1] += start[g]
+    keys = np.empty(start[n], np.int32)  # tile of each (Gaussian, tile) pair, pairs in depth order
+    for g in prange(n):
+        j = start[g]
+        for ty in range(bbox[g, 2] // th, bbox[g, 3] // th + 1):
+            lo, hi = _tile_span(rec, bbox, g, ty, tw, th)
             for tx in range(lo, hi + 1):
-                offsets[ty * ntx + tx + 1] += 1
+                keys[j] = ty * ntx + tx
+                j += 1
+    # stable counting sort of the pairs by tile keeps each tile's list in depth order
+    offsets = np.zeros(ntiles + 1, np.int64)
+    for j in range(keys.shape[0]):
+        offsets[keys[j] + 1] += 1
     for t in range(ntiles):
         offsets[t + 1] += offsets[t]
     cursor = offsets[:ntiles].copy()
-    ids = np.empty(offsets[ntiles], np.int32)
-    for k in range(order.shape[0]):
-        g = order[k]
-        for ty in range(bbox[g, 2] // tile, bbox[g, 3] // tile + 1):
-            lo, hi = _tile_span(proj, bbox, g, ty, tile)
-            for tx in range(lo, hi + 1):
-                t = ty * ntx + tx
-                ids[cursor[t]] = g
-                cursor[t] += 1
+    ids = np.empty(keys.shape[0], np.int32)
+    g = 0
+    for j in range(keys.shape[0]):
+        while j >= start[g + 1]:
+            g += 1
+        t = keys[j]
+        ids[cursor[t]] = g
+        cursor[t] += 1
     return offsets, ids
 
 
+# exp(-s) for s in [0, σ_cap]: Taylor polynomial of exp(-s/16), then squared four times. Hand-written
+# because numba cannot vectorize math.exp without Intel SVML; relative error ~1e-6 over the range.
+_EXP_CAP = np.float32(6.0)  # σ beyond ln(255) ≈ 5.54 always gives alpha < 1/255 (o <= 1)
+_C1, _C2, _C3, _C4, _C5, _C6, _C7 = (np.float32(1.0 / math.factorial(i)) for i in range(1, 8))
+
+
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _exp_neg(s):
+    t = -min(s, _EXP_CAP) * np.float32(1.0 / 16.0)
+    e = np.float32(1.0) + t * (_C1 + t * (_C2 + t * (_C3 + t * (_C4 + t * (_C5 + t * (_C6 + t * _C7))))))
+    e = e * e
+    e = e * e
+    e = e * e
+    return e * e
+
+
+_NPLANE = 256  # pixels per plane of a tile buffer: tw * th <= 256
+
+
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _composite_block(buf, tw_bits, p0, n, ex, ey, half_a, beta, gamma, o, cr, cg, cb, z):
+    """Composite one Gaussian onto the n pixels buf[p0:p0+n] of a tile buffer (planes of _NPLANE: T, r, g, b,
+    Σwz; rows of 2**tw_bits pixels, so whole rows are contiguous). The pixel at local (lx, ly) (counted from
+    p0's row start) has dx = ex + lx, dy = ey + ly. Returns how many pixels stopped.
+    One flat loop over whole rows amortises the per-call overhead; unsigned indices, shifts and selects
+    instead of branches let LLVM vectorize it (numba's signed indexing would block that)."""
+    nstop = 0
+    shift = np.uint64(tw_bits)
+    mask = np.uint64((1 << tw_bits) - 1)
+    for k in range(n):
+        uk = np.uint64(k)
+        dy = ey + np.float32(uk >> shift)
+        e = ex + np.float32(uk & mask) + beta * dy
+        al = min(ALPHA_MAX, o * _exp_neg(half_a * e * e + gamma * dy * dy))
+        p = p0 + uk
+        tp = buf[p]
+        hit = (al >= ALPHA_MIN) & (tp > np.float32(0.0))
+        nt = tp * (np.float32(1.0) - al)
+        stop = hit & (nt <= T_MIN)
+        use = hit & (nt > T_MIN)
+        w = al * tp if use else np.float32(0.0)
+        buf[p + np.uint64(_NPLANE)] += w * cr
+        buf[p + np.uint64(2 * _NPLANE)] += w * cg
+        buf[p + np.uint64(3 * _NPLANE)] += w * cb
+        buf[p + np.uint64(4 * _NPLANE)] += w * z
+        buf[p] = nt if use else (-tp if stop else tp)
+        nstop += stop
+    return nstop
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _raster(offsets, ids, proj, bbox, colors, tile, ntx, nty, width, height, rgb, alpha, depth):
-    """Composite each tile front to back. colors float32 [N,3]; writes rgb [H,W,3] (premultiplied,
-    no background), alpha [H,W] = 1 - T, depth [H,W] = Σ w z / alpha (0 where alpha is 0)."""
+def _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rgb, alpha, depth):
+    """Composite each tile of tw x th px (tw a power of 2, tw * th <= _NPLANE) front to back.
+    rec/bbox from _gather; writes rgb [H,W,3] (premultiplied, no background), alpha [H,W] = 1 - T,
+    depth [H,W] = Σ w z / alpha (0 where alpha is 0). A Gaussian is evaluated on whole tile rows (SIMD
+    vectors) for the rows of its ellipse that still have live pixels. tw and th are runtime values so that
+    LLVM vectorizes the pixel loop rather than unrolling it. Tiles are visited in the order i * stride mod
+    ntiles (stride coprime with ntiles): prange hands each thread a contiguous range of i, and this spreads
+    the busy middle of the image over all threads."""
     ntiles = ntx * nty
-    for t in prange(ntiles):
+    tw_bits = 0
+    while (1 << tw_bits) < tw:
+        tw_bits += 1
+    for i in prange(ntiles):
+        t = (i * stride) % ntiles
         ty = t // ntx
         tx = t - ty * ntx
-        xa = tx * tile
-        ya = ty * tile
-        xb = min(xa + tile, width) - 1
-        yb = min(ya + tile, height) - 1
-        tw = xb - xa + 1
-        np_ = tw * (yb - ya + 1)
-        T = np.ones(np_, np.float32)  # transmittance; negated once the pixel is done
-        acc = np.zeros((np_, 4), np.float32)  # r, g, b, depth
-        remaining = np_
+        xa = tx * tw
+        ya = ty * th
+        yb = min(ya + th, height) - 1
+        # planes: transmittance (negated once the pixel stops), r, g, b, Σ w z
+        buf = np.zeros(5 * _NPLANE, np.float32)
+        live = np.zeros(th, np.int32)  # live pixels per row
+        remaining = 0
+        for j in range(tw * th):
+            ly = j >> tw_bits
+            inside = (ya + ly < height) and (xa + (j & (tw - 1)) < width)
+            buf[j] = np.float32(1.0) if inside else np.float32(-1.0)  # pixels past the image edge start done
+            live[ly] += 1 if inside else 0
+            remaining += 1 if inside else 0
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
-            u = proj[g, _U]
-            v = proj[g, _V]
-            A = proj[g, _A]
-            B = proj[g, _B]
-            C = proj[g, _C]
-            o = proj[g, _OP]
-            smax = proj[g, _SIGMAX]
-            z = proj[g, _Z]
-            cr = colors[g, 0]
-            cg = colors[g, 1]
-            cb = colors[g, 2]
-            det = A * C - B * B
-            two_a_s = 2.0 * A * smax
-            q = math.exp(-A)  # ratio of successive per-pixel steps along a row
-            half_a = np.float32(0.5) * A
-            gy0 = max(ya, bbox[g, 2])
-            gy1 = min(yb, bbox[g, 3])
-            for y in range(gy0, gy1 + 1):
-                dy = np.float32(y) - v
-                disc = two_a_s - det * dy * dy
-                if disc < 0.0:
-                    continue
-                sq = math.sqrt(disc)
-                x0 = max(xa, int(math.ceil(u + (-B * dy - sq) / A - _SPAN_EPS)))
-                x1 = min(xb, int(math.floor(u + (-B * dy + sq) / A + _SPAN_EPS)))
-                if x0 > x1:
-                    continue
-                dx = np.float32(x0) - u
-                sigma = half_a * dx * dx + B * dx * dy + np.float32(0.5) * C * dy * dy
-                # exp(-σ) along the row: σ(x+1) - σ(x) = A dx + ½A + B dy grows by A per pixel
-                gv = o * math.exp(-sigma)
-                r = math.exp(-(A * dx + half_a + B * dy))
-                row = (y - ya) * tw - xa
-                for x in range(x0, x1 + 1):
-                    p = row + x
-                    tp = T[p]
-                    al = min(ALPHA_MAX, gv)
-                    gv *= r
-                    r *= q
-                    if tp <= 0.0 or al < ALPHA_MIN:
-                        continue
-                    nt = tp * (np.float32(1.0) - al)
-                    if nt <= T_MIN:
-                        T[p] = -tp
-                        remaining -= 1
-                        continue
-                    w = al * tp
-                    acc[p, 0] += w * cr
-                    acc[p, 1] += w * cg
-                    acc[p, 2] += w * cb
-                    acc[p, 3] += w * z
-                    T[p] = nt
-            if remaining == 0:
-                break
-        for j in range(np_):
-            y = ya + j // tw
-            x = xa + j - (j // tw) * tw
-            a = np.float32(1.0) - abs(T[j])
-            rgb[y, x, 0] = acc[j, 0]
-            rgb[y, x, 1] = acc[j, 1]
-            rgb[y, x, 2] = acc[j, 2]
-            alpha[y, x] = a
-            depth[y, x] = acc[j, 3] / a if a > 0.0 else np.float32(0.0)
+            y0 = max(ya, bbox[g, 2]) - ya
+            y1 = min(yb, bbox[g, 3]) - ya
+            while y0 <= y1 and live[y0] == 0:
+                y0 += 1
+            while y1 >= y0 and live[y1] == 0:
+                y1 -= 1
+            if y0 > y1:
+                continue
+            nstop = _composite_block(buf, tw_bits, np.uint64(y0 * tw), (y1 - y0 + 1) * tw,
+                                     np.float32(xa) - rec[g, _U], np.float32(ya + y0) - rec[g, _V],
+                                     np.float32(0.5) * rec[g, _A], rec[g, _BETA], rec[g, _GAMMA],
+                                     rec[g, _OP], rec[g, _R], rec[g, _G], rec[g, _B], rec[g, _Z])
+            if nstop > 0:
+                remaining -= nstop
+                if remaining == 0:
+                    break
+                for ly in range(y0, y1 + 1):  # recount the rows just touched (at most tw * th stops per tile)
+                    c = 0
+                    for lx in range(tw):
+                        c += 1 if buf[ly * tw + lx] > 0.0 else 0
+                    live[ly] = c
+        for j in range(tw * th):
+            y = ya + (j >> tw_bits)
+            x = xa + (j & (tw - 1))
+            if y < height and x < width:
+                a = np.float32(1.0) - abs(buf[j])
+                rgb[y, x, 0] = buf[j + _NPLANE]
+                rgb[y, x, 1] = buf[j + 2 * _NPLANE]
+                rgb[y, x, 2] = buf[j + 3 * _NPLANE]
+                alpha[y, x] = a
+                depth[y, x] = buf[j + 4 * _NPLANE] / a if a > 0.0 else np.float32(0.0)
 
 
 def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: int, height: int,
-              tile: int = TILE):
+              tile=(TILE_W, TILE_H)):
     """Rasterize Gaussians (float32 means [N,3] m, quats [N,4] wxyz, scales [N,3] m, opacities [N],
     colors [N,3]) with K [3,3] px and world_to_cam [4,4] (OpenCV, integer pixel centres).
     Returns (rgb [H,W,3] premultiplied, no background; alpha [H,W]; depth [H,W] metres), float32."""
@@ -352,7 +420,10 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     means, quats, scales, opacities, colors = map(f32, (means, quats, scales, opacities, colors))
     K = np.asarray(K, dtype=np.float64)
     w2c = np.ascontiguousarray(world_to_cam, dtype=np.float64)
-    width, height, tile = int(width), int(height), int(tile)
+    width, height = int(width), int(height)
+    tw, th = int(tile[0]), int(tile[1])
+    if tw & (tw - 1) or tw * th > _NPLANE:
+        raise ValueError(f"tile width must be a power of 2 and tw * th <= {_NPLANE}, got {tw}x{th}")
     n = len(means)
     proj = np.empty((n, _NCOL), np.float32)
     bbox = np.empty((n, 4), np.int32)
@@ -360,11 +431,15 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     _project(means, quats, scales, opacities, w2c, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
              float(K[1, 2]), width, height, NEAR_PLANE, EPS2D, proj, bbox, valid)
     order = _depth_order(np.ascontiguousarray(proj[:, _Z]), valid)
-    ntx = -(-width // tile)
-    nty = -(-height // tile)
-    offsets, ids = _bin(order, proj, bbox, tile, ntx, nty)
+    rec, bbox = _gather(order, proj, bbox, colors)
+    ntx = -(-width // tw)
+    nty = -(-height // th)
+    offsets, ids = _bin(rec, bbox, tw, th, ntx, nty)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
-    _raster(offsets, ids, proj, bbox, colors, tile, ntx, nty, width, height, rgb, alpha, depth)
+    stride = int(0.618 * ntx * nty) | 1  # golden-ratio stride scatters tiles over threads evenly
+    while math.gcd(stride, ntx * nty) != 1:
+        stride += 2
+    _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rgb, alpha, depth)
     return rgb, alpha, depth

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
+import scipy.sparse as sp
 
 from model import rig
 from model.camera import Camera
 from model.fitting import FittedHead, fit
-from model.gaussians import Gaussians, rotmat_to_quat
+from model.gaussians import Gaussians, rgb_to_sh
 from model.image_io import load_image
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.landmarks import detect_landmarks
 from model.segmentation import PhotoEvidence, photo_evidence
-from model.surface import tangent_frames, uv_layout, vertex_normals
+from model.surface import (face_quaternions, tangent_frames, uv_layout, uv_tangent_coefficients,
+                           vertex_normals)
 from model.template import REGIONS, TEMPLATE_VERSION
 from model.texture import complete, fuse_symmetric, project_texture
 
@@ -40,9 +43,13 @@ class Binding:
 
     sample: object  # scipy.sparse [T,V]: barycentric interpolation of per-vertex positions
     faces: np.ndarray  # [T] triangle of each Gaussian
+    used_faces: np.ndarray  # [U] the distinct triangles in `faces`
+    face_slot: np.ndarray  # [T] index into used_faces
+    uv_coef: np.ndarray  # [U,2] uv_tangent_coefficients of used_faces
     hair: np.ndarray  # [V] offset along the vertex normal, metres (hair volume; 0 on bare skin)
     scales: np.ndarray  # [T,3] metres (tangent, bitangent, normal)
     rgb: np.ndarray  # [T,3] in [0,1]
+    sh: np.ndarray  # [T,1,3] the same colour as DC spherical harmonics
     opacities: np.ndarray  # [T]
     confidence: np.ndarray  # [T] how much the photo (or its mirror) backs each colour
 
@@ -80,10 +87,8 @@ class HeadSplatAvatar(GaussianAvatar):
         b = self.binding
         surface = vertices + b.hair[:, None] * vertex_normals(vertices, tpl.faces)
         means = b.sample @ surface
-        used, inverse = np.unique(b.faces, return_inverse=True)
-        R, _, _ = tangent_frames(surface, tpl.faces[used], tpl.face_uvs[used])
-        quats = rotmat_to_quat(R)[inverse]
-        return Gaussians.from_rgb(means, quats, b.scales, b.opacities, b.rgb)
+        quats = face_quaternions(surface, tpl.faces[b.used_faces], b.uv_coef)[b.face_slot]
+        return Gaussians(means, quats, b.scales, b.opacities, b.sh)
 
     def retarget(self, image: np.ndarray) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image`."""
@@ -94,25 +99,27 @@ class HeadSplatAvatar(GaussianAvatar):
                 "timings_s": self.timings, "warnings": list(self.fitted.landmarks.warnings)}
 
 
+@lru_cache(maxsize=2)
+def scalp_weight(tpl) -> np.ndarray:
+    """[V] in [0,1]: 1 inside the scalp, fading to 0 over a few rings towards its border (template fact)."""
+    on_scalp = np.zeros(tpl.n_vertices)
+    on_scalp[tpl.faces[tpl.face_region == REGIONS.index("scalp")].ravel()] = 1.0
+    incidence = sp.csr_matrix((np.ones(tpl.faces.size), (tpl.faces.ravel(), np.repeat(np.arange(len(tpl.faces)), 3))),
+                              shape=(tpl.n_vertices, len(tpl.faces)))
+    count = np.maximum(np.asarray(incidence.sum(1)).ravel(), 1)
+    weight = on_scalp.copy()
+    for _ in range(6):  # neighbour averaging, clamped to the scalp
+        weight = np.minimum(on_scalp, incidence @ weight[tpl.faces].mean(1) / count)
+    return weight
+
+
 def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) -> np.ndarray:
     """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
     fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair)."""
-    tpl = fitted.template
-    scalp_idx = REGIONS.index("scalp")
-    on_scalp = np.zeros(len(vertices))
-    np.maximum.at(on_scalp, tpl.faces[tpl.face_region == scalp_idx].ravel(), 1.0)
     if not ev.has_hair:
         return np.zeros(len(vertices))
-    # fade in from the scalp border: a few rounds of neighbour averaging on the mesh
-    weight = on_scalp.copy()
-    f = tpl.faces
-    for _ in range(6):
-        acc = np.zeros(len(vertices))
-        cnt = np.zeros(len(vertices))
-        for k in range(3):
-            np.add.at(acc, f[:, k], weight[f].mean(1))
-            np.add.at(cnt, f[:, k], 1)
-        weight = np.minimum(on_scalp, acc / np.maximum(cnt, 1))
+    weight = scalp_weight(fitted.template)
+    on_scalp = weight > 0
     # thickness: the photo's hair top above the projected skull top, converted to metres
     cam = fitted.camera
     uv, z = cam.project(vertices[on_scalp > 0])
@@ -174,6 +181,11 @@ class HeadSplat(Method):
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(image.astype(np.float32) / 255, ev.person, points, normals,
                                     fitted.camera, surface, tpl.faces)
+        # The template's neck runs lower than most photos show bare skin (collars, scarves): there,
+        # only skin-coloured samples count as observed; the rest is left to fusion and the prior.
+        neck = layout.region == REGIONS.index("neck")
+        skin_like = np.exp(-((rgb[neck] - ev.skin_rgb) ** 2).sum(1) / (2 * 0.12 ** 2))
+        conf[neck] *= skin_like
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
@@ -189,6 +201,8 @@ class HeadSplat(Method):
         # A Gaussian's sigma ~0.6 texel: neighbours overlap enough to close the surface, little blur.
         st, sb = 0.6 * su[f] / layout.res, 0.6 * sv[f] / layout.res
         scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
-        binding = Binding(sample[keep], f[keep], hair, np.maximum(scales[keep], 1e-5), rgb[keep].astype(np.float32),
+        used, slot = np.unique(f[keep], return_inverse=True)
+        binding = Binding(sample[keep], f[keep], used, slot, uv_tangent_coefficients(tpl.face_uvs[used]), hair,
+                          np.maximum(scales[keep], 1e-5), rgb[keep].astype(np.float32), rgb_to_sh(rgb[keep]),
                           opacity[keep], conf[keep])
         return HeadSplatAvatar(self.info, fitted, binding, ev, layout.to_grid(rgb, fill=1.0))

@@ -84,3 +84,33 @@ def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX) -> Landm
         face.warnings.append(msg)
         warnings.warn(msg, stacklevel=2)
     return face
+
+
+# Named index groups of the 478-point mesh (facts about mediapipe's topology, checked against
+# mediapipe.python.solutions.face_mesh_connections in tests/test_template.py). "right"/"left" are
+# the subject's: the right eye is on the viewer's left (x < 0 in the head frame of model/camera.py).
+# Each lid/lip curve runs from one corner to the other, corners included: upper and lower curves
+# of one feature share both ends.
+LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+RIGHT_EYE_UPPER = (33, 246, 161, 160, 159, 158, 157, 173, 133)
+RIGHT_EYE_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
+LEFT_EYE_UPPER = (263, 466, 388, 387, 386, 385, 384, 398, 362)
+LEFT_EYE_LOWER = (263, 249, 390, 373, 374, 380, 381, 382, 362)
+RIGHT_BROW_UPPER = (70, 63, 105, 66, 107)
+RIGHT_BROW_LOWER = (46, 53, 52, 65, 55)
+LEFT_BROW_UPPER = (300, 293, 334, 296, 336)
+LEFT_BROW_LOWER = (276, 283, 282, 295, 285)
+RIGHT_IRIS = (468, 469, 470, 471, 472)  # centre first
+LEFT_IRIS = (473, 474, 475, 476, 477)
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_OUTER, LEFT_EYE_INNER = 33, 133, 263, 362
+NOSE_TIP, CHIN, FOREHEAD = 1, 152, 10
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    """Outer-eye-corner distance of landmarks [478, 2 or 3] (the NME normaliser), same unit as points."""
+    return float(np.linalg.norm(points[RIGHT_EYE_OUTER, :2] - points[LEFT_EYE_OUTER, :2]))

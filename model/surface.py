@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -22,20 +23,34 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
 
 
-@lru_cache(maxsize=4)
-def _incidence(faces_bytes: bytes, n_vertices: int) -> sp.csr_matrix:
-    faces = np.frombuffer(faces_bytes, np.int32).reshape(-1, 3)
-    rows = faces.ravel()
-    cols = np.repeat(np.arange(len(faces)), 3)
-    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, len(faces)))
+@numba.njit(cache=True, fastmath=True)
+def _vertex_normals(V, faces, out):
+    # Hand-written (not np.add.at / sparse): it runs on every rig update and must cost well under 1 ms.
+    out[:] = 0.0
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x, e1y, e1z = V[i1, 0] - V[i0, 0], V[i1, 1] - V[i0, 1], V[i1, 2] - V[i0, 2]
+        e2x, e2y, e2z = V[i2, 0] - V[i0, 0], V[i2, 1] - V[i0, 1], V[i2, 2] - V[i0, 2]
+        n0 = e1y * e2z - e1z * e2y  # |n| = 2 * area: area weighting for free
+        n1 = e1z * e2x - e1x * e2z
+        n2 = e1x * e2y - e1y * e2x
+        for k in range(3):
+            i = faces[f, k]
+            out[i, 0] += n0
+            out[i, 1] += n1
+            out[i, 2] += n2
+    for v in range(out.shape[0]):
+        ln = np.sqrt(out[v, 0] ** 2 + out[v, 1] ** 2 + out[v, 2] ** 2) + 1e-30
+        out[v, 0] /= ln
+        out[v, 1] /= ln
+        out[v, 2] /= ln
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals [V,3] (unit)."""
-    v = vertices[faces]
-    fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # length = 2 * area: area weighting for free
-    n = _incidence(np.ascontiguousarray(faces, np.int32).tobytes(), len(vertices)) @ fn
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
+    """Area-weighted unit vertex normals [V,3] of a mesh (vertices [V,3], faces [F,3])."""
+    out = np.empty((len(vertices), 3), np.float64)
+    _vertex_normals(np.ascontiguousarray(vertices, np.float64), np.ascontiguousarray(faces, np.int64), out)
+    return out
 
 
 def tangent_frames(vertices: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray):
@@ -63,7 +78,66 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray
     return R, su, sv
 
 
-@dataclass(frozen=True)
+def uv_tangent_coefficients(face_uvs: np.ndarray) -> np.ndarray:
+    """[F,3,2] UVs -> [F,2] (a, b) with dP/du = a*(p1 - p0) + b*(p2 - p0): fixed per template,
+    so re-posing a surface needs only its edges (see face_quaternions)."""
+    d1, d2 = face_uvs[:, 1] - face_uvs[:, 0], face_uvs[:, 2] - face_uvs[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    det = np.where(np.abs(det) < 1e-14, 1e-14, det)
+    return np.stack([d2[:, 1] / det, -d1[:, 1] / det], 1)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _face_quaternions(V, faces, coef, out):
+    # Per triangle: the frame (t, n x t, n) of tangent_frames(), straight to a (w, x, y, z) quaternion.
+    # Hand-written loop because re-posing ~25k triangles per rig update must take well under 5 ms.
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x, e1y, e1z = V[i1, 0] - V[i0, 0], V[i1, 1] - V[i0, 1], V[i1, 2] - V[i0, 2]
+        e2x, e2y, e2z = V[i2, 0] - V[i0, 0], V[i2, 1] - V[i0, 1], V[i2, 2] - V[i0, 2]
+        nx, ny, nz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
+        ln = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-30
+        nx, ny, nz = nx / ln, ny / ln, nz / ln
+        a, b = coef[f, 0], coef[f, 1]
+        tx, ty, tz = a * e1x + b * e2x, a * e1y + b * e2y, a * e1z + b * e2z
+        d = tx * nx + ty * ny + tz * nz
+        tx, ty, tz = tx - d * nx, ty - d * ny, tz - d * nz
+        lt = np.sqrt(tx * tx + ty * ty + tz * tz)
+        if lt < 1e-12:  # degenerate UV: any tangent
+            tx, ty, tz = (ny, -nx, 0.0) if abs(nz) < 0.9 else (0.0, nz, -ny)
+            lt = np.sqrt(tx * tx + ty * ty + tz * tz) + 1e-30
+        tx, ty, tz = tx / lt, ty / lt, tz / lt
+        bx, by, bz = ny * tz - nz * ty, nz * tx - nx * tz, nx * ty - ny * tx
+        # rotation matrix columns (t, b, n): m_rc
+        m00, m01, m02 = tx, bx, nx
+        m10, m11, m12 = ty, by, ny
+        m20, m21, m22 = tz, bz, nz
+        tr = m00 + m11 + m22
+        if tr > 0:
+            s = np.sqrt(tr + 1.0) * 2
+            w, x, y, z = 0.25 * s, (m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s
+        elif m00 > m11 and m00 > m22:
+            s = np.sqrt(1.0 + m00 - m11 - m22) * 2
+            w, x, y, z = (m21 - m12) / s, 0.25 * s, (m01 + m10) / s, (m02 + m20) / s
+        elif m11 > m22:
+            s = np.sqrt(1.0 + m11 - m00 - m22) * 2
+            w, x, y, z = (m02 - m20) / s, (m01 + m10) / s, 0.25 * s, (m12 + m21) / s
+        else:
+            s = np.sqrt(1.0 + m22 - m00 - m11) * 2
+            w, x, y, z = (m10 - m01) / s, (m02 + m20) / s, (m12 + m21) / s, 0.25 * s
+        out[f, 0], out[f, 1], out[f, 2], out[f, 3] = w, x, y, z
+
+
+def face_quaternions(vertices: np.ndarray, faces: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Orientation of each triangle's tangent frame as unit quaternions [F,4] (w, x, y, z);
+    coef from uv_tangent_coefficients(face_uvs) of the same faces."""
+    out = np.empty((len(faces), 4), np.float32)
+    _face_quaternions(np.ascontiguousarray(vertices, np.float64), np.ascontiguousarray(faces, np.int64),
+                      np.ascontiguousarray(coef, np.float64), out)
+    return out
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: cached per resolution, used as a cache key
 class UVLayout:
     """The valid texels of the atlas at one resolution, each bound to one template triangle."""
 

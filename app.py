@@ -1,0 +1,653 @@
+"""HeadSplat Hub: the Gradio Space. One portrait in, a 360° animatable head of 3D Gaussians out.
+
+The UI only wires together what model/, baselines/ and evaluation/ provide. `build_app()` returns the
+Blocks (queue configured) so tests can launch it; `python app.py` serves it on 127.0.0.1:7860
+(GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override; the Space sets 0.0.0.0).
+
+Privacy and clean-up: each visitor's avatar lives in a gr.State, their files in a private temp dir
+(never served: gradio serves only the copies it makes of returned files, under content-hashed names).
+The dir is removed when gradio drops the
+session's state (STATE_TTL_S after the last reconstruction, or an hour after the tab closes) and at exit;
+gradio's own cached copies are deleted after CACHE_MAX_AGE_S.
+
+GPU: model.render picks gsplat automatically when CUDA is present; on a ZeroGPU Space the heavy
+handlers are wrapped with `spaces.GPU` (see `_gpu`). The footer shows the active backend.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from baselines.registry import get_method, list_methods
+from model.camera import framing_camera
+from model.errors import InputError
+from model.image_io import load_image
+from model.render import available_backends
+
+log = logging.getLogger("headsplat.app")
+
+ROOT = Path(__file__).resolve().parent
+RESULTS_DIR = ROOT / "results"
+DEFAULT_METHOD = "ours"
+
+VIEW_PX = 512  # server-rendered view (yaw/pitch and rig sliders)
+COMPARE_PX = 224
+COMPARE_YAWS_DEG = (-90, -45, 0, 45, 90, 180)
+TURNTABLE_FRAMES = 72
+VIDEO_PX = 384
+
+MAX_UPLOAD_MB = 20  # enforced by gradio before our code runs (launch(max_file_size=...))
+MAX_VIDEO_S = 10.0
+DRIVE_FPS = 12  # a driving clip is tracked at this rate: enough for speech, 2x fewer frames than 24 fps
+MAX_DRIVE_SIDE = 640  # driving frames are downscaled to this long side before tracking
+
+QUEUE_MAX_SIZE = 64
+HEAVY_CONCURRENCY = 2  # reconstruct / videos / compare: each already uses both cores
+RENDER_CONCURRENCY = 4  # slider renders are short; keep them out of the heavy jobs' queue
+STATE_TTL_S = 3600
+CACHE_CLEAN = (600, 3600)  # gradio's cached copies: check every 10 min, delete after an hour
+
+PRESETS = {  # rig control values (names from model.rig.CONTROLS; absent names are ignored)
+    "neutral": {},
+    "smile": {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9},
+    "surprise": {"jawOpen": 0.55, "browInnerUp": 1.0},
+    "talk (ah)": {"jawOpen": 0.35},
+    "kiss": {"mouthPucker": 0.9, "mouthFunnel": 0.5},
+    "frown": {"browDownLeft": 0.9, "browDownRight": 0.9, "mouthFrownLeft": 0.8, "mouthFrownRight": 0.8},
+    "wink": {"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.5},
+    "turn to their left": {"eyeYaw": 0.3, "headYaw": 0.5},
+}
+CONTROL_GROUPS = (  # how the rig sliders are laid out; controls not listed go to "other"
+    ("mouth", ("jaw", "mouth")),
+    ("eyes and brows", ("eye", "brow")),
+    ("head pose", ("head",)),
+)
+
+
+# ----------------------------------------------------------------------------------- sessions
+
+class Session:
+    """One visitor's avatar and files. Files live in a private temp dir removed with the session."""
+
+    def __init__(self, root: Path):
+        self.dir = Path(tempfile.mkdtemp(prefix="s-", dir=root))
+        self.avatar = None
+        self.method_id: str | None = None
+        self.photo_key: str | None = None  # hash of the photo the avatar was made from
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _close_session(value) -> None:
+    if isinstance(value, Session):
+        value.close()
+
+
+_SESSION_ROOT: Path | None = None
+
+
+def session_root() -> Path:
+    """Parent of every session dir (one per process, removed at exit)."""
+    global _SESSION_ROOT
+    if _SESSION_ROOT is None:
+        _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="headsplat-sessions-"))
+        atexit.register(shutil.rmtree, _SESSION_ROOT, True)
+    return _SESSION_ROOT
+
+
+def _avatar(session, animatable: bool = False):
+    if not isinstance(session, Session) or session.avatar is None:
+        raise InputError("create an avatar first: upload a photo on the Create tab")
+    if animatable and not session.avatar.animatable:
+        raise InputError(f"the {session.method_id} avatar cannot be animated: create one with HeadSplat (ours)")
+    return session.avatar
+
+
+# ------------------------------------------------------------------------------------ methods
+
+_methods: dict = {}
+_methods_lock = threading.Lock()
+
+
+def load_method(method_id: str):
+    """The registry's method instance, built once per process."""
+    with _methods_lock:
+        if method_id not in _methods:
+            _methods[method_id] = get_method(method_id)
+        return _methods[method_id]
+
+
+def _gpu(fn):
+    """Mark a handler as GPU work for a ZeroGPU Space (the `spaces` package exists only there);
+    elsewhere a no-op. Untested here: this machine has neither `spaces` nor a GPU."""
+    if os.getenv("SPACES_ZERO_GPU"):
+        try:
+            import spaces
+            return spaces.GPU(fn)
+        except ImportError:
+            pass
+    return fn
+
+
+def user_errors(fn):
+    """Bad input -> its message in the UI (gr.Error), never a traceback; other failures are logged
+    and reported by type only."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InputError as e:
+            raise gr.Error(str(e), title="Please check your input", print_exception=False) from None
+        except Exception as e:
+            log.exception("%s failed", fn.__name__)
+            raise gr.Error(f"internal error ({type(e).__name__}); it has been logged. Please try another input.",
+                           print_exception=False) from None
+    return wrapper
+
+
+def _upload_path(value) -> str:
+    """The server path of an uploaded file: handlers run with preprocess=False so that every bad
+    file reaches load_image (and its clear messages) instead of failing in gradio's decoder."""
+    if value is None:
+        raise InputError("no file: upload one first")
+    path = value.get("path") if isinstance(value, dict) else value
+    if not path:
+        raise InputError("no file: upload one first")
+    return str(path)
+
+
+def _controls(names: list[str], values, avatar) -> dict | None:
+    """Slider values -> the controls dict for render(): None when neutral or not animatable (the
+    neutral Gaussians are cached by the avatar)."""
+    from model.rig import CONTROLS
+    if not avatar.animatable:
+        return None
+    c = {n: float(v) for n, v in zip(names, values) if v is not None and abs(float(v) - CONTROLS[n].neutral) > 1e-6}
+    return c or None
+
+
+def _to_u8(rgb: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def render_view(avatar, yaw_deg: float, pitch_deg: float, controls=None, size: int = VIEW_PX) -> np.ndarray:
+    """uint8 [size,size,3]: the avatar seen from an orbit camera framed on its head, white background."""
+    cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), size)
+    return _to_u8(avatar.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
+
+
+# gr.Model3D draws splats with gsplat.js, whose orbit camera circles the origin from 5 units away in a
+# y-down world (COLMAP-style), starting 0.5 rad round and 0.5 rad above, with fx = fy = 1132 px.
+VIEWER_HEIGHT_PX = 420
+VIEWER_START_YAW = 0.5  # rad
+VIEWER_DISTANCE = 5.0
+VIEWER_FOCAL_PX = 1132.0
+
+
+def write_viewer_splat(gaussians, head_center, head_radius: float, path: str | Path) -> Path:
+    """A display copy of the avatar for gr.Model3D (downloads keep the project's world frame):
+    centred on the head, flipped for the y-down viewer (x, y, z) -> (x, -y, -z) so it faces
+    the viewer's camera, turned by the start yaw so the first frame is frontal, and scaled so the head's
+    framing sphere fills ~80% of the viewer's height."""
+    from model.export import write_splat
+    from model.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
+    c, s = np.cos(-VIEWER_START_YAW), np.sin(-VIEWER_START_YAW)
+    R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0])
+    scale = 0.8 * VIEWER_DISTANCE * (0.5 * VIEWER_HEIGHT_PX / VIEWER_FOCAL_PX) / head_radius
+    g = gaussians
+    means = scale * (g.means - np.asarray(head_center, np.float32)) @ R.T
+    quats = rotmat_to_quat(R[None] @ quat_to_rotmat(g.quats))
+    return write_splat(Gaussians(means, quats, g.scales * scale, g.opacities, g.sh[:, :1]), path)
+
+
+# ------------------------------------------------------------------------------------ handlers
+
+def _summary(avatar, method_id: str, seconds: float) -> str:
+    meta = avatar.metadata()
+    lines = [f"**{avatar.info.name}** · {meta.get('gaussians', '?'):,} Gaussians · reconstructed in {seconds:.2f} s"
+             if isinstance(meta.get("gaussians"), int) else f"**{avatar.info.name}** · reconstructed in {seconds:.2f} s"]
+    if getattr(avatar, "timings", None):
+        lines.append("steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in avatar.timings.items() if k != "total"))
+    lines.append("animatable: " + ("yes — see the Animate tab" if avatar.animatable else "no (static method)"))
+    for w in meta.get("warnings", []):
+        lines.append(f"⚠️ {w}")
+    return "\n\n".join(lines)
+
+
+@user_errors
+@_gpu
+def reconstruct(photo, method_id, session, progress=gr.Progress()):
+    """Photo (upload / webcam / example) -> avatar in the session, .splat for the 3D viewer, the
+    frontal server render, .ply + .splat downloads and a summary."""
+    t0 = time.perf_counter()
+    if photo is None:
+        return (gr.skip(),) * 7  # the image was cleared: leave every output as it is
+    progress(0.05, desc="reading the photo")
+    image = load_image(_upload_path(photo))
+    method_id = method_id or DEFAULT_METHOD
+    progress(0.15, desc=f"reconstructing with {method_id}")
+    avatar = load_method(method_id).reconstruct(image)
+    if not isinstance(session, Session):
+        session = Session(session_root())
+    session.avatar, session.method_id = avatar, method_id
+    session.photo_key = hashlib.sha1(image.tobytes()).hexdigest()
+    progress(0.8, desc="exporting")
+    ply = avatar.export_ply(session.file("avatar.ply"))
+    splat = avatar.export_splat(session.file("avatar.splat"))
+    shown = write_viewer_splat(avatar.gaussians(), avatar.head_center, avatar.head_radius,
+                               session.file("viewer.splat"))
+    view = render_view(avatar, 0.0, 0.0)
+    seconds = time.perf_counter() - t0
+    for w in avatar.metadata().get("warnings", []):
+        gr.Warning(w)
+    return session, str(shown), view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
+
+
+def make_view_fn(names: list[str]):
+    def view(session, yaw, pitch, *values):
+        """Slider move -> a new server render (uint8 [VIEW_PX,VIEW_PX,3]); nothing before an avatar exists."""
+        if not isinstance(session, Session) or session.avatar is None:
+            return gr.skip()
+        a = session.avatar
+        return render_view(a, float(yaw), float(pitch), _controls(names, values, a))
+    return user_errors(view)
+
+
+def make_preset_fn(names: list[str]):
+    def preset(name):
+        from model.rig import CONTROLS
+        if name not in PRESETS:
+            raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return [PRESETS[name].get(n, CONTROLS[n].neutral) for n in names]
+    return user_errors(preset)
+
+
+@user_errors
+@_gpu
+def turntable(session, progress=gr.Progress()):
+    """A full turn around the head as mp4 (the avatar's neutral pose)."""
+    from model.video import turntable_frames, write_mp4
+    avatar = _avatar(session)
+    frames = progress.tqdm(turntable_frames(avatar, TURNTABLE_FRAMES, VIDEO_PX), total=TURNTABLE_FRAMES,
+                           desc="rendering the turntable")
+    path = write_mp4(frames, session.file("turntable.mp4"))
+    return str(path), str(path)
+
+
+def _preset_performance(names: list[str], seconds_per_pose: float = 0.75, fps: int = 24) -> list[dict]:
+    """Controls for a short performance that blends through the presets and back to neutral."""
+    keys = [p for p in PRESETS if p != "neutral"]
+    poses = [{}] + [PRESETS[k] for k in keys] + [{}]
+    n = max(2, int(seconds_per_pose * fps))
+    out = []
+    for a, b in zip(poses, poses[1:]):
+        for t in np.linspace(0, 1, n, endpoint=False):
+            w = 0.5 - 0.5 * np.cos(np.pi * t)  # ease in/out
+            out.append({k: (1 - w) * a.get(k, 0.0) + w * b.get(k, 0.0) for k in set(a) | set(b) if k in names})
+    return out
+
+
+def make_performance_fn(names: list[str]):
+    @_gpu
+    def performance(session, progress=gr.Progress()):
+        """The avatar blending through the expression presets (mp4)."""
+        from model.video import write_animation
+        avatar = _avatar(session, animatable=True)
+        controls = _preset_performance(names)
+        progress(0.1, desc=f"rendering {len(controls)} frames")
+        path = write_animation(avatar, [c or None for c in controls], session.file("animation.mp4"), size=VIDEO_PX)
+        return str(path), str(path)
+    return user_errors(performance)
+
+
+def read_clip(path: str, fps: float = DRIVE_FPS, max_seconds: float = MAX_VIDEO_S,
+              max_side: int = MAX_DRIVE_SIDE) -> tuple[list[np.ndarray], float]:
+    """A short video -> (RGB uint8 frames sampled at <= fps, their rate). InputError when the file is
+    not a video, is empty or is longer than max_seconds."""
+    import imageio.v2 as imageio
+    try:
+        reader = imageio.get_reader(path, "ffmpeg")
+    except Exception as e:  # imageio raises OSError/RuntimeError/ValueError depending on the failure
+        raise InputError(f"not a readable video ({type(e).__name__})") from None
+    try:
+        meta = reader.get_meta_data()
+        src_fps = float(meta.get("fps") or 0) or 25.0
+        duration = float(meta.get("duration") or 0)
+        if duration > max_seconds + 0.05:
+            raise InputError(f"the video is {duration:.1f} s long; the limit is {max_seconds:.0f} s")
+        step = max(1, round(src_fps / fps))
+        frames = []
+        try:
+            for i, frame in enumerate(reader):
+                if i / src_fps > max_seconds + 0.05:  # containers can lie about their duration
+                    raise InputError(f"the video is longer than {max_seconds:.0f} s")
+                if i % step == 0:
+                    frames.append(load_image(frame, max_side=max_side))
+        except (OSError, RuntimeError, IndexError) as e:
+            if not frames:
+                raise InputError(f"not a readable video ({type(e).__name__})") from None
+    finally:
+        reader.close()
+    if not frames:
+        raise InputError("the video has no frames")
+    return frames, src_fps / step
+
+
+def _side_by_side(source: np.ndarray, rendered: np.ndarray) -> np.ndarray:
+    """Source frame scaled to the render's height, left of it; widths even for H.264."""
+    from PIL import Image
+    h = rendered.shape[0]
+    w = max(2, int(round(source.shape[1] * h / source.shape[0] / 2)) * 2)
+    src = np.asarray(Image.fromarray(source).resize((w, h), Image.BILINEAR))
+    return np.concatenate([src, rendered], axis=1)
+
+
+@user_errors
+@_gpu
+def drive(video, session, progress=gr.Progress()):
+    """A short clip (upload or webcam) -> the avatar performing it, side by side with the source, plus
+    the avatar-only animation. Frames where no face is found hold the previous expression."""
+    from model.video import write_mp4
+    avatar = _avatar(session, animatable=True)
+    frames, fps = read_clip(_upload_path(video))
+    controls, missed = [], 0
+    for frame in progress.tqdm(frames, desc="tracking the face"):
+        try:
+            controls.append(avatar.retarget(frame))
+        except InputError:
+            controls.append(None)
+            missed += 1
+    found = [c for c in controls if c is not None]
+    if not found:
+        raise InputError("no face found in any frame of the video")
+    last = found[0]
+    for i, c in enumerate(controls):  # hold the last tracked expression over frames without a face
+        last = controls[i] = c if c is not None else last
+    cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, VIDEO_PX)
+    rendered = [_to_u8(avatar.render(cam, c, background=(1.0, 1.0, 1.0)).rgb)
+                for c in progress.tqdm(controls, desc="rendering the performance")]
+    fps = int(round(fps))
+    both = write_mp4((_side_by_side(s, r) for s, r in zip(frames, rendered)), session.file("drive_side_by_side.mp4"), fps)
+    anim = write_mp4(rendered, session.file("drive_animation.mp4"), fps)
+    note = f"tracked {len(frames) - missed}/{len(frames)} frames at {fps} fps"
+    if missed:
+        note += f"; {missed} frame(s) without a face held the previous expression"
+        gr.Warning(note)
+    return str(both), str(anim), note
+
+
+def _method_choices() -> list[tuple[str, str]]:
+    return [(f"{s.name}{'' if s.animatable else ' (static)'}", s.id) for s in list_methods()]
+
+
+def _compare_ids() -> list[str]:
+    return [s.id for s in list_methods() if s.kind in ("ours", "baseline")]
+
+
+@user_errors
+@_gpu
+def compare(photo, method_ids, session, progress=gr.Progress()):
+    """The same photo through each chosen method, rendered at the same orbit views (one strip each)."""
+    image = load_image(_upload_path(photo))
+    if not method_ids:
+        raise InputError("choose at least one method to compare")
+    key = hashlib.sha1(image.tobytes()).hexdigest()
+    items = [(image, "input photo")]
+    for mid in progress.tqdm(method_ids, desc="reconstructing"):
+        t0 = time.perf_counter()
+        reuse = isinstance(session, Session) and session.method_id == mid and session.photo_key == key
+        try:
+            avatar = session.avatar if reuse else load_method(mid).reconstruct(image)
+        except InputError:
+            raise  # the photo itself is unusable: the same for every method
+        except Exception as e:  # one method failing must not hide the others
+            log.exception("compare: %s failed", mid)
+            items.append((np.full((COMPARE_PX, COMPARE_PX * len(COMPARE_YAWS_DEG), 3), 235, np.uint8),
+                          f"{mid}: failed ({type(e).__name__}: {e})"))
+            continue
+        seconds = time.perf_counter() - t0
+        strip = np.concatenate([render_view(avatar, y, 0.0, size=COMPARE_PX) for y in COMPARE_YAWS_DEG], axis=1)
+        took = "already reconstructed" if reuse else f"reconstructed in {seconds:.2f} s"
+        items.append((strip, f"{avatar.info.name} — {took}; yaw " + ", ".join(f"{y}°" for y in COMPARE_YAWS_DEG)))
+    return items
+
+
+# --------------------------------------------------------------------------------- leaderboard
+
+NO_RESULTS = "No results yet: run `python -m evaluation run ... --out results/` and commit `results/`."
+
+
+def leaderboard_groups(results_dir: Path) -> dict[str, list[dict]]:
+    """title -> result dicts, one entry per dataset x protocol; {} when there are no results."""
+    from evaluation.leaderboard import groups, title
+    from evaluation.results import load_results
+    if not Path(results_dir).is_dir():
+        return {}
+    results = load_results(results_dir)
+    return {title(rs): rs for rs in groups(results).values()} if results else {}
+
+
+def leaderboard_view(results: list[dict]):
+    """(display table, bar chart, yaw chart or None) of one dataset x protocol group."""
+    from evaluation import dashboard
+    from evaluation.leaderboard import display_frame, leaderboard
+    from evaluation.protocols import PROTOCOLS
+    df = display_frame(leaderboard(results)).reset_index()
+    proto = PROTOCOLS.get(results[0]["protocol"]["id"])
+    present = list(dict.fromkeys(k for r in results for k in r["metrics"]))
+    metrics = [m for m in proto.primary if m in present] if proto else present[:9]
+    # dashboard's figure builders are the one place the charts are defined (private names for now)
+    bars = dashboard._bars(results, metrics) if metrics else None
+    has_curves = any(r.get("curves") for r in results if r["status"] == "ok")
+    yaw = dashboard._yaw_curves(results) if has_curves else None
+    return df.round(4), bars, yaw
+
+
+def metric_definitions() -> str:
+    """Markdown table of every metric the leaderboard can show (evaluation's registries)."""
+    from evaluation.metrics import METRICS
+    from evaluation.protocols import EXTRA_METRICS
+    rows = ["| metric | better | unit | definition | implementation |", "|---|---|---|---|---|"]
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    for k, m in METRICS.items():
+        rows.append(f"| `{k}` | {'higher' if m.higher_is_better else 'lower'} | {m.unit or '–'} | "
+                    f"{esc(m.description)} | {esc(m.implementation)} |")
+    for k, (hib, desc) in EXTRA_METRICS.items():
+        rows.append(f"| `{k}` | {'higher' if hib else 'lower'} | – | {esc(desc)} | evaluation/protocols.py |")
+    return "\n".join(rows)
+
+
+def make_leaderboard_fns(results_dir: Path):
+    def refresh(current=None):
+        """Re-read the results folder -> (group chooser, table, bars, yaw curves, status)."""
+        try:
+            by_title = leaderboard_groups(results_dir)
+        except Exception as e:  # a malformed result file: say which, keep the app up
+            log.exception("leaderboard")
+            return gr.update(choices=[], value=None), None, None, None, f"Could not read the results: {e}"
+        if not by_title:
+            return gr.update(choices=[], value=None), None, None, None, NO_RESULTS
+        choice = current if current in by_title else next(iter(by_title))
+        df, bars, yaw = leaderboard_view(by_title[choice])
+        n = sum(len(v) for v in by_title.values())
+        return (gr.update(choices=list(by_title), value=choice), df, bars, yaw,
+                f"{len(by_title)} leaderboard(s) from {n} result file(s) in `{Path(results_dir).name}/`")
+
+    def select(choice):
+        by_title = leaderboard_groups(results_dir)
+        if choice not in by_title:
+            return None, None, None
+        return leaderboard_view(by_title[choice])
+    return user_errors(refresh), user_errors(select)
+
+
+# ---------------------------------------------------------------------------------------- UI
+
+def _footer(method_ids: list[str]) -> str:
+    backend = available_backends()[0]
+    label = {"gsplat": "gsplat (CUDA)", "cpu": "CPU (numba tile rasterizer)"}.get(backend, backend)
+    return (f"<div id='footer-backend'>Renderer backend: <b>{label}</b> · gradio {gr.__version__} · "
+            f"methods: {', '.join(method_ids)} · uploads ≤ {MAX_UPLOAD_MB} MB, videos ≤ {MAX_VIDEO_S:.0f} s</div>")
+
+
+def example_photos() -> list[str]:
+    """Bundled example portraits written to a temp dir (gradio serves files from the temp dir)."""
+    from skimage import data
+    from PIL import Image
+    d = Path(tempfile.gettempdir()) / "headsplat-examples"
+    d.mkdir(exist_ok=True)
+    path = d / "astronaut.png"  # Eileen Collins, NASA: public domain (scikit-image's data)
+    if not path.is_file():
+        Image.fromarray(data.astronaut()).save(path)
+    return [str(path)]
+
+
+def _control_sliders(controls: dict) -> list:
+    """One slider per rig control, grouped by what they move; returns them in CONTROLS order."""
+    placed, sliders = {}, {}
+    for title, prefixes in CONTROL_GROUPS + (("other", ("",)),):
+        names = [n for n in controls if n not in placed and n.startswith(prefixes)]
+        if not names:
+            continue
+        with gr.Accordion(title, open=title != "other"):
+            for n in names:
+                spec = controls[n]
+                sliders[n] = gr.Slider(spec.min, spec.max, value=spec.neutral, step=(spec.max - spec.min) / 100,
+                                       label=n, info=spec.description)
+                placed[n] = True
+    return [sliders[n] for n in controls]
+
+
+def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_TTL_S) -> gr.Blocks:
+    """The whole Space as a gr.Blocks with its queue configured (launch with `launch_kwargs()`)."""
+    from model.rig import CONTROLS
+    names = list(CONTROLS)
+    method_ids = [s.id for s in list_methods()]
+    view_fn, preset_fn = make_view_fn(names), make_preset_fn(names)
+    refresh_fn, select_fn = make_leaderboard_fns(Path(results_dir))
+
+    with gr.Blocks(title="HeadSplat Hub", delete_cache=CACHE_CLEAN) as demo:
+        session = gr.State(None, time_to_live=state_ttl_s, delete_callback=_close_session)
+        gr.Markdown("# HeadSplat Hub\nOne portrait in, a full 360° head of 3D Gaussians out: rotate it, "
+                    "animate it, download it, and compare methods on one documented evaluation.")
+        with gr.Tabs():
+            with gr.Tab("Create", id="create"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        photo = gr.Image(label="Portrait (one face)", sources=["upload", "webcam", "clipboard"],
+                                         type="filepath", height=320, elem_id="photo")
+                        method = gr.Dropdown(_method_choices(), value=DEFAULT_METHOD, label="Method")
+                        create_btn = gr.Button("Reconstruct", variant="primary")
+                        gr.Examples(example_photos(), inputs=[photo], label="Example portraits")
+                        summary = gr.Markdown(elem_id="summary")
+                    with gr.Column(scale=1):
+                        viewer = gr.Model3D(label="360° view (drag to rotate; runs in your browser)",
+                                            height=VIEWER_HEIGHT_PX,
+                                            clear_color=(1.0, 1.0, 1.0, 1.0), elem_id="viewer")
+                    with gr.Column(scale=1):
+                        rendered = gr.Image(label="Server render", format="jpeg", height=420, interactive=False,
+                                            elem_id="rendered")
+                        yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)")
+                        pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)")
+                with gr.Row():
+                    downloads = gr.File(label="Downloads: 3DGS .ply and .splat", file_count="multiple",
+                                        interactive=False)
+                    with gr.Column():
+                        turn_btn = gr.Button("Make a turntable video")
+                        turn_video = gr.Video(label="Turntable", interactive=False)
+                        turn_file = gr.File(label="turntable.mp4", interactive=False)
+            with gr.Tab("Animate", id="animate"):
+                gr.Markdown("Move the rig's sliders (HeadSplat avatars only); the view re-renders on the server.")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        preset = gr.Radio(list(PRESETS), value="neutral", label="Preset expressions")
+                        sliders = _control_sliders(CONTROLS)
+                    with gr.Column(scale=1):
+                        anim_view = gr.Image(label="Animated view", format="jpeg", height=512, interactive=False,
+                                             elem_id="anim-view")
+                        perf_btn = gr.Button("Render a preset performance (mp4)")
+                        perf_video = gr.Video(label="Performance", interactive=False)
+                        perf_file = gr.File(label="animation.mp4", interactive=False)
+                gr.Markdown(f"### Drive with a video\nUpload or record a short clip (≤ {MAX_VIDEO_S:.0f} s) of "
+                            "one face; it is tracked and the avatar performs it.")
+                with gr.Row():
+                    clip = gr.Video(label="Driving clip", sources=["upload", "webcam"], include_audio=False)
+                    with gr.Column():
+                        drive_btn = gr.Button("Track and animate", variant="primary")
+                        drive_note = gr.Markdown()
+                    drive_video = gr.Video(label="Source | avatar", interactive=False)
+                    drive_file = gr.File(label="avatar animation .mp4", interactive=False)
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("The photo from the Create tab through each method, at the same orbit views "
+                            f"(yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}).")
+                compare_ids = gr.CheckboxGroup(_method_choices(), value=_compare_ids(), label="Methods")
+                compare_btn = gr.Button("Compare", variant="primary")
+                gallery = gr.Gallery(label="Side by side", columns=1, height="auto", object_fit="contain")
+            with gr.Tab("Leaderboard", id="leaderboard"):
+                lb_status = gr.Markdown()
+                with gr.Row():
+                    lb_group = gr.Dropdown(label="Dataset · protocol", choices=[], scale=4)
+                    lb_refresh = gr.Button("Refresh", scale=1)
+                lb_table = gr.Dataframe(label="Leaderboard (click a header to sort)", interactive=False, wrap=True)
+                lb_bars = gr.Plot(label="Metrics per method (mean ± std; points: subjects)")
+                lb_yaw = gr.Plot(label="Against yaw")
+                with gr.Accordion("Metric definitions", open=False):
+                    gr.Markdown(metric_definitions())
+        gr.HTML(_footer(method_ids))
+
+        heavy = dict(concurrency_id="heavy", concurrency_limit=HEAVY_CONCURRENCY)
+        light = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, show_progress="hidden",
+                     trigger_mode="always_last")
+        create_out = [session, viewer, rendered, downloads, summary, yaw, pitch]
+        photo.change(reconstruct, [photo, method, session], create_out, api_name="reconstruct",
+                     preprocess=False, **heavy)
+        create_btn.click(reconstruct, [photo, method, session], create_out, api_name="reconstruct_again",
+                         preprocess=False, **heavy)
+        view_in = [session, yaw, pitch, *sliders]
+        gr.on([yaw.input, pitch.input], view_fn, view_in, rendered, api_name="view", **light)
+        gr.on([s.input for s in sliders], view_fn, view_in, anim_view, api_name="animate_view", **light)
+        preset.input(preset_fn, preset, sliders, api_name="preset").then(view_fn, view_in, anim_view,
+                                                                         api_visibility="undocumented", **light)
+        turn_btn.click(turntable, session, [turn_video, turn_file], api_name="turntable", **heavy)
+        perf_btn.click(make_performance_fn(names), session, [perf_video, perf_file], api_name="performance",
+                       **heavy)
+        drive_btn.click(drive, [clip, session], [drive_video, drive_file, drive_note], api_name="drive",
+                        preprocess=False, **heavy)
+        compare_btn.click(compare, [photo, compare_ids, session], gallery, api_name="compare",
+                          preprocess=False, **heavy)
+        lb_out = [lb_group, lb_table, lb_bars, lb_yaw, lb_status]
+        demo.load(refresh_fn, None, lb_out, api_name="leaderboard")
+        lb_refresh.click(refresh_fn, lb_group, lb_out, api_name="leaderboard_refresh")
+        lb_group.input(select_fn, lb_group, [lb_table, lb_bars, lb_yaw], api_visibility="undocumented")
+
+    demo.queue(default_concurrency_limit=HEAVY_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """Arguments for demo.launch(): the upload size limit. (Session dirs need no blocking: gradio serves
+    only its own cached copies and allowed_paths, and the session root is neither.)"""
+    return {"max_file_size": f"{MAX_UPLOAD_MB}mb", "footer_links": ["api", "gradio"]}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    # server name/port: gradio reads GRADIO_SERVER_NAME (default 127.0.0.1) and GRADIO_SERVER_PORT (7860)
+    build_app().launch(**launch_kwargs())

@@ -1,0 +1,194 @@
+"""Leaderboards: one table per dataset x protocol from the result files, a row per method.
+
+Rules (the same for the summary files, see `aggregate`):
+- A method's mean of a metric is given only when every subject of the dataset has an "ok" result
+  (complete coverage). Otherwise the row shows no means, only its coverage "k/n" and failures:
+  an average over a different subset of subjects is not comparable.
+- Results of different dataset manifests or protocol versions are never mixed: they form separate tables.
+- Ranks (1 = best) per metric follow the metric's direction (evaluation.protocols.higher_is_better);
+  "rank" is the mean of the per-metric ranks over the protocol's primary metrics, then ranked again.
+- A protocol that does not apply to a method (e.g. reenactment of a non-animatable method) is listed
+  as "skipped: <reason>", not as a failure.
+
+Formats: markdown (written here: `tabulate`, which pandas needs for to_markdown, is not installed),
+CSV, HTML and LaTeX (pandas).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMATS = ("markdown", "csv", "html", "latex")
+
+
+def group_key(r: dict) -> tuple:
+    return (r["dataset"]["id"], r["dataset"]["manifest_sha256"], r["protocol"]["id"], r["protocol"]["version"])
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Coverage and per-metric mean/std/n over the ok subjects of ONE method x dataset x protocol.
+
+    mean/std are None unless every subject of the dataset has an ok result with that metric."""
+    subjects = list(results[0]["dataset"]["subjects"])
+    latest: dict[str, dict] = {}
+    for r in results:  # one result per subject: the newest wins if a folder holds duplicates
+        if r["subject"] not in latest or r["date"] > latest[r["subject"]]["date"]:
+            latest[r["subject"]] = r
+    ok = [r for r in latest.values() if r["status"] == "ok"]
+    failed = [r for r in latest.values() if r["status"] == "failed"]
+    skipped = [r for r in latest.values() if r["status"] == "skipped"]
+    n = len(subjects)
+    cov = {"ok": len(ok), "failed": len(failed), "skipped": len(skipped), "total": n,
+           "label": f"{len(ok)}/{n}", "complete": len(ok) == n,
+           "skipped_reason": skipped[0]["reason"] if skipped else None,
+           "failures": {r["subject"]: r["reason"] for r in failed}}
+    names = sorted({k for r in ok for k in r["metrics"]})
+    metrics = {}
+    for k in names:
+        vals = [r["metrics"].get(k) for r in ok]
+        vals = [v for v in vals if v is not None]
+        complete = cov["complete"] and len(vals) == n
+        metrics[k] = {"mean": float(np.mean(vals)) if complete else None,
+                      "std": float(np.std(vals)) if complete else None,
+                      "n": len(vals), "values": {r["subject"]: r["metrics"].get(k) for r in ok}}
+    return {"coverage": cov, "metrics": metrics}
+
+
+def groups(results: list[dict]) -> dict[tuple, list[dict]]:
+    g = defaultdict(list)
+    for r in results:
+        g[group_key(r)].append(r)
+    return dict(sorted(g.items()))
+
+
+def leaderboard(results: list[dict], metrics: list[str] | None = None) -> pd.DataFrame:
+    """The table of one dataset x protocol group. Index: method id. Columns: name, coverage, failed,
+    status, rank, then one column per metric (means; NaN when coverage is incomplete), then rank_<metric>."""
+    from evaluation.protocols import PROTOCOLS, higher_is_better
+    keys = {group_key(r) for r in results}
+    if len(keys) != 1:
+        raise ValueError(f"leaderboard() needs results of one dataset x protocol, got {len(keys)} groups")
+    by_method = defaultdict(list)
+    for r in results:
+        by_method[r["method"]["id"]].append(r)
+    rows, all_metrics = {}, set()
+    for mid, rs in by_method.items():
+        agg = aggregate(rs)
+        cov = agg["coverage"]
+        if cov["skipped"] == cov["total"]:
+            status = cov["skipped_reason"] or "skipped"
+        elif cov["failed"]:
+            status = f"{cov['failed']} failed: " + "; ".join(f"{s}: {why}" for s, why in cov["failures"].items())
+        elif not cov["complete"]:
+            status = "incomplete"
+        else:
+            status = "ok"
+        row = {"name": rs[0]["method"].get("name", mid), "version": rs[0]["method"]["version"],
+               "coverage": cov["label"], "failed": cov["failed"], "status": status}
+        for k, a in agg["metrics"].items():
+            row[k] = a["mean"] if a["mean"] is not None else np.nan
+            all_metrics.add(k)
+        rows[mid] = row
+    proto = PROTOCOLS.get(results[0]["protocol"]["id"])
+    if metrics is None:
+        primary = [m for m in (proto.primary if proto else ()) if m in all_metrics]
+        metrics = primary + sorted(all_metrics - set(primary))
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "method"
+    for k in metrics:
+        if k not in df:
+            df[k] = np.nan
+    rank_cols = []
+    for k in metrics:
+        hib = higher_is_better(k)
+        if hib is None or df[k].isna().all():
+            continue
+        df[f"rank_{k}"] = df[k].rank(ascending=not hib, method="min")
+        if proto is None or k in proto.primary:
+            rank_cols.append(f"rank_{k}")
+    if rank_cols:
+        df["rank"] = df[rank_cols].mean(axis=1, skipna=False).rank(method="min")
+    else:
+        df["rank"] = np.nan
+    ordered = ["name", "version", "coverage", "failed", "rank", *metrics, "status"]
+    df = df[ordered + [c for c in df.columns if c.startswith("rank_")]]
+    return df.sort_values(["rank", "name"], na_position="last")
+
+
+def title(results: list[dict]) -> str:
+    r = results[0]
+    ds = r["dataset"]
+    label = ds.get("label") or ds["slug"]
+    if ds.get("synthetic") and "SYNTHETIC" not in label:
+        label += " (SYNTHETIC)"
+    return (f"{label} · {r['protocol']['id']} v{r['protocol']['version']} · manifest {ds['manifest_sha256'][:10]} · "
+            f"{len(ds['subjects'])} subject(s)")
+
+
+def all_tables(results_dir: str | Path) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) for every dataset x protocol group of the result files under results_dir."""
+    from evaluation.results import ResultError, load_results
+    results = load_results(results_dir)
+    if not results:
+        raise ResultError(f"{results_dir}: no result files")
+    return [(title(rs), leaderboard(rs)) for rs in groups(results).values()]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        if np.isnan(v):
+            return "–"
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: per-metric rank columns dropped, direction arrows in headers."""
+    from evaluation.protocols import higher_is_better
+    out = df[[c for c in df.columns if not c.startswith("rank_")]].copy()
+    ren = {}
+    for c in out.columns:
+        hib = higher_is_better(c) if c not in ("rank", "failed") else None
+        if hib is not None:
+            ren[c] = f"{c} {'↑' if hib else '↓'}"
+    return out.rename(columns=ren)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    d = display_frame(df).reset_index()
+    lines = ["| " + " | ".join(map(str, d.columns)) + " |",
+             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(d[c]) else "---" for c in d.columns) + "|"]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def render(df: pd.DataFrame, fmt: str) -> str:
+    if fmt == "markdown":
+        return to_markdown(df)
+    if fmt == "csv":
+        return df.to_csv(float_format="%.6g")
+    d = display_frame(df)
+    if fmt == "html":
+        return d.to_html(float_format=lambda v: f"{v:.4g}", na_rep="–", classes="leaderboard", border=0)
+    if fmt == "latex":
+        tex = d.to_latex(float_format="%.4g", na_rep="--", escape=True)
+        return tex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("–", "--")
+    raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
+
+
+def render_all(results_dir: str | Path, fmt: str = "markdown") -> str:
+    parts = []
+    for t, df in all_tables(results_dir):
+        body = render(df, fmt)
+        if fmt == "markdown":
+            parts.append(f"### {t}\n\n{body}\n")
+        elif fmt == "html":
+            parts.append(f"<h3>{t}</h3>\n{body}")
+        elif fmt == "latex":
+            parts.append(f"% {t}\n{body}")
+        else:
+            parts.append(f"# {t}\n{body}")
+    return "\n".join(parts)

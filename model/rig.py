@@ -1,0 +1,353 @@
+"""Expression and head rig on a fitted head, and retargeting from another frame's landmarks.
+
+Controls (ARKit blendshape names where one exists; `CONTROLS` holds the documented ranges):
+expressions are linear blendshapes built per subject from its fitted identity (so they follow the
+subject's own lid and lip positions), eye gaze rotates the eyeballs, head controls rotate the head
+about the neck pivot with weights that fade down the neck (the neck cap stays put).
+
+- jawOpen: lower face, lower lip, lower teeth and tongue rotate about the jaw hinge by up to
+  JAW_MAX rad; the lips part and the mouth cavity shows.
+- eyeBlinkLeft/Right: the upper lid turns about the eyeball centre down onto the lower lid (the
+  lid skin keeps its distance from the eyeball, so it stays in front of it). eyeWide* is the
+  opposite (the upper lid lifts).
+- mouthSmile*/mouthFrown*: mouth corners up-and-back / down; mouthPucker: lips forward and
+  narrower; mouthFunnel: lips forward and slightly apart.
+- browInnerUp, browOuterUp*, browDown*: brow skin up / down (above the upper lid only).
+- eyeYaw, eyePitch (radians): gaze of both eyes; > 0 looks towards +x (subject's left) / down.
+- headYaw, headPitch, headRoll (radians): same convention as model.fitting's pose.
+
+"Left/Right" are the subject's (Left is +x). `deform` returns vertices in the fitted head's world
+(canonical head frame), so `fitted.camera` shows the result as in the photo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from model import landmarks as LM
+from model.fitting import (R_FRONT, FittedHead, euler_from_rotation, photo_camera_K, rotation_from_euler,
+                           solve_pnp)
+from model.landmarks import Landmarks
+
+JAW_MAX = 0.32  # radians of jaw rotation at jawOpen = 1
+JAW_PIVOT = np.array([0.0, -0.022, -0.008])  # metres, template frame: the temporomandibular hinge axis (x)
+NECK_FADE = (-0.19, -0.10)  # y (metres, template frame): head rotation weight 0 below, 1 above
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    name: str
+    min: float
+    max: float
+    neutral: float
+    description: str
+
+
+def _c(name, lo, hi, desc):
+    return ControlSpec(name, lo, hi, 0.0, desc)
+
+
+_EXPR = [
+    _c("jawOpen", 0, 1, "open the jaw (1 = %.2f rad), lips part" % JAW_MAX),
+    _c("mouthSmileLeft", 0, 1, "left mouth corner up and back (11 mm at 1)"),
+    _c("mouthSmileRight", 0, 1, "right mouth corner up and back (11 mm at 1)"),
+    _c("mouthFrownLeft", 0, 1, "left mouth corner down (7 mm at 1)"),
+    _c("mouthFrownRight", 0, 1, "right mouth corner down (7 mm at 1)"),
+    _c("mouthPucker", 0, 1, "lips forward and narrower"),
+    _c("mouthFunnel", 0, 1, "lips forward and slightly apart"),
+    _c("eyeBlinkLeft", 0, 1, "close the left upper lid onto the lower lid"),
+    _c("eyeBlinkRight", 0, 1, "close the right upper lid onto the lower lid"),
+    _c("eyeWideLeft", 0, 1, "raise the left upper lid"),
+    _c("eyeWideRight", 0, 1, "raise the right upper lid"),
+    _c("browInnerUp", 0, 1, "inner brows up (9 mm at 1)"),
+    _c("browOuterUpLeft", 0, 1, "left outer brow up (8 mm at 1)"),
+    _c("browOuterUpRight", 0, 1, "right outer brow up (8 mm at 1)"),
+    _c("browDownLeft", 0, 1, "left brow down and in (6 mm at 1)"),
+    _c("browDownRight", 0, 1, "right brow down and in (6 mm at 1)"),
+]
+_ANGLES = [
+    _c("eyeYaw", -0.5, 0.5, "gaze of both eyes, radians; > 0 towards +x (subject's left)"),
+    _c("eyePitch", -0.4, 0.4, "gaze of both eyes, radians; > 0 down"),
+    _c("headYaw", -1.2, 1.2, "head turn about the neck, radians; > 0 face towards +x"),
+    _c("headPitch", -0.7, 0.7, "head nod, radians; > 0 face down"),
+    _c("headRoll", -0.7, 0.7, "head tilt, radians; > 0 lifts the subject's left side"),
+]
+CONTROLS: dict[str, ControlSpec] = {c.name: c for c in _EXPR + _ANGLES}
+EXPRESSIONS = tuple(c.name for c in _EXPR)
+
+
+def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
+    """Names checked (unknown -> ValueError listing the known ones), values clipped to their ranges."""
+    out = {}
+    for k, v in (controls or {}).items():
+        spec = CONTROLS.get(k)
+        if spec is None:
+            raise ValueError(f"unknown rig control {k!r}; known controls: {', '.join(CONTROLS)}")
+        v = float(v)
+        if not np.isfinite(v):
+            raise ValueError(f"rig control {k!r} must be finite, got {v}")
+        out[k] = float(np.clip(v, spec.min, spec.max))
+    return out
+
+
+def _smooth(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _rot_x(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _yz_angle(v):
+    """Angle of vectors [...,3] about +x such that R_x(a) @ (0, 0, 1) has angle a."""
+    return np.arctan2(-v[..., 1], v[..., 2])
+
+
+@dataclass(frozen=True)
+class _Rig:
+    deltas: np.ndarray  # [C, V*3] per-expression displacement at control = 1
+    lm_deltas: np.ndarray  # [C, 478, 3]
+    neck_w: np.ndarray  # [V] head-rotation weight
+    eyeballs: tuple  # (right ids, left ids)
+    iris: tuple  # (right landmark ids, left landmark ids)
+    rigid: np.ndarray  # landmarks unaffected by expressions (for PnP)
+    lm0: np.ndarray  # [478,3] fitted identity landmarks
+
+
+def _build(fitted: FittedHead) -> _Rig:
+    t = fitted.template
+    p = t.parts
+    X = fitted.vertices
+    T0 = t.vertices  # template neutral: weights are defined there (subject independent)
+    s = fitted.scale
+    s_iso = float(np.cbrt(np.prod(s)))
+    V = len(X)
+    n_grid = p["n_grid"]
+    skin = np.zeros(V, bool)
+    skin[:n_grid] = True
+    mouth_bag = np.concatenate([p["mouth_bag"].ravel(), [p["mouth_pole"]]])
+    soft = skin.copy()
+    soft[mouth_bag] = True
+    deltas = {}
+
+    # jaw: side-aware weight (lower lip and below = 1, upper lip = 0), fading towards the ears and neck
+    row, side, col = (np.full(V, -10**6), np.full(V, -1), np.full(V, -10**6))
+    row[:n_grid], side[:n_grid], col[:n_grid] = p["grid_row"], p["side"], p["grid_col"]
+    m = p["mouth"]
+    corner = T0[p["mouth_loop"][0]]  # right (x < 0) corner
+    xc, y_m = abs(corner[0]), corner[1]
+    x, y, z = np.abs(T0[:, 0]), T0[:, 1], T0[:, 2]
+    lower = np.zeros(V, bool)
+    lower[:n_grid] = (row[:n_grid] > m["row"]) | ((row[:n_grid] == m["row"]) & (side[:n_grid] == 1))
+    y_line = y_m + np.maximum(x - xc, 0) * 0.9  # jaw line rises from the mouth corners to the hinge
+    w_outer = _smooth((y_line - y) / 0.014 + 0.5)
+    blend = _smooth((x - 0.6 * xc) / (0.6 * xc))
+    w = (1 - blend) * lower + blend * w_outer
+    w *= _smooth((z + 0.015) / 0.03) * _smooth((y + 0.175) / 0.05)
+    w[~soft] = 0.0
+    y_mc = T0[p["mouth_loop"], 1].mean()
+    w[mouth_bag] = _smooth((y_mc - y[mouth_bag]) / 0.008 + 0.5)
+    c = JAW_PIVOT * s
+    deltas["jawOpen"] = w[:, None] * ((X - c) @ _rot_x(JAW_MAX).T + c - X)
+
+    # lids: turn about the eyeball centre by the angle between upper and lower lid, per column
+    for name, k, up, lo, bag in (("Right", 0, p["eye_up_r"], p["eye_lo_r"], p["eye_bag_r"]),
+                                 ("Left", 1, p["eye_up_l"], p["eye_lo_l"], p["eye_bag_l"])):
+        ce = fitted.eye_centres[k]
+        phi = (_yz_angle(X[lo] - ce) - _yz_angle(X[up] - ce)) * 0.97
+        cols = col[up]
+        e = p["eye_r"] if k == 0 else p["eye_l"]
+        band_rows = 4
+        ang = np.zeros(V)
+        sel = np.nonzero(skin & (row <= e["row"]) & (row > e["row"] - band_rows) & (side == 0)
+                         & (col > e["c0"]) & (col < e["c1"]))[0]
+        falloff = (1 - (e["row"] - row[sel]) / band_rows) ** 2
+        ang[sel] = np.interp(col[sel], cols, phi) * falloff
+        ring_src = p["eye_loop_r"] if k == 0 else p["eye_loop_l"]
+        ang[bag] = ang[ring_src][None, :].repeat(len(bag), 0)  # sockets follow their rim
+        moved = np.nonzero(ang)[0]
+        d = np.zeros_like(X)
+        for i in moved:
+            d[i] = _rot_x(ang[i]) @ (X[i] - ce) + ce - X[i]
+        # the lid margin itself lands exactly on the lower lid (2% of the opening left)
+        d[up] = 0.98 * (X[lo] - X[up])
+        deltas[f"eyeBlink{name}"] = d
+        deltas[f"eyeWide{name}"] = -0.35 * d
+
+    # mouth corners, lips, brows: smooth bumps (weights on the template, displacements scaled)
+    lm_t = t.landmarks(T0)
+
+    def bump(centre, sx, sy, sz=None, mask=None):
+        q = (T0 - centre) / np.array([sx, sy, sz or sx])
+        g = np.exp(-0.5 * (q ** 2).sum(1))
+        g[~soft] = 0.0
+        return g if mask is None else g * mask
+
+    for name, sign, cid in (("Left", 1, p["mouth_loop"][len(p["mouth_up"]) + 1]), ("Right", -1, p["mouth_loop"][0])):
+        g = bump(T0[cid], 0.014, 0.014)
+        deltas[f"mouthSmile{name}"] = g[:, None] * (np.array([0.4 * sign, 0.8, -0.45]) * 0.011 * s)
+        deltas[f"mouthFrown{name}"] = g[:, None] * (np.array([0.1 * sign, -1.0, 0.0]) * 0.007 * s)
+    mc = T0[p["mouth_loop"]].mean(0)
+    g = bump(mc, 0.024, 0.016)
+    dx = -(T0[:, 0] - mc[0])
+    up_side = np.where(lower, -1.0, 1.0)
+    deltas["mouthPucker"] = g[:, None] * np.stack([0.35 * dx, np.zeros(V), np.full(V, 0.009)], 1) * s
+    deltas["mouthFunnel"] = g[:, None] * np.stack([0.2 * dx, 0.004 * up_side, np.full(V, 0.007)], 1) * s
+    above_lid = _smooth((T0[:, 1] - 0.004) / 0.016)
+    inner = 0.5 * (lm_t[LM.RIGHT_BROW_UPPER[-1]] + lm_t[LM.LEFT_BROW_UPPER[-1]])
+    g = bump(inner, 0.022, 0.016, mask=above_lid)
+    deltas["browInnerUp"] = g[:, None] * (np.array([0.0, 0.009, 0.001]) * s)
+    for name, sign, up_ids, lo_ids in (("Left", 1, LM.LEFT_BROW_UPPER, LM.LEFT_BROW_LOWER),
+                                       ("Right", -1, LM.RIGHT_BROW_UPPER, LM.RIGHT_BROW_LOWER)):
+        brow = lm_t[list(up_ids + lo_ids)].mean(0)
+        g = bump(brow, 0.024, 0.013, mask=above_lid)
+        deltas[f"browDown{name}"] = g[:, None] * (np.array([-0.3 * sign, -1.0, 0.0]) * 0.006 * s)
+        g = bump(lm_t[up_ids[0]], 0.016, 0.014, mask=above_lid)
+        deltas[f"browOuterUp{name}"] = g[:, None] * (np.array([0.0, 1.0, 0.0]) * 0.008 * s)
+
+    D = np.stack([deltas[n] for n in EXPRESSIONS])  # [C,V,3]
+    lm_d = np.stack([t.landmarks(d) for d in D])
+    neck_w = _smooth((T0[:, 1] - NECK_FADE[0]) / (NECK_FADE[1] - NECK_FADE[0]))
+    motion = np.linalg.norm(lm_d, axis=2).max(0)
+    rigid = np.nonzero((motion < 5e-4) & (np.arange(478) < 468))[0]
+    return _Rig(D.reshape(len(D), -1), lm_d, neck_w, (p["eyeball_r"], p["eyeball_l"]),
+                (np.array(LM.RIGHT_IRIS), np.array(LM.LEFT_IRIS)), rigid, t.landmarks(X))
+
+
+def rig_of(fitted: FittedHead) -> _Rig:
+    r = fitted.cache.get("rig")
+    if r is None or r[0] is not fitted.vertices:
+        r = (fitted.vertices, _build(fitted))
+        fitted.cache["rig"] = r
+    return r[1]
+
+
+def deform(fitted: FittedHead, controls: Mapping[str, float] | None = None) -> np.ndarray:
+    """Vertices [V,3] (metres, canonical head frame) of `fitted` under `controls` (see CONTROLS)."""
+    c = validate(controls)
+    rig = rig_of(fitted)
+    X = fitted.vertices
+    w = np.array([c.get(n, 0.0) for n in EXPRESSIONS])
+    nz = np.nonzero(w)[0]
+    out = X + (w[nz] @ rig.deltas[nz]).reshape(X.shape) if len(nz) else X.copy()
+    ey, ep = c.get("eyeYaw", 0.0), c.get("eyePitch", 0.0)
+    if ey or ep:
+        Rg = rotation_from_euler(ey, ep, 0.0)
+        for k, ids in enumerate(rig.eyeballs):
+            ce = fitted.eye_centres[k]
+            out[ids] = (out[ids] - ce) @ Rg.T + ce
+    hy, hp, hr = c.get("headYaw", 0.0), c.get("headPitch", 0.0), c.get("headRoll", 0.0)
+    if hy or hp or hr:
+        out = _rotate_head(out, rotation_from_euler(hy, hp, hr), fitted.neck_pivot, rig.neck_w)
+    return out
+
+
+def _rotate_head(X, R, pivot, w):
+    return X + w[:, None] * ((X - pivot) @ R.T + pivot - X)
+
+
+# ---------------------------------------------------------------- retargeting
+def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    L = rig.lm0 + np.tensordot(expr, rig.lm_deltas, axes=1)
+    if gaze[0] or gaze[1]:
+        Rg = rotation_from_euler(gaze[0], gaze[1], 0.0)
+        for k, ids in enumerate(rig.iris):
+            ce = fitted.eye_centres[k]
+            L[ids] = (L[ids] - ce) @ Rg.T + ce
+    return L
+
+
+def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: int = 12):
+    """Frame landmarks -> (camera R [3,3], t [3], expression weights [C], gaze (yaw, pitch)).
+
+    Bounded Gauss-Newton on the 2D reprojection of all 478 landmarks (normalised by the
+    inter-ocular distance) over camera rotation/translation, expression weights and gaze, with
+    a small ridge on the controls; starts from PnP on the landmarks expressions do not move."""
+    from scipy.optimize import lsq_linear
+    rig = rig_of(fitted)
+    w, h = landmarks.image_size
+    K = photo_camera_K(w, h)
+    obs = landmarks.xy
+    R, tv = solve_pnp(rig.lm0[rig.rigid], obs[rig.rigid], K)
+    iod = max(LM.inter_ocular(landmarks.points), 1.0)
+    C = len(EXPRESSIONS)
+    names = EXPRESSIONS + ("eyeYaw", "eyePitch")
+    lo = np.array([CONTROLS[n].min for n in names])
+    hi = np.array([CONTROLS[n].max for n in names])
+    x = np.zeros(C + 2)
+    fx, fy = K[0, 0], K[1, 1]
+
+    def landmarks_at(x):
+        return _expression_landmarks(rig, fitted, x[:C], x[C:])
+
+    for _ in range(iters):
+        L = landmarks_at(x)
+        pc = L @ R.T + tv
+        zz = pc[:, 2:3]
+        uv = np.stack([fx * pc[:, 0] / pc[:, 2] + K[0, 2], fy * pc[:, 1] / pc[:, 2] + K[1, 2]], 1)
+        r = ((uv - obs) / iod).ravel()
+        # d uv / d pc  [N,2,3]
+        Jp = np.zeros((len(L), 2, 3))
+        Jp[:, 0, 0] = fx / zz[:, 0]
+        Jp[:, 0, 2] = -fx * pc[:, 0] / zz[:, 0] ** 2
+        Jp[:, 1, 1] = fy / zz[:, 0]
+        Jp[:, 1, 2] = -fy * pc[:, 1] / zz[:, 0] ** 2
+        Jp /= iod
+        rp = pc - tv  # rotated points: d(R p)/d omega = -[Rp]x for R <- exp(omega) R
+        skew = np.zeros((len(L), 3, 3))
+        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -rp[:, 2], rp[:, 1], -rp[:, 0]
+        skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = rp[:, 2], -rp[:, 1], rp[:, 0]
+        J_rot = np.einsum("nij,njk->nik", Jp, -skew).reshape(-1, 3)
+        J_t = Jp.reshape(-1, 3)
+        J_e = np.einsum("nij,cnj->nic", Jp, rig.lm_deltas @ R.T).reshape(-1, C)
+        eps = 1e-4
+        J_g = []
+        for k in range(2):
+            xe = x.copy()
+            xe[C + k] += eps
+            J_g.append(np.einsum("nij,nj->ni", Jp, (landmarks_at(xe) - L) @ R.T / eps).ravel())
+        J = np.concatenate([J_rot, J_t, J_e, np.stack(J_g, 1)], 1)
+        J = np.concatenate([J, np.concatenate([np.zeros((C + 2, 6)), np.sqrt(reg) * np.eye(C + 2)], 1)])
+        res = np.concatenate([r, np.sqrt(reg) * x])
+        blo = np.concatenate([np.full(6, -np.inf), lo - x])
+        bhi = np.concatenate([np.full(6, np.inf), hi - x])
+        step = lsq_linear(J, -res, bounds=(blo, bhi), method="bvls").x
+        R = _axis_angle(step[:3]) @ R
+        tv = tv + step[3:6]
+        x = np.clip(x + step[6:], lo, hi)
+        if np.abs(step).max() < 1e-7:
+            break
+    return R, tv, x[:C], x[C:]
+
+
+def _axis_angle(w):
+    th = np.linalg.norm(w)
+    if th < 1e-15:
+        return np.eye(3)
+    k = w / th
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * Kx @ Kx
+
+
+def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
+    """Absolute head pose (yaw, pitch, roll) radians of another frame, comparable to fitted.pose."""
+    R, _, _, _ = _solve(landmarks, fitted)
+    return euler_from_rotation(R_FRONT.T @ R)
+
+
+def retarget(landmarks: Landmarks, fitted: FittedHead) -> dict[str, float]:
+    """Controls that make `fitted` (rendered with fitted.camera) show the frame's expression and head pose.
+
+    Head controls are relative to the fitted photo's pose; expressions and gaze are absolute values
+    on top of the fitted identity (which includes the photo's own expression and gaze)."""
+    R, _, expr, gaze = _solve(landmarks, fitted)
+    Q = fitted.camera.R.T @ R  # world rotation of the head that the fitted camera must see
+    hy, hp, hr = euler_from_rotation(Q)
+    out = {n: float(v) for n, v in zip(EXPRESSIONS, expr)}
+    out.update(eyeYaw=float(gaze[0]), eyePitch=float(gaze[1]), headYaw=float(hy), headPitch=float(hp),
+               headRoll=float(hr))
+    return validate(out)

@@ -1,0 +1,97 @@
+"""Single-image fitting: reaches the landmark bar on real portraits, recovers a known pose, clear input errors."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from model._template_canonical import MEDIAPIPE_Z_SCALE
+from model.errors import InputError
+from model.fitting import R_FRONT, fit, photo_camera_K, rotation_from_euler, euler_from_rotation
+from model.landmarks import Landmarks, detect_landmarks
+from model.template import load_template
+
+
+@pytest.fixture(scope="module")
+def astronaut_fit():
+    return fit(skimage.data.astronaut())
+
+
+def _hopper():
+    path = Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0]) / "mpl-data/sample_data/grace_hopper.jpg"
+    from model.image_io import load_image
+    return load_image(path)
+
+
+def test_astronaut_nme_and_projection(astronaut_fit):
+    f = astronaut_fit
+    assert f.nme <= 0.03
+    # independent recomputation of the NME from the public pieces
+    uv, z = f.camera.project(f.template.landmarks(f.vertices))
+    assert (z > 0).all()
+    iod = np.linalg.norm(f.landmarks.xy[33] - f.landmarks.xy[263])
+    assert np.isclose(np.linalg.norm(uv - f.landmarks.xy, axis=1).mean() / iod, f.nme)
+    assert (f.camera.width, f.camera.height) == (512, 512)
+    assert f.vertices.shape == f.template.vertices.shape and np.isfinite(f.vertices).all()
+
+
+def test_plausible_skull(astronaut_fit):
+    v = astronaut_fit.vertices
+    width, height, depth = np.ptp(v[:, 0]), np.ptp(v[v[:, 1] > -0.1, 1]), np.ptp(v[:, 2])
+    assert 0.13 < width < 0.22 and 0.12 < height < 0.3 and 0.17 < depth < 0.27
+    assert np.all((astronaut_fit.scale >= 0.8) & (astronaut_fit.scale <= 1.25))
+
+
+def test_other_portrait():
+    f = fit(_hopper())
+    assert f.nme <= 0.03
+    assert np.all(np.abs(np.rad2deg(f.pose)) < 30)
+
+
+def test_deterministic():
+    lm = detect_landmarks(skimage.data.astronaut())
+    a, b = fit(landmarks=lm), fit(landmarks=lm)
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.camera.world_to_cam, b.camera.world_to_cam)
+
+
+def test_recovers_known_pose_from_synthetic_landmarks():
+    """Project the template's own landmarks from a known head pose; the fit must find that pose."""
+    T = load_template()
+    w = h = 512
+    K = photo_camera_K(w, h)
+    truth = np.array([0.35, -0.15, 0.1])
+    R = R_FRONT @ rotation_from_euler(*truth)
+    t = np.array([0.0, 0.0, 0.7])
+    L = T.landmarks(T.vertices)
+    pc = L @ R.T + t
+    uv = (K[:2, :2] @ (pc[:, :2] / pc[:, 2:]).T).T + K[:2, 2]
+    rel = (pc[:, 2] - pc[:, 2].mean()) * K[0, 0] / pc[:, 2].mean() / MEDIAPIPE_Z_SCALE
+    f = fit(landmarks=Landmarks(np.concatenate([uv, rel[:, None]], 1), (w, h)))
+    assert np.abs(f.pose - truth).max() < np.deg2rad(1.0)
+    assert f.nme < 0.005
+    assert np.allclose(f.scale, 1.0, atol=0.03)
+
+
+def test_pose_helpers_consistent(astronaut_fit):
+    f = astronaut_fit
+    assert np.allclose(euler_from_rotation(rotation_from_euler(*f.pose)), f.pose)
+    assert np.allclose(f.head_rotation, rotation_from_euler(*f.pose))
+    a, _ = f.camera.project(f.vertices)
+    b, _ = f.frontal_camera.project(f.posed_vertices())
+    assert np.abs(a - b).max() < 1e-6
+
+
+def test_no_face_is_input_error():
+    with pytest.raises(InputError, match="no face"):
+        fit(skimage.data.coffee())
+
+
+def test_unreadable_file_is_input_error(tmp_path):
+    from model.image_io import load_image
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        fit(load_image(bad))
+    with pytest.raises(ValueError):
+        fit()

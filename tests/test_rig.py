@@ -1,0 +1,103 @@
+"""Rig: named, clipped controls; expressions do what their names say; retargeting round trips."""
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+
+from model.fitting import fit
+from model.landmarks import Landmarks
+from model.rig import CONTROLS, deform, estimate_pose, retarget, validate
+
+
+@pytest.fixture(scope="module")
+def F():
+    return fit(skimage.data.astronaut())
+
+
+def _L(F, ctrl):
+    return F.template.landmarks(deform(F, ctrl))
+
+
+def test_control_names_and_ranges():
+    for n in ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthFunnel", "mouthPucker", "eyeBlinkLeft",
+              "eyeBlinkRight", "browInnerUp", "browDownLeft", "browDownRight", "eyeYaw", "eyePitch", "headYaw",
+              "headPitch", "headRoll"):
+        spec = CONTROLS[n]
+        assert spec.min <= spec.neutral <= spec.max and spec.description
+    with pytest.raises(ValueError, match="known controls: .*jawOpen"):
+        validate({"jawOpne": 1.0})
+    assert validate({"jawOpen": 7.0, "headYaw": -9.0}) == {"jawOpen": 1.0, "headYaw": CONTROLS["headYaw"].min}
+
+
+def test_neutral_is_identity(F):
+    assert np.array_equal(deform(F, None), F.vertices)
+    assert np.array_equal(deform(F, {"jawOpen": 0.0}), F.vertices)
+
+
+def test_jaw_opens_lips(F):
+    L0, L1 = _L(F, {}), _L(F, {"jawOpen": 1.0})
+    face_h = np.linalg.norm(L0[10] - L0[152])
+    gain = np.linalg.norm(L1[13] - L1[14]) - np.linalg.norm(L0[13] - L0[14])
+    assert gain >= 0.15 * face_h
+    assert L1[152, 1] < L0[152, 1] - 0.01  # the chin drops
+    assert np.allclose(L1[10], L0[10])  # the forehead does not move
+
+
+@pytest.mark.parametrize("side,up,lo", [("Left", 386, 374), ("Right", 159, 145)])
+def test_blink_closes_lid_in_front_of_eye(F, side, up, lo):
+    L0 = _L(F, {})
+    for a in (0.5, 1.0):
+        v = deform(F, {f"eyeBlink{side}": a})
+        L = F.template.landmarks(v)
+        ratio = np.linalg.norm(L[up] - L[lo]) / np.linalg.norm(L0[up] - L0[lo])
+        assert ratio <= (0.1 if a == 1 else 0.7)
+        k = 1 if side == "Left" else 0
+        ids = F.template.parts["eye_up_l" if side == "Left" else "eye_up_r"]
+        radius = np.linalg.norm(F.vertices[F.template.parts["eyeball_l" if k else "eyeball_r"]] - F.eye_centres[k], axis=1).max()
+        assert (np.linalg.norm(v[ids] - F.eye_centres[k], axis=1) > radius * 0.97).all()  # lid stays over the ball
+
+
+def test_smile_lifts_corners_and_brows_rise(F):
+    L0 = _L(F, {})
+    L = _L(F, {"mouthSmileLeft": 1, "mouthSmileRight": 1})
+    assert L[291, 1] > L0[291, 1] + 0.004 and L[61, 1] > L0[61, 1] + 0.004
+    L = _L(F, {"browInnerUp": 1})
+    assert L[107, 1] > L0[107, 1] + 0.004 and L[336, 1] > L0[336, 1] + 0.004
+    L = _L(F, {"browDownLeft": 1})
+    assert L[334, 1] < L0[334, 1] - 0.003 and np.allclose(L[105], L0[105], atol=1e-4)
+
+
+def test_head_rotation_keeps_neck_base(F):
+    v = deform(F, {"headYaw": 0.5})
+    cap = F.vertices[:, 1] < F.vertices[:, 1].min() + 0.01
+    assert np.allclose(v[cap], F.vertices[cap])
+    L0, L = F.template.landmarks(F.vertices), F.template.landmarks(v)
+    assert L[1, 0] > L0[1, 0] + 0.03  # yaw > 0 turns the nose towards +x
+
+
+def test_deform_is_fast(F):
+    ctrl = {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "eyeBlinkRight": 0.3, "eyeYaw": 0.2, "headYaw": 0.3}
+    deform(F, ctrl)
+    ts = []
+    for _ in range(30):
+        t = time.perf_counter()
+        deform(F, ctrl)
+        ts.append(time.perf_counter() - t)
+    assert np.median(ts) < 0.004  # target 2 ms; margin for a shared CPU
+
+
+def test_retarget_own_landmarks_is_neutral(F):
+    c = retarget(F.landmarks, F)
+    assert set(c) == set(CONTROLS)
+    assert max(abs(v) for v in c.values()) <= 0.05
+    assert np.rad2deg(np.abs(estimate_pose(F.landmarks, F) - F.pose).max()) < 2.0
+
+
+def test_retarget_round_trip(F):
+    known = {"jawOpen": 0.5, "mouthSmileRight": 0.6, "eyeBlinkLeft": 0.8, "browInnerUp": 0.5,
+             "headYaw": -0.3, "headPitch": 0.15, "headRoll": 0.1, "eyeYaw": -0.2}
+    uv, _ = F.camera.project(F.template.landmarks(deform(F, known)))
+    got = retarget(Landmarks(np.concatenate([uv, np.zeros((478, 1))], 1), F.landmarks.image_size), F)
+    for k in CONTROLS:
+        assert abs(got[k] - known.get(k, 0.0)) < 0.06, (k, got[k], known.get(k, 0.0))
