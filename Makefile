@@ -21,6 +21,8 @@ test-setup: setup $(VENV)/.test-setup-done
 $(VENV)/.test-setup-done: requirements-test.txt
 	$(PIP) install -q -r requirements-test.txt -c constraints.txt
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@# the official lpips wheel, read by a test for its v0.1 linear layers (never imported)
+	$(PIP) download -q --no-deps --only-binary :all: lpips==0.1.4 -d .cache/reference
 	touch $@
 
 run: setup

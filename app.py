@@ -6,9 +6,8 @@ Blocks (queue configured) so tests can launch it; `python app.py` serves it on 1
 
 Privacy and clean-up: each visitor's avatar lives in a gr.State, their files in a private temp dir
 (never served: gradio serves only the copies it makes of returned files, under content-hashed names).
-The dir is removed when gradio drops the
-session's state (STATE_TTL_S after the last reconstruction, or an hour after the tab closes) and at exit;
-gradio's own cached copies are deleted after CACHE_MAX_AGE_S.
+The dir is removed when gradio drops the session's state (STATE_TTL_S after the last reconstruction,
+or an hour after the tab closes) and at exit; gradio's cached copies are deleted after an hour (CACHE_CLEAN).
 
 GPU: model.render picks gsplat automatically when CUDA is present; on a ZeroGPU Space the heavy
 handlers are wrapped with `spaces.GPU` (see `_gpu`). The footer shows the active backend.
@@ -291,7 +290,10 @@ def turntable(session, progress=gr.Progress()):
     return str(path), str(path)
 
 
-def _preset_performance(names: list[str], seconds_per_pose: float = 0.75, fps: int = 24) -> list[dict]:
+PERFORMANCE_FPS = 15
+
+
+def _preset_performance(names: list[str], seconds_per_pose: float = 0.6, fps: int = PERFORMANCE_FPS) -> list[dict]:
     """Controls for a short performance that blends through the presets and back to neutral."""
     keys = [p for p in PRESETS if p != "neutral"]
     poses = [{}] + [PRESETS[k] for k in keys] + [{}]
@@ -312,7 +314,8 @@ def make_performance_fn(names: list[str]):
         avatar = _avatar(session, animatable=True)
         controls = _preset_performance(names)
         progress(0.1, desc=f"rendering {len(controls)} frames")
-        path = write_animation(avatar, [c or None for c in controls], session.file("animation.mp4"), size=VIDEO_PX)
+        path = write_animation(avatar, [c or None for c in controls], session.file("animation.mp4"), size=VIDEO_PX,
+                               fps=PERFORMANCE_FPS)
         return str(path), str(path)
     return user_errors(performance)
 
@@ -519,6 +522,20 @@ def example_photos() -> list[str]:
     return [str(path)]
 
 
+def warm_up(method_id: str = DEFAULT_METHOD) -> float:
+    """Run the default method once on the example photo (numba compiles or loads its kernels, mediapipe
+    loads its graph) so the first visitor does not wait for it. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    avatar = load_method(method_id).reconstruct(load_image(example_photos()[0]))
+    render_view(avatar, 30.0, 0.0)
+    if avatar.animatable:
+        from model.rig import CONTROLS
+        render_view(avatar, 0.0, 0.0, {next(iter(CONTROLS)): 0.5})
+    with tempfile.TemporaryDirectory() as d:
+        write_viewer_splat(avatar.gaussians(), avatar.head_center, avatar.head_radius, Path(d) / "w.splat")
+    return time.perf_counter() - t0
+
+
 def _control_sliders(controls: dict) -> list:
     """One slider per rig control, grouped by what they move; returns them in CONTROLS order."""
     placed, sliders = {}, {}
@@ -530,7 +547,7 @@ def _control_sliders(controls: dict) -> list:
             for n in names:
                 spec = controls[n]
                 sliders[n] = gr.Slider(spec.min, spec.max, value=spec.neutral, step=(spec.max - spec.min) / 100,
-                                       label=n, info=spec.description)
+                                       label=n, info=spec.description, elem_id=f"ctl-{n}")
                 placed[n] = True
     return [sliders[n] for n in controls]
 
@@ -564,8 +581,8 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                     with gr.Column(scale=1):
                         rendered = gr.Image(label="Server render", format="jpeg", height=420, interactive=False,
                                             elem_id="rendered")
-                        yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)")
-                        pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)")
+                        yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)", elem_id="yaw")
+                        pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)", elem_id="pitch")
                 with gr.Row():
                     downloads = gr.File(label="Downloads: 3DGS .ply and .splat", file_count="multiple",
                                         interactive=False)
@@ -649,5 +666,6 @@ def launch_kwargs() -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    log.info("warm-up: %.1f s", warm_up())
     # server name/port: gradio reads GRADIO_SERVER_NAME (default 127.0.0.1) and GRADIO_SERVER_PORT (7860)
     build_app().launch(**launch_kwargs())

@@ -2,7 +2,8 @@
 
 Conventions every metric here shares:
 - Images are float arrays [H, W, 3] with values in [0, 1] (`check_image` rejects anything else:
-  uint8 images must be divided by 255 by the caller, out-of-range values are an error, not clipped).
+  uint8 images must be divided by 255 by the caller; values beyond [0, 1] by more than 1e-6 are an
+  error, not clipped).
 - Background: the protocols composite the prediction and the target on the SAME background, white
   (1.0), before calling these functions: `rgb * alpha + 1.0 * (1 - alpha)`. The full-image values
   therefore include the background; the masked variants ignore it.
@@ -42,7 +43,7 @@ class MetricSpec:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["range"] = list(self.range)
+        d["range"] = [r if np.isfinite(r) else None for r in self.range]  # strict JSON: None = unbounded
         return d
 
 

@@ -58,6 +58,9 @@ EXTRA_METRICS = {
     "hole_fraction": (False, "fraction of pixels inside the filled silhouette (scipy binary_fill_holes of "
                              "alpha > 0.5) whose alpha is < 0.5: see-through holes in the head; mean over views"),
     "hole_fraction_max": (False, "largest hole_fraction of any view of the sweep"),
+    "silhouette_min_ratio": (True, "smallest / largest silhouette area (alpha > 0.5) over the pitch-0 yaw ring: a "
+                                   "head keeps its bulk all round (~0.7+), a flat or front-only avatar collapses "
+                                   "seen edge-on (billboard ~0); the identity and depth metrics cannot see this"),
     "alpha_face_coverage": (True, "mean rendered alpha over the target's face mask: does the avatar cover the face"),
 }
 
@@ -256,11 +259,12 @@ class Sweep360(Protocol):
     id, version = "sweep-360", "1"
     description = ("yaw sweep every 15° over the full circle at pitch 0, plus pitch ±20° at yaw 0: identity "
                    "vs the photo per yaw (detection failures counted), depth reprojection between "
-                   "neighbouring yaws, hole fraction inside the silhouette")
-    primary = ("csim_dlib", "face_detect_fail_rate_dlib", "depth_reproj_error", "hole_fraction")
+                   "neighbouring yaws, hole fraction inside the silhouette, silhouette area over yaw")
+    primary = ("csim_dlib", "face_detect_fail_rate_dlib", "depth_reproj_error", "hole_fraction",
+               "silhouette_min_ratio")
     YAWS = tuple(range(-180, 180, 15))
     PITCHES = (20, -20)
-    THUMB_VIEWS = ("yaw+000_pitch+00", "yaw+045_pitch+00", "yaw+090_pitch+00", "yaw+180_pitch+00",
+    THUMB_VIEWS = ("yaw+000_pitch+00", "yaw+045_pitch+00", "yaw+090_pitch+00", "yaw-180_pitch+00",
                    "yaw-090_pitch+00", "yaw-045_pitch+00", "yaw+000_pitch+20")
 
     def config(self, settings):
@@ -298,7 +302,9 @@ class Sweep360(Protocol):
             d = depth_reprojection_error(a.depth, a.alpha, cams[i], b.depth, b.alpha, cams[j])
             pairs.append({"yaw_a_deg": self.YAWS[i], "yaw_b_deg": self.YAWS[j],
                           "depth_reproj_error": d["mean_abs_m"], "depth_reproj_valid_fraction": d["valid_fraction"]})
-        metrics = {"hole_fraction": _mean(v["hole_fraction"] for v in views),
+        sil = [v["silhouette_fraction"] for v in views[:ring]]
+        metrics = {"silhouette_min_ratio": min(sil) / max(sil) if max(sil) > 0 else None,
+                   "hole_fraction": _mean(v["hole_fraction"] for v in views),
                    "hole_fraction_max": max((v["hole_fraction"] for v in views if v["hole_fraction"] is not None),
                                             default=None),
                    "depth_reproj_error": _mean(p["depth_reproj_error"] for p in pairs),
@@ -309,6 +315,7 @@ class Sweep360(Protocol):
             metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in scored)
         curves = {"yaw_deg": list(self.YAWS),
                   "hole_fraction": [v["hole_fraction"] for v in views[:ring]],
+                  "silhouette_fraction": sil,
                   "pairs": pairs}
         for m in ctx.identity.available:
             curves[m.id] = [v.get(m.id) for v in views[:ring]]

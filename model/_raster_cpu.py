@@ -15,23 +15,20 @@ Pixel centres: this project's camera puts them at integer coordinates; gsplat pu
 j + 0.5. Both see the same offsets d, so the output is identical to gsplat given K with
 cx, cy + 0.5 (see model/_raster_gsplat.py). The clamp limits below use that shifted K.
 
-Speed (2 cores): one stable depth radix sort, then a counting sort into tiles (each tile list stays
-depth ordered); each Gaussian's footprint is the exact ellipse where alpha >= 1/255 (bounding rows,
-per-row spans); along a row σ is quadratic in x, so exp(-σ) is stepped by two multiplies per
-pixel instead of an exp(); a tile stops as soon as all its pixels are opaque.
+Speed (2 cores): one stable radix sort by depth, the records gathered into depth order, then a
+counting sort into tiles (each tile list stays depth ordered). A Gaussian's footprint is the exact
+ellipse where alpha >= 1/255 (the tiles it touches). The pixel loop
+runs over whole tile rows as SIMD vectors: branch-free selects, a polynomial exp (numba cannot vectorize
+math.exp without Intel SVML), rows whose pixels have all stopped are skipped, and a tile stops when all
+its pixels have. Numba caches the compiled kernels on disk (cache=True; in __pycache__ next to this
+file, or a user cache directory when that is read-only), so a fresh process only loads them.
 """
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
-
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK):
-    # numba caches compiled kernels next to this file; in a read-only install use a user cache
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "headsplat-numba")
-
-from numba import njit, prange  # noqa: E402  (after NUMBA_CACHE_DIR is settled)
+from numba import njit, prange
 
 NEAR_PLANE = 0.01  # metres: gsplat's default near plane
 EPS2D = 0.3  # px²: gsplat's low-pass blur added to the 2D covariance diagonal
@@ -199,6 +196,26 @@ def _depth_order(z, valid):
 
 
 @njit(cache=True, inline="always")
+def _band(da, db, a, beta, gamma, half, star, two_smax):
+    """Extent (lo, hi) along axis q of the ellipse ½a(dq + β dp)² + γ dp² <= σ_max over the band
+    da <= dp <= db (offsets from the centre, px), where `half` is its half extent along q and `star` the dp of
+    its extreme-q point. For a fixed dp, dq spans -β dp ± sqrt((2σ_max - 2γ dp²) / a): the upper end is
+    concave in dp and peaks at `star`, the lower end mirrors it at -star; the band is clipped to the
+    ellipse's bounding box, so the end evaluated is never past the ellipse."""
+    if da <= star <= db:
+        hi = half
+    else:
+        dp = da if star < da else db
+        hi = -beta * dp + math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dp * dp) / a))
+    if da <= -star <= db:
+        lo = -half
+    else:
+        dp = da if -star < da else db
+        lo = -beta * dp - math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dp * dp) / a))
+    return lo - _SPAN_EPS, hi + _SPAN_EPS
+
+
+@njit(cache=True, inline="always")
 def _tile_span(rec, bbox, g, ty, tw, th):
     """Tile columns (lo, hi inclusive) touched in tile row ty (tiles tw x th px) by Gaussian g's ellipse
     σ <= σ_max (where alpha >= 1/255); lo > hi when none. Small footprints (at most 2 tile columns, or one
@@ -209,28 +226,10 @@ def _tile_span(rec, bbox, g, ty, tw, th):
         return tx0, tx1
     u = rec[g, _U]
     v = rec[g, _V]
-    ia = 1.0 / rec[g, _A]
-    beta = rec[g, _BETA]
-    gamma = rec[g, _GAMMA]
-    two_smax = 2.0 * rec[g, _SMAX]
-    hx = rec[g, _HX]
-    dstar = rec[g, _DSTAR]
-    da = max(ty * th, bbox[g, 2]) - v
-    db = min(ty * th + th - 1, bbox[g, 3]) - v
-    # row dy spans dx in -β dy ± sqrt((2σ_max - 2γ dy²) / A): the right end is concave in dy and peaks at
-    # dy* (the ellipse's rightmost point); the left end mirrors it at -dy*
-    if da <= dstar <= db:
-        hi = u + hx
-    else:
-        dy = da if dstar < da else db
-        hi = u - beta * dy + math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dy * dy) * ia))
-    if da <= -dstar <= db:
-        lo = u - hx
-    else:
-        dy = da if -dstar < da else db
-        lo = u - beta * dy - math.sqrt(max(0.0, (two_smax - 2.0 * gamma * dy * dy) * ia))
-    lo_t = int(math.floor(max(lo - _SPAN_EPS, 0.0))) // tw
-    hi_t = int(math.floor(max(hi + _SPAN_EPS, 0.0))) // tw
+    lo, hi = _band(max(ty * th, bbox[g, 2]) - v, min(ty * th + th - 1, bbox[g, 3]) - v, rec[g, _A], rec[g, _BETA],
+                   rec[g, _GAMMA], rec[g, _HX], rec[g, _DSTAR], 2.0 * rec[g, _SMAX])
+    lo_t = int(math.floor(max(u + lo, 0.0))) // tw
+    hi_t = int(math.floor(max(u + hi, 0.0))) // tw
     return max(tx0, lo_t), min(tx1, hi_t)
 
 
@@ -378,8 +377,10 @@ def _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rg
             remaining += 1 if inside else 0
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
-            y0 = max(ya, bbox[g, 2]) - ya
-            y1 = min(yb, bbox[g, 3]) - ya
+            y0 = max(ya, bbox[g, 2])
+            y1 = min(yb, bbox[g, 3])
+            y0 -= ya
+            y1 -= ya
             while y0 <= y1 and live[y0] == 0:
                 y0 += 1
             while y1 >= y0 and live[y1] == 0:

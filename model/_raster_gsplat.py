@@ -16,6 +16,10 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     if not torch.cuda.is_available():
         raise RuntimeError("backend 'gsplat' needs a CUDA GPU and none is available; use backend='cpu'")
     from gsplat import rasterization
+    from gsplat.cuda._backend import _C
+    if _C is None:
+        raise RuntimeError("gsplat's CUDA extension is not available (gsplat from PyPI compiles it on first use and "
+                           "needs the CUDA toolkit's nvcc); use backend='cpu'")
 
     dev = torch.device("cuda")
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=dev)  # noqa: E731

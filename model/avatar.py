@@ -120,18 +120,33 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) ->
         return np.zeros(len(vertices))
     weight = scalp_weight(fitted.template)
     on_scalp = weight > 0
-    # thickness: the photo's hair top above the projected skull top, converted to metres
+    # thickness, in pixels then metres: how far the photo's person mask reaches beyond the fitted
+    # skull, above it (top) and beside it at temple height (sides); the back takes the sides' value.
     cam = fitted.camera
-    uv, z = cam.project(vertices[on_scalp > 0])
-    skull_top = uv[:, 1].min()
-    person_cols = ev.person > 0.5
-    lm_x = fitted.landmarks.xy[:, 0]
-    x0, x1 = int(np.percentile(lm_x, 40)), int(np.percentile(lm_x, 60)) + 1
-    rows = np.where(person_cols[:, max(x0, 0):max(x1, 1)].any(1))[0]
-    top = rows.min() if len(rows) else skull_top
+    uv, z = cam.project(vertices[on_scalp])
     metres_per_px = float(np.median(z)) / cam.fy
-    thickness = float(np.clip((skull_top - top) * metres_per_px, 0.004, 0.05))
-    return thickness * weight
+    person = ev.person > 0.5
+    xy = fitted.landmarks.xy
+    cx = int(np.clip(round(xy[:, 0].mean()), 0, person.shape[1] - 1))
+    x0, x1 = int(np.percentile(xy[:, 0], 40)), int(np.percentile(xy[:, 0], 60)) + 1
+    rows = np.where(person[:, max(x0, 0):max(x1, 1)].any(1))[0]
+    top_px = uv[:, 1].min() - (rows.min() if len(rows) else uv[:, 1].min())
+    side_px = []
+    for y in np.linspace(xy[10, 1], 0.5 * (xy[10, 1] + xy[33, 1]), 5).astype(int):
+        if not 0 <= y < person.shape[0] or not person[y, cx]:
+            continue
+        row = person[y]
+        # the run of person pixels through the face centre, vs the skull's extent on that row
+        left = cx - np.argmin(row[cx::-1]) if not row[:cx].all() else 0
+        right = cx + np.argmin(row[cx:]) if not row[cx:].all() else len(row)
+        near = np.abs(uv[:, 1] - y) < 2
+        if near.sum() > 4:
+            side_px.append(0.5 * ((uv[near, 0].min() - left) + (right - uv[near, 0].max())))
+    top = float(np.clip(top_px * metres_per_px, 0.004, 0.05))
+    side = float(np.clip(np.median(side_px) * metres_per_px, 0.003, 0.04)) if side_px else 0.6 * top
+    n = vertex_normals(vertices, fitted.template.faces)
+    w_top, w_side = np.maximum(n[:, 1], 0) ** 2, n[:, 0] ** 2 + np.minimum(n[:, 2], 0) ** 2
+    return weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
 
 
 class HeadSplat(Method):
@@ -181,11 +196,6 @@ class HeadSplat(Method):
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(image.astype(np.float32) / 255, ev.person, points, normals,
                                     fitted.camera, surface, tpl.faces)
-        # The template's neck runs lower than most photos show bare skin (collars, scarves): there,
-        # only skin-coloured samples count as observed; the rest is left to fusion and the prior.
-        neck = layout.region == REGIONS.index("neck")
-        skin_like = np.exp(-((rgb[neck] - ev.skin_rgb) ** 2).sum(1) / (2 * 0.12 ** 2))
-        conf[neck] *= skin_like
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)

@@ -9,6 +9,9 @@ Colours are evaluated from SH per Gaussian for the camera centre before rasteriz
 """
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,20 +29,33 @@ class RenderResult:
     depth: np.ndarray  # [H,W] float32 metres: expected camera-frame z Σ w_i z_i / alpha; 0 where alpha is 0
 
 
+@functools.lru_cache(maxsize=1)
 def _gsplat_usable() -> bool:
+    """True when torch sees a CUDA GPU and gsplat's CUDA extension loads (gsplat from PyPI compiles it
+    with nvcc on first use). Without an NVIDIA driver it answers without importing torch (seconds)."""
+    if "torch" not in sys.modules and not os.path.exists("/proc/driver/nvidia/version"):
+        return False
     try:
         import torch
         if not torch.cuda.is_available():
             return False
-        import gsplat  # noqa: F401
-    except Exception:  # a broken CUDA / gsplat install means "not usable", and "cpu" renders instead
+        from gsplat.cuda._backend import _C
+    except Exception:  # no usable gsplat: "auto" renders on the CPU, which follows the same rules
         return False
-    return True
+    return _C is not None
 
 
 def available_backends() -> list[str]:
     """Backends that can run on this machine, preferred first."""
     return (["gsplat"] if _gsplat_usable() else []) + ["cpu"]
+
+
+def warmup(backend: str = "auto") -> None:
+    """Load the backend's kernels now (numba's cached compile, ~0.5-1 s in a fresh process) so that the
+    first real render is fast; e.g. call it when an app starts."""
+    from model.camera import orbit_camera
+    g = Gaussians.from_rgb(np.zeros((1, 3)), [[1.0, 0, 0, 0]], [[0.05] * 3], [0.5], [[0.5, 0.5, 0.5]])
+    render(g, orbit_camera(0.0, 0.0, 1.0, width=16, height=16), backend=backend)
 
 
 def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), backend: str = "auto") -> RenderResult:

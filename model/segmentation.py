@@ -12,14 +12,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.landmarks import Landmarks
+from model.landmarks import FACE_OVAL, Landmarks
 
 _lock = threading.Lock()
 _seg = None
 
-# mediapipe face-mesh indices (topology facts of the detector, kept here with the other appearance cues)
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
-             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+# mediapipe face-mesh indices used only for appearance statistics
 CHEEKS = (50, 280, 205, 425, 187, 411, 101, 330)  # below the eyes, beside the nose: reliable bare skin
 EXCLUDE_FROM_SKIN = ((33, 133, 159, 145), (362, 263, 386, 374), (61, 291, 0, 17), (70, 107, 105), (300, 336, 334))
 

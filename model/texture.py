@@ -23,7 +23,7 @@ _GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",)
 
 def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, normals: np.ndarray,
                     camera: Camera, mesh_vertices: np.ndarray, faces: np.ndarray,
-                    edge_px: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+                    edge_px: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Sample the photo at each texel's surface point.
 
     image [H,W,3] float in [0,1]; person [H,W] in [0,1]; points, normals [T,3] (metres, unit);
@@ -50,11 +50,11 @@ def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, n
     visible = inside & covered[px[:, 1], px[:, 0]] & (z <= zb + 0.004)  # 4 mm: z-buffer vs texel point
     view = camera.position[None] - points
     view /= np.linalg.norm(view, axis=1, keepdims=True)
-    facing = np.clip(((normals * view).sum(1) - 0.15) / 0.45, 0, 1)
+    facing = np.clip(((normals * view).sum(1) - 0.05) / 0.3, 0, 1)  # full trust up to ~70° from the view axis
     edge = np.clip(dist[px[:, 1], px[:, 0]] / edge_px, 0, 1)
     rgb = sample_bilinear(image, uv, cv2.BORDER_REPLICATE)
     pers = sample_bilinear(person, uv, cv2.BORDER_CONSTANT)
-    conf = np.where(visible, facing * edge * np.clip((pers - 0.3) / 0.4, 0, 1), 0.0)
+    conf = np.where(visible, facing * edge * np.clip((pers - 0.2) / 0.3, 0, 1), 0.0)
     return np.clip(rgb, 0, 1), conf.astype(np.float32)
 
 

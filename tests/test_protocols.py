@@ -180,6 +180,12 @@ def test_sweep_finds_holes_and_consistent_depth():
     assert len(solid.views) == 26 and len(solid.curves["yaw_deg"]) == 24 and len(solid.curves["pairs"]) == 24
     assert solid.metrics["hole_fraction_max"] < 0.005
     assert solid.metrics["depth_reproj_error"] < 0.004  # metres, on a head 0.2 m tall
+    assert solid.metrics["silhouette_min_ratio"] == pytest.approx(0.08 / 0.09, abs=0.05)  # ellipse x/z axes
+    flat = Ball().reconstruct(subject.image)
+    g = flat._g
+    flat._g = Gaussians(g.means * np.array([1, 1, 0.05], np.float32), g.quats, g.scales * 0.3, g.opacities, g.sh)
+    card = P.PROTOCOLS["sweep-360"].run(flat, subject, ctx)  # a card seen edge-on nearly vanishes
+    assert card.metrics["silhouette_min_ratio"] < 0.2
     front = next(v for v in holed.views if v["view"] == "yaw+000_pitch+00")
     side = next(v for v in holed.views if v["view"] == "yaw+090_pitch+00")
     assert front["hole_fraction"] > 0.03 and side["hole_fraction"] < 0.005
@@ -270,3 +276,44 @@ def test_protocol_not_applicable_to_a_photo_dataset_is_skipped(tmp_path):
     assert P.run_evaluation(["ball"], ds, ["multiview-gt"], tmp_path, methods={"ball": Ball()}, progress=False,
                             log=logs.append) == []
     assert "no ground-truth views" in logs[0]
+
+
+def test_score_external_scores_views_rendered_at_the_protocol_cameras(tmp_path):
+    """The CLI's score-external path: predictions made elsewhere at exactly the cameras the protocols ask
+    for (model.camera.framing_camera for the sweep, the resized input camera for input-view)."""
+    from PIL import Image
+
+    from evaluation.__main__ import main
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = np.full((96, 96, 3), 180, np.uint8)
+    Image.fromarray(photo).save(photos / "p1.png")
+    pred = tmp_path / "pred"
+    (pred / "p1").mkdir(parents=True)
+    (pred / "method.json").write_text(json.dumps({"id": "ext", "name": "External", "version": "1",
+                                                  "description": "made elsewhere"}))
+    Image.fromarray(photo).save(pred / "p1" / "input.png")
+    head = ellipsoid()
+    cam_in = framing_camera(np.zeros(3), HEAD_RADIUS, 0, 0, 96)
+    poses = [(y, 0) for y in P.Sweep360.YAWS] + [(0, p) for p in P.Sweep360.PITCHES]
+    cams = [cam_in.resized(SIZE, SIZE)] + P.orbit_cameras(
+        type("A", (), {"head_center": np.zeros(3), "head_radius": HEAD_RADIUS})(), poses, SETTINGS)
+    views = []
+    for i, cam in enumerate(cams):
+        r = render(head, cam, (1, 1, 1))
+        Image.fromarray(u8(r.rgb)).save(pred / "p1" / f"v{i}.png")
+        Image.fromarray(u8(r.alpha)).save(pred / "p1" / f"v{i}_a.png")
+        np.save(pred / "p1" / f"v{i}_d.npy", r.depth)
+        views.append({"id": f"v{i}", "camera": cam.to_dict(), "image": f"v{i}.png", "alpha": f"v{i}_a.png",
+                      "depth": f"v{i}_d.npy"})
+    (pred / "p1" / "views.json").write_text(json.dumps({"head_center": [0, 0, 0], "head_radius": HEAD_RADIUS,
+                                                        "input_camera": cam_in.to_dict(), "views": views}))
+    out = tmp_path / "res"
+    assert main(["score-external", "--predictions", str(pred), "--dataset", f"portraits:{photos}",
+                 "--protocol", "input-view,sweep-360", "--out", str(out), "--size", str(SIZE), "--quiet",
+                 "--strict"]) == 0
+    rs = {r["protocol"]["id"]: r for r in R.load_results(out)}
+    assert rs["sweep-360"]["status"] == "ok" and rs["input-view"]["status"] == "ok"
+    assert rs["sweep-360"]["metrics"]["depth_reproj_error"] < 0.004
+    assert rs["sweep-360"]["metrics"]["silhouette_min_ratio"] > 0.8
+    assert rs["input-view"]["method"]["config"]["external"] is True

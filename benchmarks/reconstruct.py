@@ -1,0 +1,145 @@
+"""Our method's figures on one portrait: speed, input-view fidelity, 360° completeness, identity
+across yaw, and whether animation visibly works.
+
+    python -m benchmarks.reconstruct [--image PATH] [--method ours] [--runs 5]
+
+Targets (issue 4): photo -> avatar <= 0.5 s median after models are loaded; new controls ->
+updated Gaussians <= 5 ms; >= 20k Gaussians; input view inside the head mask PSNR >= 26 dB and
+SSIM >= 0.85; mean alpha inside the filled silhouette >= 0.99 at yaw 90/135/180; dlib face
+distance to the photo <= 0.5 at yaw ±30° and <= 0.6 at ±60° (face found); landmarks measured
+on renders move as the controls say. Prints one JSON line last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+
+
+def _median_time(fn, n):
+    ts, out = [], None
+    for _ in range(n):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts)), out
+
+
+def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Pixels where the avatar's head covers the photo's person: the region whose fidelity we score."""
+    return (alpha > 0.5) & (person > 0.5)
+
+
+def silhouette_fill(alpha: np.ndarray) -> float:
+    """Mean alpha inside the filled silhouette (alpha > 0.5, holes filled): 1 means no holes."""
+    sil = binary_fill_holes(alpha > 0.5)
+    return float(alpha[sil].mean()) if sil.any() else 0.0
+
+
+def face_measures(image_u8: np.ndarray) -> dict | None:
+    """Mouth opening and corner height (/ face height), eye aspect ratio, from the landmark detector."""
+    from model.errors import InputError
+    from model.landmarks import detect_landmarks
+    try:
+        p = detect_landmarks(image_u8).xy
+    except InputError:
+        return None
+    face_h = np.linalg.norm(p[10] - p[152])
+    ear = np.mean([np.linalg.norm(p[159] - p[145]) / np.linalg.norm(p[33] - p[133]),
+                   np.linalg.norm(p[386] - p[374]) / np.linalg.norm(p[362] - p[263])])
+    mouth_centre_y = 0.5 * (p[13, 1] + p[14, 1])
+    return {"mouth_open": float(np.linalg.norm(p[13] - p[14]) / face_h), "eye_aspect": float(ear),
+            # image y grows downwards: a lift makes the corners' height above the lip centre larger
+            "corner_lift": float((mouth_centre_y - 0.5 * (p[61, 1] + p[291, 1])) / face_h)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", help="portrait path (default: skimage.data.astronaut())")
+    ap.add_argument("--method", default="ours")
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    from baselines.registry import get_method
+    from evaluation.identity import dlib_model
+    from evaluation.metrics import psnr, ssim
+    from model.camera import framing_camera
+    from model.image_io import load_image
+    from model.segmentation import person_mask
+
+    if args.image:
+        image = load_image(args.image)
+    else:
+        import skimage.data
+        image = skimage.data.astronaut()
+    method = get_method(args.method)
+    t0 = time.perf_counter()
+    avatar = method.reconstruct(image)  # loads models, compiles/loads kernels
+    first_s = time.perf_counter() - t0
+    recon_s, avatar = _median_time(lambda: method.reconstruct(image), args.runs)
+    out = {"method": args.method, "image": args.image or "skimage:astronaut", "first_call_s": round(first_s, 3),
+           "reconstruct_s_median": round(recon_s, 4)}
+    g = avatar.gaussians()
+    out["gaussians"] = len(g)
+    if avatar.animatable:
+        i = iter(range(10 ** 9))
+        pose_s, _ = _median_time(lambda: avatar.gaussians({"jawOpen": 0.3 + 0.01 * (next(i) % 50)}), 30)
+        out["controls_to_gaussians_ms_median"] = round(pose_s * 1000, 3)
+
+    # input view, inside the head mask
+    cam = avatar.input_camera
+    r = avatar.render(cam, background=(1.0, 1.0, 1.0))
+    photo = image.astype(np.float32) / 255
+    mask = head_mask(r.alpha, person_mask(image))
+    out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)
+    out["input_view_ssim_masked"] = round(ssim(r.rgb, photo, mask), 4)
+    out["head_mask_fraction"] = round(float(mask.mean()), 4)
+
+    # 360°: holes inside the silhouette
+    render_s = []
+    for yaw in (90, 135, 180):
+        c = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, 512)
+        t = time.perf_counter()
+        rr = avatar.render(c)
+        render_s.append(time.perf_counter() - t)
+        out[f"silhouette_fill_yaw{yaw}"] = round(silhouette_fill(rr.alpha), 4)
+    out["render_512_ms_median"] = round(1000 * float(np.median(render_s)), 2)
+
+    # identity across yaw (dlib ResNet distance; same person when < 0.6)
+    dl = dlib_model()
+    ref = dl.embed(image)
+    for yaw in (-60, -30, 30, 60):
+        c = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, 512)
+        view = (avatar.render(c).rgb * 255 + 0.5).astype(np.uint8)
+        e = dl.embed(view)
+        out[f"dlib_distance_yaw{yaw:+d}"] = None if e is None or ref is None else round(float(np.linalg.norm(e - ref)), 4)
+
+    # animation, measured by the landmark detector on renders at the input camera
+    if avatar.animatable:
+        front = cam
+
+        def measure(controls):
+            rgb = avatar.render(front, controls, background=(1.0, 1.0, 1.0)).rgb
+            return face_measures((rgb * 255 + 0.5).astype(np.uint8))
+
+        neutral = measure(None)
+        jaw, blink = measure({"jawOpen": 1.0}), measure({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})
+        smile = measure({"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0})
+        ok = all(m is not None for m in (neutral, jaw, blink, smile))
+        out["anim_face_found"] = ok
+        if ok:
+            out["anim_mouth_open_neutral"] = round(neutral["mouth_open"], 4)
+            out["anim_mouth_open_jaw1"] = round(jaw["mouth_open"], 4)
+            out["anim_eye_aspect_neutral"] = round(neutral["eye_aspect"], 4)
+            out["anim_eye_aspect_blink1"] = round(blink["eye_aspect"], 4)
+            out["anim_corner_lift_neutral"] = round(neutral["corner_lift"], 4)
+            out["anim_corner_lift_smile1"] = round(smile["corner_lift"], 4)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
