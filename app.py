@@ -234,10 +234,10 @@ def _summary(avatar, method_id: str, seconds: float) -> str:
 @_gpu
 def reconstruct(photo, method_id, session, progress=gr.Progress()):
     """Photo (upload / webcam / example) -> avatar in the session, .splat for the 3D viewer, the
-    frontal server render, .ply + .splat downloads and a summary."""
+    frontal server render (Create and Animate tabs), .ply + .splat downloads, a summary, sliders reset."""
     t0 = time.perf_counter()
     if photo is None:
-        return (gr.skip(),) * 7  # the image was cleared: leave every output as it is
+        return (gr.skip(),) * 8  # the image was cleared: leave every output as it is
     progress(0.05, desc="reading the photo")
     image = load_image(_upload_path(photo))
     method_id = method_id or DEFAULT_METHOD
@@ -256,7 +256,7 @@ def reconstruct(photo, method_id, session, progress=gr.Progress()):
     seconds = time.perf_counter() - t0
     for w in avatar.metadata().get("warnings", []):
         gr.Warning(w)
-    return session, str(shown), view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
+    return session, str(shown), view, view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
 
 
 def make_view_fn(names: list[str]):
@@ -632,7 +632,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         heavy = dict(concurrency_id="heavy", concurrency_limit=HEAVY_CONCURRENCY)
         light = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, show_progress="hidden",
                      trigger_mode="always_last")
-        create_out = [session, viewer, rendered, downloads, summary, yaw, pitch]
+        create_out = [session, viewer, rendered, anim_view, downloads, summary, yaw, pitch]
         photo.change(reconstruct, [photo, method, session], create_out, api_name="reconstruct",
                      preprocess=False, **heavy)
         create_btn.click(reconstruct, [photo, method, session], create_out, api_name="reconstruct_again",

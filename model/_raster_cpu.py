@@ -35,7 +35,7 @@ EPS2D = 0.3  # px²: gsplat's low-pass blur added to the 2D covariance diagonal
 ALPHA_MIN = np.float32(1.0 / 255.0)  # gsplat ALPHA_THRESHOLD
 ALPHA_MAX = np.float32(0.999)
 T_MIN = np.float32(1e-4)  # transmittance at which a pixel stops
-TILE_W, TILE_H = 16, 16  # px; the width a power of 2 (see _raster)
+TILE_W, TILE_H = 8, 16  # px; the width a power of 2 (see _raster); 8 = one AVX2 vector per tile row
 
 _LN255 = math.log(255.0)
 _SPAN_EPS = 1e-3  # px: widen analytic extents so float rounding never drops a pixel that passes the alpha test
@@ -315,21 +315,19 @@ _NPLANE = 256  # pixels per plane of a tile buffer: tw * th <= 256
 
 
 @njit(cache=True, inline="always", fastmath={"contract"})
-def _composite_block(buf, tw_bits, p0, n, ex, ey, half_a, beta, gamma, o, cr, cg, cb, z):
+def _composite_block(buf, lxy, p0, n, ex, ey, half_a, beta, gamma, o, cr, cg, cb, z):
     """Composite one Gaussian onto the n pixels buf[p0:p0+n] of a tile buffer (planes of _NPLANE: T, r, g, b,
-    Σwz; rows of 2**tw_bits pixels, so whole rows are contiguous). The pixel at local (lx, ly) (counted from
-    p0's row start) has dx = ex + lx, dy = ey + ly. Returns how many pixels stopped.
-    One flat loop over whole rows amortises the per-call overhead; unsigned indices, shifts and selects
-    instead of branches let LLVM vectorize it (numba's signed indexing would block that)."""
+    Σwz; rows stored one after another, so a run of whole rows is contiguous). Pixel p sits at
+    (lxy[0, p], lxy[1, p]) in the tile, i.e. dx = ex + lxy[0, p], dy = ey + lxy[1, p] from the Gaussian.
+    Returns how many pixels stopped. One flat loop over whole rows amortises the per-call overhead;
+    unsigned indices and selects instead of branches let LLVM vectorize it (numba's signed indexing would
+    block that)."""
     nstop = 0
-    shift = np.uint64(tw_bits)
-    mask = np.uint64((1 << tw_bits) - 1)
     for k in range(n):
-        uk = np.uint64(k)
-        dy = ey + np.float32(uk >> shift)
-        e = ex + np.float32(uk & mask) + beta * dy
+        p = p0 + np.uint64(k)
+        dy = ey + lxy[1, p]
+        e = ex + lxy[0, p] + beta * dy
         al = min(ALPHA_MAX, o * _exp_neg(half_a * e * e + gamma * dy * dy))
-        p = p0 + uk
         tp = buf[p]
         hit = (al >= ALPHA_MIN) & (tp > np.float32(0.0))
         nt = tp * (np.float32(1.0) - al)
@@ -358,6 +356,10 @@ def _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rg
     tw_bits = 0
     while (1 << tw_bits) < tw:
         tw_bits += 1
+    lxy = np.empty((2, _NPLANE), np.float32)  # (x, y) of each buffer pixel within its tile
+    for j in range(_NPLANE):
+        lxy[0, j] = j & (tw - 1)
+        lxy[1, j] = j >> tw_bits
     for i in prange(ntiles):
         t = (i * stride) % ntiles
         ty = t // ntx
@@ -387,8 +389,8 @@ def _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rg
                 y1 -= 1
             if y0 > y1:
                 continue
-            nstop = _composite_block(buf, tw_bits, np.uint64(y0 * tw), (y1 - y0 + 1) * tw,
-                                     np.float32(xa) - rec[g, _U], np.float32(ya + y0) - rec[g, _V],
+            nstop = _composite_block(buf, lxy, np.uint64(y0 * tw), (y1 - y0 + 1) * tw,
+                                     np.float32(xa) - rec[g, _U], np.float32(ya) - rec[g, _V],
                                      np.float32(0.5) * rec[g, _A], rec[g, _BETA], rec[g, _GAMMA],
                                      rec[g, _OP], rec[g, _R], rec[g, _G], rec[g, _B], rec[g, _Z])
             if nstop > 0:

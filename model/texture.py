@@ -106,19 +106,28 @@ def smooth_fill(layout: UVLayout, values: np.ndarray, weights: np.ndarray, sigma
     return out, support
 
 
-def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_sigma: float = 6.0):
+def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_sigma: float | None = None):
     """Fill low-confidence texels from their mirror texel, matching low-frequency shading first.
 
-    The mirror's colour is rescaled by the ratio of the low-passed observed texture on this side to
-    that on the mirror side, so a lit half and a shaded half meet without a seam. Returns the fused
-    (rgb [T,3], conf [T]).
+    The mirror's colour is rescaled by the ratio of the low-passed observed texture on this side of
+    the face to that on the mirror's side (each estimated from its own side only), so a lit half
+    and a shaded half meet without a seam; where this side has no observation at all, the mirror is
+    copied as it is. Returns the fused (rgb [T,3], conf [T]).
     """
+    sigma = shading_sigma or layout.res / 20
     m = layout.mirror
     has = m >= 0
-    low, support = smooth_fill(layout, rgb, conf, shading_sigma)
+    right = layout.rc[:, 1] >= layout.res / 2  # u >= 0.5: the subject's left half
+    low = np.zeros_like(rgb, dtype=np.float64)
+    support = np.zeros(len(rgb))
+    for side in (right, ~right):
+        lo, sup = smooth_fill(layout, rgb, np.where(side, conf, 0.0), sigma)
+        low[side], support[side] = lo[side], sup[side]
     ratio = np.ones_like(rgb)
-    ok = has & (support > 1e-3)
-    ratio[ok] = np.clip((low[ok] + 0.02) / (low[m[ok]] + 0.02), 0.6, 1.6)
+    ok = has & (support > 1e-4) & (support[np.where(has, m, 0)] > 1e-4)
+    raw = np.clip((low[ok] + 0.02) / (low[m[ok]] + 0.02), 0.4, 2.5)
+    trust = np.clip(support[ok] / 0.02, 0, 1)[:, None]  # a faint extrapolation is still the best estimate
+    ratio[ok] = 1 + trust * (raw - 1)
     mir_rgb = np.where(has[:, None], rgb[np.where(has, m, 0)] * ratio, 0.0)
     mir_conf = np.where(has, conf[np.where(has, m, 0)], 0.0)
     w_self = conf

@@ -71,7 +71,7 @@ def _non_white(img: np.ndarray) -> float:
 
 def test_create_rotate_animate_download(server, files, tmp_path):
     c = client(server, tmp_path)
-    viewer, view, downloads, summary, yaw, pitch = c.predict(handle_file(files / "astronaut.png"), "ours",
+    viewer, view, anim, downloads, summary, yaw, pitch = c.predict(handle_file(files / "astronaut.png"), "ours",
                                                              api_name="/reconstruct")
     assert "HeadSplat" in summary and "animatable: yes" in summary and (yaw, pitch) == (0, 0)
     ply, splat = sorted(downloads, key=lambda p: Path(p).suffix)  # .ply, .splat
@@ -112,7 +112,7 @@ def test_bad_photos_give_a_message_not_a_traceback(server, files, tmp_path, name
 
 def test_several_faces_are_reported(server, files, tmp_path):
     summary = client(server, tmp_path).predict(handle_file(files / "two_faces.png"), "ours",
-                                               api_name="/reconstruct")[3]
+                                               api_name="/reconstruct")[4]
     assert "2 faces found; using the largest" in summary
 
 

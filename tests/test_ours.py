@@ -1,0 +1,149 @@
+"""Our method: determinism, symmetric fusion, Gaussians bound to triangles, animation, bad inputs."""
+import io
+import warnings
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from model.avatar import HeadSplat
+from model.errors import InputError
+from model.surface import uv_layout, vertex_normals
+from model.template import REGIONS
+from model.texture import fuse_symmetric
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def avatar(astronaut):
+    return HeadSplat().reconstruct(astronaut)
+
+
+def test_same_image_gives_the_identical_avatar(astronaut, avatar):
+    again = HeadSplat().reconstruct(astronaut)
+    a, b = avatar.gaussians(), again.gaussians()
+    assert len(a) >= 20_000
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_input_view_is_the_photo_where_the_head_is(astronaut, avatar):
+    out = avatar.render(avatar.input_camera)
+    assert out.rgb.shape == astronaut.shape
+    face = avatar.fitted.landmarks.xy.mean(0).round().astype(int)
+    x, y = face
+    assert out.alpha[y, x] > 0.99
+    # colour at the face centre within a few levels of the photo (nose area is smooth)
+    assert np.abs(out.rgb[y - 2:y + 3, x - 2:x + 3].mean((0, 1)) - astronaut[y - 2:y + 3, x - 2:x + 3].mean((0, 1)) / 255).max() < 0.08
+
+
+def test_symmetric_fusion_fills_a_half_occluded_face_from_its_mirror():
+    layout = uv_layout(64)
+    u = (layout.rc[:, 1] + 0.5) / 64
+    v = (layout.rc[:, 0] + 0.5) / 64
+    # a symmetric pattern; the photo "sees" only the half u < 0.5
+    truth = np.stack([0.5 + 0.4 * np.cos(6 * np.abs(u - 0.5)), 0.5 + 0.3 * np.sin(5 * v), 0.3 + 0 * u], 1)
+    seen = u < 0.5
+    rgb = np.where(seen[:, None], truth, 0.0)
+    conf = seen.astype(np.float32)
+    fused, fconf = fuse_symmetric(layout, rgb, conf)
+    hidden = ~seen & (layout.mirror >= 0)
+    assert hidden.sum() > 500
+    assert np.abs(fused[hidden] - truth[hidden]).max() < 1e-3
+    assert np.all(fconf[hidden] > 0.99)
+
+
+def test_fusion_matches_shading_across_the_mirror():
+    """A lit half copied onto a shaded half takes the shaded half's low-frequency brightness."""
+    layout = uv_layout(64)
+    u = (layout.rc[:, 1] + 0.5) / 64
+    rng = np.random.default_rng(0)
+    detail = 0.05 * rng.standard_normal((len(u), 1))
+    detail = 0.5 * (detail + detail[np.where(layout.mirror >= 0, layout.mirror, np.arange(len(u)))])
+    lit, shaded = u > 0.5, (u < 0.5) & (u > 0.3)  # the shaded half is seen only near the midline
+    rgb = np.where(lit[:, None], 0.8 + detail, 0.4 + detail) * np.ones((1, 3))
+    conf = (lit | shaded).astype(np.float32)
+    fused, _ = fuse_symmetric(layout, rgb, conf)
+    filled = (u > 0.2) & (u < 0.3) & (layout.mirror >= 0)  # hidden, next to the seen shaded part
+    skin = np.isin(layout.region, [REGIONS.index(n) for n in ("face_skin", "scalp", "neck")])
+    assert abs(fused[filled & skin].mean() - 0.4) < 0.1  # a naive copy would give 0.8
+
+
+def test_gaussians_stay_on_their_triangles_under_animation(avatar):
+    tpl = avatar.fitted.template
+    b = avatar.binding
+    for controls in (None, {"jawOpen": 1.0, "mouthSmileLeft": 0.7}, {"headYaw": 0.6, "eyeBlinkRight": 1.0}):
+        g = avatar.gaussians(controls)
+        from model import rig
+        v = rig.deform(avatar.fitted, controls)
+        surface = v + b.hair[:, None] * vertex_normals(v, tpl.faces)
+        tri = surface[tpl.faces[b.faces]]
+        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        off_plane = np.abs(((g.means - tri[:, 0]) * n).sum(1))
+        assert np.percentile(off_plane, 99) < 1e-6
+        # each Gaussian's third axis is its triangle's normal
+        from model.gaussians import quat_to_rotmat
+        axis_n = quat_to_rotmat(g.quats)[:, :, 2]
+        assert np.percentile(np.abs((axis_n * n).sum(1)), 1) > 0.999
+
+
+def test_jaw_open_moves_the_lower_lip_and_nothing_moves_without_controls(avatar):
+    neutral = avatar.gaussians().means
+    open_ = avatar.gaussians({"jawOpen": 1.0}).means
+    moved = np.linalg.norm(open_ - neutral, axis=1)
+    assert moved.max() > 0.01  # centimetres, not numerical noise
+    assert np.median(moved) < 1e-6  # the back of the head stays put
+    assert np.array_equal(avatar.gaussians({}).means, neutral)
+
+
+def test_the_back_of_the_head_has_no_holes(avatar):
+    from benchmarks.reconstruct import silhouette_fill
+    from model.camera import framing_camera
+    for yaw in (90, 180):
+        cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, 128)
+        assert silhouette_fill(avatar.render(cam).alpha) > 0.99
+
+
+def _encode(img: Image.Image, fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK"])
+def test_grey_rgba_and_cmyk_photos_are_handled(astronaut, mode):
+    img = Image.fromarray(astronaut).convert(mode)
+    data = _encode(img, "JPEG" if mode == "CMYK" else "PNG")
+    avatar = HeadSplat().reconstruct(data)
+    assert len(avatar.gaussians()) > 20_000
+
+
+def test_huge_photo_is_downscaled_not_refused(astronaut):
+    huge = np.asarray(Image.fromarray(astronaut).resize((6000, 6000), Image.NEAREST))[:6000, :, :]
+    avatar = HeadSplat().reconstruct(huge[:, :4500])
+    assert max(avatar.input_camera.width, avatar.input_camera.height) <= 1024
+
+
+def test_no_face_tiny_face_and_several_faces(astronaut):
+    with pytest.raises(InputError, match="no face"):
+        HeadSplat().reconstruct(skimage.data.coffee())
+    tiny = np.full((400, 400, 3), 255, np.uint8)
+    tiny[150:214, 150:214] = np.asarray(Image.fromarray(astronaut[40:260, 120:340]).resize((64, 64)))
+    with pytest.raises(InputError):  # a 64 px crop holds a ~30 px face: refused (too small or not found)
+        HeadSplat().reconstruct(tiny)
+    face = astronaut[0:300, 100:380]
+    two = np.full((320, 620, 3), 255, np.uint8)
+    two[:300, :280] = face
+    two[10:280, 320:570] = np.asarray(Image.fromarray(face).resize((250, 270)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        avatar = HeadSplat().reconstruct(two)
+    assert any("faces found; using the largest" in str(w.message) for w in caught)
+    assert avatar.fitted.landmarks.xy[:, 0].mean() < 280  # the larger, left face
+    assert avatar.metadata()["warnings"]
