@@ -222,7 +222,7 @@ def _tile_span(rec, bbox, g, ty, tw, th):
     tile row) take their bounding box's columns: the exact test costs more than the few tiles it saves."""
     tx0 = bbox[g, 0] // tw
     tx1 = bbox[g, 1] // tw
-    if tx1 - tx0 <= 1 or bbox[g, 2] // th == bbox[g, 3] // th:
+    if tx1 - tx0 <= 0:
         return tx0, tx1
     u = rec[g, _U]
     v = rec[g, _V]
