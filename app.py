@@ -404,15 +404,22 @@ def _compare_ids() -> list[str]:
     return [s.id for s in list_methods() if s.kind in ("ours", "baseline")]
 
 
+def _thumbnail(image: np.ndarray, px: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+    return np.asarray(ImageOps.fit(Image.fromarray(image), (px, px), Image.LANCZOS))
+
+
 @user_errors
 @_gpu
 def compare(photo, method_ids, session, progress=gr.Progress()):
-    """The same photo through each chosen method, rendered at the same orbit views (one strip each)."""
+    """The same photo through each chosen method -> (grid image: one row per method, the photo then the
+    same orbit views COMPARE_YAWS_DEG; markdown table: row, method, time or failure)."""
     image = load_image(_upload_path(photo))
     if not method_ids:
         raise InputError("choose at least one method to compare")
     key = hashlib.sha1(image.tobytes()).hexdigest()
-    items = [(image, "input photo")]
+    thumb = _thumbnail(image, COMPARE_PX)
+    rows, lines = [], ["| row | method | |", "|---|---|---|"]
     for mid in progress.tqdm(method_ids, desc="reconstructing"):
         t0 = time.perf_counter()
         reuse = isinstance(session, Session) and session.method_id == mid and session.photo_key == key
@@ -422,14 +429,16 @@ def compare(photo, method_ids, session, progress=gr.Progress()):
             raise  # the photo itself is unusable: the same for every method
         except Exception as e:  # one method failing must not hide the others
             log.exception("compare: %s failed", mid)
-            items.append((np.full((COMPARE_PX, COMPARE_PX * len(COMPARE_YAWS_DEG), 3), 235, np.uint8),
-                          f"{mid}: failed ({type(e).__name__}: {e})"))
+            blank = np.full((COMPARE_PX, COMPARE_PX * len(COMPARE_YAWS_DEG), 3), 235, np.uint8)
+            rows.append(np.concatenate([thumb, blank], axis=1))
+            lines.append(f"| {len(rows)} | {mid} | failed: {type(e).__name__}: {e} |")
             continue
         seconds = time.perf_counter() - t0
-        strip = np.concatenate([render_view(avatar, y, 0.0, size=COMPARE_PX) for y in COMPARE_YAWS_DEG], axis=1)
+        strip = [thumb] + [render_view(avatar, y, 0.0, size=COMPARE_PX) for y in COMPARE_YAWS_DEG]
+        rows.append(np.concatenate(strip, axis=1))
         took = "already reconstructed" if reuse else f"reconstructed in {seconds:.2f} s"
-        items.append((strip, f"{avatar.info.name} — {took}; yaw " + ", ".join(f"{y}°" for y in COMPARE_YAWS_DEG)))
-    return items
+        lines.append(f"| {len(rows)} | {avatar.info.name} | {took} |")
+    return np.concatenate(rows, axis=0), "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------- leaderboard
@@ -612,11 +621,13 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                     drive_video = gr.Video(label="Source | avatar", interactive=False)
                     drive_file = gr.File(label="avatar animation .mp4", interactive=False)
             with gr.Tab("Compare", id="compare"):
-                gr.Markdown("The photo from the Create tab through each method, at the same orbit views "
-                            f"(yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}).")
+                gr.Markdown("The photo from the Create tab through each method: one row per method, the photo "
+                            f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}).")
                 compare_ids = gr.CheckboxGroup(_method_choices(), value=_compare_ids(), label="Methods")
                 compare_btn = gr.Button("Compare", variant="primary")
-                gallery = gr.Gallery(label="Side by side", columns=1, height="auto", object_fit="contain")
+                grid = gr.Image(label="Side by side (rows in the order of the table below)", format="jpeg",
+                                interactive=False, elem_id="compare-grid")
+                grid_table = gr.Markdown()
             with gr.Tab("Leaderboard", id="leaderboard"):
                 lb_status = gr.Markdown()
                 with gr.Row():
@@ -647,7 +658,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                        **heavy)
         drive_btn.click(drive, [clip, session], [drive_video, drive_file, drive_note], api_name="drive",
                         preprocess=False, **heavy)
-        compare_btn.click(compare, [photo, compare_ids, session], gallery, api_name="compare",
+        compare_btn.click(compare, [photo, compare_ids, session], [grid, grid_table], api_name="compare",
                           preprocess=False, **heavy)
         lb_out = [lb_group, lb_table, lb_bars, lb_yaw, lb_status]
         demo.load(refresh_fn, None, lb_out, api_name="leaderboard")

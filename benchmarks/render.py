@@ -63,6 +63,16 @@ def main(argv=None) -> int:
 
     from model.render import available_backends
     backend = available_backends()[0] if args.backend == "auto" else args.backend
+    try:
+        result = _run(args, backend)
+    except RuntimeError as e:  # e.g. gsplat asked for without a GPU: say so, measure nothing
+        print(json.dumps({"backend": backend, "error": str(e)}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+def _run(args, backend: str) -> dict:
     if args.table:
         rows = []
         for size in (256, 512):
@@ -76,8 +86,7 @@ def main(argv=None) -> int:
     else:
         result = bench(args.gaussians, args.size, backend, args.frames)
         result["cpu_count"] = os.cpu_count()
-    print(json.dumps(result))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

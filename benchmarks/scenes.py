@@ -84,6 +84,5 @@ def head_camera(size: int, yaw: float = 0.0, pitch: float = 0.0, fill: float = 0
     """Orbit camera (radians) whose square size x size image shows the head ellipsoid's height
     filling `fill` of the frame."""
     fov_y = np.deg2rad(20.0)
-    half = HEAD_AXES[1] / fill  # metres of half-height visible at the head centre
-    radius = half / np.tan(fov_y / 2) + HEAD_AXES[2]  # keep the face plane roughly where framed
-    return orbit_camera(yaw, pitch, radius, TARGET, size, size, fov_y=fov_y)
+    half = HEAD_AXES[1] / fill  # metres of half-height visible in the plane of the head's silhouette
+    return orbit_camera(yaw, pitch, half / np.tan(fov_y / 2), TARGET, size, size, fov_y=fov_y)

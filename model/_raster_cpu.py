@@ -74,7 +74,7 @@ def _project(means, quats, scales, opacities, w2c, fx, fy, cx, cy, width, height
         y = w2c[1, 0] * px + w2c[1, 1] * py + w2c[1, 2] * pz + w2c[1, 3]
         z = w2c[2, 0] * px + w2c[2, 1] * py + w2c[2, 2] * pz + w2c[2, 3]
         o = float(opacities[i])
-        if z < near or o < ALPHA_MIN:
+        if not (z >= near and o >= ALPHA_MIN):  # written so that NaN is culled too
             continue
         # world covariance M Mᵀ with M = R(q) diag(s)
         qw = float(quats[i, 0])
@@ -128,10 +128,10 @@ def _project(means, quats, scales, opacities, w2c, fx, fy, cx, cy, width, height
         c01 = a0 * b0 + a1 * b1 + a2 * b2
         c11 = b0 * b0 + b1 * b1 + b2 * b2 + eps2d
         det = c00 * c11 - c01 * c01
-        if det <= 0.0:
-            continue
         u = fx * x * rz + cx
         v = fy * y * rz + cy
+        if not (det > 0.0 and abs(u) < 1e7 and abs(v) < 1e7):  # degenerate, NaN or absurdly far off-screen
+            continue
         smax = math.log(o) + _LN255
         # the ellipse σ <= σ_max is exactly where alpha >= 1/255; gsplat caps its box at 3.33σ, which
         # only binds for o > 1
@@ -222,7 +222,7 @@ def _tile_span(rec, bbox, g, ty, tw, th):
     tile row) take their bounding box's columns: the exact test costs more than the few tiles it saves."""
     tx0 = bbox[g, 0] // tw
     tx1 = bbox[g, 1] // tw
-    if tx1 - tx0 <= 0:
+    if tx1 - tx0 <= 1 or bbox[g, 2] // th == bbox[g, 3] // th:
         return tx0, tx1
     u = rec[g, _U]
     v = rec[g, _V]
@@ -259,17 +259,16 @@ def _bin(rec, bbox, tw, th, ntx, nty):
     every tile its alpha >= 1/255 ellipse touches."""
     n = rec.shape[0]
     ntiles = ntx * nty
-    start = np.empty(n + 1, np.int64)  # per Gaussian, then its first slot
+    # slots for each Gaussian's (Gaussian, tile) pairs, sized by its bounding box's tiles (an upper bound,
+    # so the exact tile test runs once)
+    start = np.empty(n + 1, np.int64)
     start[0] = 0
     for g in prange(n):
-        c = 0
-        for ty in range(bbox[g, 2] // th, bbox[g, 3] // th + 1):
-            lo, hi = _tile_span(rec, bbox, g, ty, tw, th)
-            c += max(0, hi - lo + 1)
-        start[g + 1] = c
+        start[g + 1] = (bbox[g, 3] // th - bbox[g, 2] // th + 1) * (bbox[g, 1] // tw - bbox[g, 0] // tw + 1)
     for g in range(n):
         start[g + 1] += start[g]
-    keys = np.empty(start[n], np.int32)  # tile of each (Gaussian, tile) pair, pairs in depth order
+    keys = np.empty(start[n], np.int32)  # the tiles of each Gaussian, Gaussians in depth order
+    count = np.empty(n, np.int32)
     for g in prange(n):
         j = start[g]
         for ty in range(bbox[g, 2] // th, bbox[g, 3] // th + 1):
@@ -277,21 +276,21 @@ def _bin(rec, bbox, tw, th, ntx, nty):
             for tx in range(lo, hi + 1):
                 keys[j] = ty * ntx + tx
                 j += 1
+        count[g] = j - start[g]
     # stable counting sort of the pairs by tile keeps each tile's list in depth order
     offsets = np.zeros(ntiles + 1, np.int64)
-    for j in range(keys.shape[0]):
-        offsets[keys[j] + 1] += 1
+    for g in range(n):
+        for j in range(start[g], start[g] + count[g]):
+            offsets[keys[j] + 1] += 1
     for t in range(ntiles):
         offsets[t + 1] += offsets[t]
     cursor = offsets[:ntiles].copy()
-    ids = np.empty(keys.shape[0], np.int32)
-    g = 0
-    for j in range(keys.shape[0]):
-        while j >= start[g + 1]:
-            g += 1
-        t = keys[j]
-        ids[cursor[t]] = g
-        cursor[t] += 1
+    ids = np.empty(offsets[ntiles], np.int32)
+    for g in range(n):
+        for j in range(start[g], start[g] + count[g]):
+            t = keys[j]
+            ids[cursor[t]] = g
+            cursor[t] += 1
     return offsets, ids
 
 

@@ -32,8 +32,9 @@ class RenderResult:
 @functools.lru_cache(maxsize=1)
 def _gsplat_usable() -> bool:
     """True when torch sees a CUDA GPU and gsplat's CUDA extension loads (gsplat from PyPI compiles it
-    with nvcc on first use). Without an NVIDIA driver it answers without importing torch (seconds)."""
-    if "torch" not in sys.modules and not os.path.exists("/proc/driver/nvidia/version"):
+    with nvcc on first use). Without an NVIDIA driver (Linux, or WSL's /dev/dxg) it answers without
+    importing torch, which takes seconds."""
+    if "torch" not in sys.modules and not any(map(os.path.exists, ("/proc/driver/nvidia/version", "/dev/dxg"))):
         return False
     try:
         import torch
@@ -72,6 +73,9 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), bac
         backend = "gsplat" if _gsplat_usable() else "cpu"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}")
+    K = camera.K
+    if K[0, 1] != 0 or K[1, 0] != 0 or not np.array_equal(K[2], [0.0, 0.0, 1.0]):
+        raise ValueError(f"the rasterizers take a pinhole K without skew, got {K.tolist()}")
 
     if len(gaussians) == 0:
         return RenderResult(np.broadcast_to(bg, (h, w, 3)).astype(np.float32).copy(),

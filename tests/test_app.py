@@ -158,12 +158,16 @@ def test_videos_turntable_and_driving(server, files, tmp_path):
 
 def test_compare_methods_on_the_same_views(server, files, tmp_path):
     c = client(server, tmp_path)
-    items = c.predict(handle_file(files / "astronaut.png"), ["ours", "billboard"], api_name="/compare")
-    assert [i["caption"].split(" —")[0] for i in items] == ["input photo", "HeadSplat", "Billboard"]
-    strips = [_img(i["image"]) for i in items[1:]]
-    assert all(s.shape == (app.COMPARE_PX, app.COMPARE_PX * len(app.COMPARE_YAWS_DEG), 3) for s in strips)
-    # at yaw 90 (4th view) the billboard is edge-on: far less of it than of a full head
-    side = slice(4 * app.COMPARE_PX, 5 * app.COMPARE_PX)
+    grid, table = c.predict(handle_file(files / "astronaut.png"), ["ours", "billboard"], api_name="/compare")
+    assert "| 1 | HeadSplat |" in table and "| 2 | Billboard |" in table
+    grid = _img(grid)
+    n = 1 + len(app.COMPARE_YAWS_DEG)  # the photo, then the views
+    assert grid.shape == (2 * app.COMPARE_PX, app.COMPARE_PX * n, 3)
+    strips = [grid[: app.COMPARE_PX], grid[app.COMPARE_PX:]]
+    assert np.abs(strips[0][:, : app.COMPARE_PX] - strips[1][:, : app.COMPARE_PX]).mean() < 2  # same photo
+    # at yaw 90 the billboard is edge-on: far less of it than of a full head
+    k = 1 + app.COMPARE_YAWS_DEG.index(90)
+    side = slice(k * app.COMPARE_PX, (k + 1) * app.COMPARE_PX)
     assert _non_white(strips[1][:, side]) < 0.5 * _non_white(strips[0][:, side])
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from model.camera import Camera, intrinsics, look_at, orbit_camera
-from model.gaussians import Gaussians, covariances, rotmat_to_quat
+from model.gaussians import Gaussians, covariances
 from model.render import available_backends, render
 
 W, H = 64, 48
@@ -137,6 +137,81 @@ def test_big_gaussian_and_close_to_near_plane():
     assert alpha.min() > 0.0
 
 
+def test_rows_where_all_but_one_pixel_stopped():
+    """Pixel-sized opaque Gaussians, two layers deep, stop every pixel but one of the first and last rows of
+    each 8-row band; a large Gaussian behind must still reach that pixel (the kernel skips rows with no live
+    pixel at the top and bottom of a Gaussian's rows in a tile)."""
+    cam = Camera(intrinsics(70.0, W, H), look_at(np.array([0.0, 0.0, 1.0]), np.zeros(3)), W, H)
+    rows = [y for y in range(H) if y % 8 in (0, 7)]
+    px = [(x, y) for y in rows for x in range(W) if x != (5 + y) % W]
+    uv = np.array(px, np.float64)
+    means = []
+    for depth in (0.5, 0.49):  # camera-frame z = 1 - world z
+        z = 1.0 - depth
+        pts_c = np.stack([(uv[:, 0] - cam.cx) * z / cam.fx, (uv[:, 1] - cam.cy) * z / cam.fy, np.full(len(uv), z)], 1)
+        means.append((pts_c - cam.t) @ cam.R)  # camera -> world
+    means = np.concatenate(means + [np.array([[0.0, 0.0, -0.2]])])
+    n = len(means)
+    scales = np.full((n, 3), 1e-6)
+    scales[-1] = 0.3
+    rgb = np.tile([[0.9, 0.1, 0.1]], (n, 1))
+    rgb[-1] = [0.1, 0.2, 0.9]
+    g = Gaussians.from_rgb(means, np.tile([1.0, 0, 0, 0], (n, 1)), scales, np.ones(n), rgb)
+    alpha, _, done = assert_matches(g, cam, bg=(0.0, 0.0, 0.0))
+    assert done[rows].sum(1).tolist() == [W - 1] * len(rows)
+
+
+def test_projection_matches_gsplats_torch_reference():
+    """EWA projection against gsplat's own pure-PyTorch version (gsplat.cuda._torch_impl, private API; it runs
+    on the CPU): centres and the quadratic form σ(d) at sample offsets, for the valid Gaussians."""
+    torch = pytest.importorskip("torch")
+    timpl = pytest.importorskip("gsplat.cuda._torch_impl")
+    from model import _raster_cpu as rc
+
+    g, cam = mixed_scene(6, sh_degree=0)
+    n = len(g)
+    proj, bbox, valid = np.empty((n, rc._NCOL), np.float32), np.empty((n, 4), np.int32), np.empty(n, bool)
+    rc._project(g.means, g.quats, g.scales, g.opacities, cam.world_to_cam, cam.fx, cam.fy, cam.cx, cam.cy,
+                W, H, rc.NEAR_PLANE, rc.EPS2D, proj, bbox, valid)
+    Kg = cam.K.copy()
+    Kg[:2, 2] += 0.5  # gsplat's pixel centres are at +0.5
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    radii, means2d, depths, conics, _ = timpl._fully_fused_projection(
+        f64(g.means), f64(covariances(g.quats, g.scales)), f64(cam.world_to_cam)[None], f64(Kg)[None], W, H)
+    radii, means2d, depths, conics = (t[0].numpy() for t in (radii, means2d, depths, conics))
+    theirs = (radii > 0).all(1) & (g.opacities >= 1 / 255)
+    assert valid.sum() > 100 and not (valid & ~theirs).any()  # we never keep what gsplat culls
+    np.testing.assert_allclose(proj[valid, rc._U] + 0.5, means2d[valid, 0], atol=2e-3)
+    np.testing.assert_allclose(proj[valid, rc._V] + 0.5, means2d[valid, 1], atol=2e-3)
+    np.testing.assert_allclose(proj[valid, rc._Z], depths[valid], rtol=1e-6)
+    d = np.random.default_rng(0).normal(size=(2, 5)) * 3.0  # px offsets
+    dx, dy = d[0][None], d[1][None]
+    A, beta, gamma = (proj[valid, c][:, None].astype(np.float64) for c in (rc._A, rc._BETA, rc._GAMMA))
+    ours = 0.5 * A * (dx + beta * dy) ** 2 + gamma * dy**2
+    c0, c1, c2 = (conics[valid, c][:, None] for c in range(3))
+    np.testing.assert_allclose(ours, 0.5 * (c0 * dx**2 + c2 * dy**2) + c1 * dx * dy, rtol=1e-4, atol=1e-6)
+    # what gsplat keeps and we cull must have its alpha >= 1/255 ellipse's box off the image (gsplat's own
+    # box is a little larger); a box corner (x0, y0) in gsplat's pixel frame, pixel centres at j + 0.5
+    extra = theirs & ~valid
+    cov = np.linalg.inv(np.stack([conics[:, [0, 1]], conics[:, [1, 2]]], 1)[extra])
+    k = 2 * np.log(255 * g.opacities[extra])
+    hx, hy = np.sqrt(k * cov[:, 0, 0]), np.sqrt(k * cov[:, 1, 1])
+    mx, my = means2d[extra, 0], means2d[extra, 1]
+    assert ((mx + hx < 0.5) | (mx - hx > W - 0.5) | (my + hy < 0.5) | (my - hy > H - 0.5)).all()
+
+
+def test_non_finite_gaussians_are_culled():
+    g, cam = mixed_scene(8, sh_degree=0)  # DC colour: no view directions from infinite means
+    ref = render(g, cam, backend="cpu")
+    bad = Gaussians.from_rgb([[np.nan, 0, 0], [0, 0, np.inf], [np.inf, 0, 0.5], [0, 0, 0], [0.01, 0, 0]],
+                             [[1.0, 0, 0, 0]] * 4 + [[np.nan, 0, 0, 0]], [[0.05] * 3, [0.05] * 3, [0.05] * 3,
+                                                                         [np.nan] * 3, [0.05] * 3],
+                             [1.0, 1.0, 1.0, 1.0, 1.0], [[1.0, 0, 0]] * 5)
+    out = render(Gaussians.concat([g, bad]), cam, backend="cpu")
+    for name in ("rgb", "alpha", "depth"):
+        np.testing.assert_array_equal(getattr(out, name), getattr(ref, name))
+
+
 def test_background_image_and_color():
     g, cam = mixed_scene(4)
     bg_img = np.random.default_rng(0).uniform(0, 1, (H, W, 3)).astype(np.float32)
@@ -182,6 +257,10 @@ def test_backend_selection():
     g, cam = mixed_scene(5, sh_degree=0)
     with pytest.raises(ValueError):
         render(g, cam, backend="vulkan")
+    skewed = cam.K.copy()
+    skewed[0, 1] = 0.5
+    with pytest.raises(ValueError, match="skew"):
+        render(g, Camera(skewed, cam.world_to_cam, W, H), backend="cpu")
     if "gsplat" not in available_backends():
         with pytest.raises(RuntimeError, match="CUDA"):
             render(g, cam, backend="gsplat")
@@ -190,9 +269,37 @@ def test_backend_selection():
 @pytest.mark.skipif("gsplat" not in available_backends(), reason="gsplat backend needs a CUDA GPU")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gsplat_matches_cpu(seed):
+    """Same rules, but gsplat runs float32 with fast-math exp: a Gaussian right at the alpha or transmittance
+    threshold may flip (a jump of ~1/255), and expected depth is a ratio, so compare it where alpha > 0.5."""
     g, cam = mixed_scene(seed)
     a = render(g, cam, background=(0.3, 0.3, 0.3), backend="gsplat")
     b = render(g, cam, background=(0.3, 0.3, 0.3), backend="cpu")
-    for name in ("rgb", "alpha", "depth"):
-        err = np.abs(getattr(a, name) - getattr(b, name)).max()
-        assert err < 1e-3, f"{name}: max abs diff gsplat vs cpu {err}"
+    for name in ("rgb", "alpha"):
+        err = np.abs(getattr(a, name) - getattr(b, name))
+        assert err.max() < 1e-2 and err.mean() < 2e-4, f"{name}: gsplat vs cpu max {err.max()}, mean {err.mean()}"
+    solid = (a.alpha > 0.5) & (b.alpha > 0.5)
+    assert solid.sum() > 100
+    assert np.abs(a.depth - b.depth)[solid].max() < 1e-3
+
+
+def test_benchmark_head_scene_is_deterministic_and_framed():
+    from benchmarks.scenes import head_camera, head_scene
+    g = head_scene(3000, seed=1)
+    assert len(g) == 3000 and np.array_equal(g.means, head_scene(3000, seed=1).means)
+    assert g.opacities.min() >= 0.5 and g.opacities.max() <= 1.0
+    alpha = render(g, head_camera(96), backend="cpu").alpha
+    rows = np.flatnonzero(alpha.max(1) > 0.5)
+    assert 0.03 < rows[0] / 96 < 0.12 and rows[-1] == 95  # head top near the frame top, neck to the bottom
+    assert (alpha[48, 20:76] > 0.99).all()  # the surface is covered: no see-through across the face
+
+
+def test_concurrent_renders_from_threads():
+    """Gradio serves requests from threads: parallel numba kernels must give the same images concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+    g, cam = mixed_scene(9)
+    cams = [orbit_camera(yaw, 0.1, 1.0, width=W, height=H) for yaw in (0.0, 0.5, 1.0, 1.5)]
+    serial = [render(g, c, backend="cpu").rgb for c in cams]
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = list(pool.map(lambda c: render(g, c, backend="cpu").rgb, cams * 3))
+    for k, img in enumerate(concurrent):
+        np.testing.assert_array_equal(img, serial[k % 4])
