@@ -163,10 +163,11 @@ def user_errors(fn):
 
 def _upload_path(value) -> str:
     """The server path of an uploaded file: handlers run with preprocess=False so that every bad
-    file reaches load_image (and its clear messages) instead of failing in gradio's decoder."""
+    file reaches load_image (and its clear messages) instead of failing in gradio's decoder. (Gradio
+    still checks, before any handler runs, that the path is one of its own uploads.)"""
     if value is None:
         raise InputError("no file: upload one first")
-    path = value.get("path") if isinstance(value, dict) else value
+    path = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
     if not path:
         raise InputError("no file: upload one first")
     return str(path)
@@ -465,10 +466,10 @@ def leaderboard_view(results: list[dict]):
     proto = PROTOCOLS.get(results[0]["protocol"]["id"])
     present = list(dict.fromkeys(k for r in results for k in r["metrics"]))
     metrics = [m for m in proto.primary if m in present] if proto else present[:9]
-    # dashboard's figure builders are the one place the charts are defined (private names for now)
-    bars = dashboard._bars(results, metrics) if metrics else None
+    # the dashboard's figure builders are the one place the charts are defined
+    bars = dashboard.metric_bars(results, metrics) if metrics else None
     has_curves = any(r.get("curves") for r in results if r["status"] == "ok")
-    yaw = dashboard._yaw_curves(results) if has_curves else None
+    yaw = dashboard.yaw_curves(results) if has_curves else None
     return df.round(4), bars, yaw
 
 
@@ -676,6 +677,9 @@ def launch_kwargs() -> dict:
 
 
 if __name__ == "__main__":
+    import signal
+    import sys
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space still runs atexit clean-up
     logging.basicConfig(level=logging.INFO)
     log.info("warm-up: %.1f s", warm_up())
     # server name/port: gradio reads GRADIO_SERVER_NAME (default 127.0.0.1) and GRADIO_SERVER_PORT (7860)

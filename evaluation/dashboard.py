@@ -22,7 +22,7 @@ def _img_tag(path: Path, title: str) -> str:
     return f"<td><img src='data:image/jpeg;base64,{b64}' title='{html.escape(title)}'></td>"
 
 
-def _bars(results, metrics):
+def metric_bars(results, metrics):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -56,7 +56,7 @@ def _bars(results, metrics):
     return fig
 
 
-def _yaw_curves(results):
+def yaw_curves(results):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     keys = sorted({k for r in results if r["status"] == "ok" for k in r.get("curves", {})
@@ -117,10 +117,10 @@ def build(results_dir: str | Path) -> str:
         present = list(dict.fromkeys(k for r in rs for k in r["metrics"]))
         metrics = [m for m in proto.primary if m in present] if proto else present[:9]
         if metrics:
-            body.append(pio.to_html(_bars(rs, metrics), include_plotlyjs=first, full_html=False))
+            body.append(pio.to_html(metric_bars(rs, metrics), include_plotlyjs=first, full_html=False))
             first = False
         if rs[0]["protocol"]["id"] == "sweep-360" and any(r.get("curves") for r in rs):
-            body.append(pio.to_html(_yaw_curves(rs), include_plotlyjs=first, full_html=False))
+            body.append(pio.to_html(yaw_curves(rs), include_plotlyjs=first, full_html=False))
             first = False
         body.append(_thumb_table(rs, root))
         body.append("</section>")
