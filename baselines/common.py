@@ -22,12 +22,6 @@ def fit_photo(image) -> tuple[np.ndarray, FittedHead, np.ndarray, np.ndarray]:
     return image, fitted, deform(fitted, None), person_mask(image)
 
 
-def head_extent(vertices: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre [3] and framing radius (metres) of a head mesh, the same rule as our avatar."""
-    lo, hi = vertices.min(0), vertices.max(0)
-    return 0.5 * (lo + hi), float(0.5 * np.linalg.norm(hi - lo) / np.sqrt(3) * 1.25)
-
-
 def lift_pixels(image: np.ndarray, mask: np.ndarray, depth: np.ndarray, camera: Camera) -> Gaussians:
     """One camera-facing disc Gaussian per masked pixel (on a stride grid), at `depth` [H,W] metres.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from baselines.common import fit_photo, head_extent, lift_pixels
+from baselines.common import fit_photo, lift_pixels
+from model.camera import head_extent
 from model.interface import Method, MethodInfo, StaticGaussianAvatar
 from model.raster_mesh import rasterize_mesh
 

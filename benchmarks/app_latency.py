@@ -75,17 +75,25 @@ def main(argv=None) -> dict:
                 **app.launch_kwargs())
     url = f"http://127.0.0.1:{port}/"
     neutral_values = [CONTROLS[n].neutral for n in CONTROLS]
+
+    def visit_once(folder: Path, n_views: int, yaw_step: float, pitch: float) -> tuple[float, list[float]]:
+        """One visitor: upload + reconstruct, then n_views slider renders -> (seconds, [seconds])."""
+        cl = Client(url, verbose=False, download_files=str(folder))
+        t0 = time.perf_counter()
+        cl.predict(handle_file(photo), args.method, api_name="/reconstruct")
+        r = time.perf_counter() - t0
+        vs = []
+        for j in range(n_views):
+            t1 = time.perf_counter()
+            out = cl.predict(yaw_step * (j + 1), pitch, *neutral_values, api_name="/view")
+            vs.append(time.perf_counter() - t1)
+            if not (isinstance(out, str) and Path(out).is_file()):
+                raise RuntimeError(f"render {j} returned {out!r}")
+        return r, vs
+
     try:
         # 2. one visitor
-        c = Client(url, verbose=False, download_files=str(tmp / "single"))
-        t = time.perf_counter()
-        c.predict(handle_file(photo), args.method, api_name="/reconstruct")
-        single_reconstruct = time.perf_counter() - t
-        single_views = []
-        for i in range(args.repeats):
-            t = time.perf_counter()
-            c.predict(10.0 * (i + 1), 0.0, *neutral_values, api_name="/view")
-            single_views.append(time.perf_counter() - t)
+        single_reconstruct, single_views = visit_once(tmp / "single", args.repeats, 10.0, 0.0)
 
         # 3. concurrent visitors
         rec, views, errors = [], [], []
@@ -93,17 +101,7 @@ def main(argv=None) -> dict:
 
         def visit(k: int):
             try:
-                cl = Client(url, verbose=False, download_files=str(tmp / f"c{k}"))
-                t0 = time.perf_counter()
-                cl.predict(handle_file(photo), args.method, api_name="/reconstruct")
-                r = time.perf_counter() - t0
-                vs = []
-                for j in range(args.renders):
-                    t1 = time.perf_counter()
-                    out = cl.predict(15.0 * (j + 1), 5.0, *neutral_values, api_name="/view")
-                    vs.append(time.perf_counter() - t1)
-                    if not (isinstance(out, str) and Path(out).is_file()):
-                        raise RuntimeError(f"render {j} returned {out!r}")
+                r, vs = visit_once(tmp / f"c{k}", args.renders, 15.0, 5.0)
                 with lock:
                     rec.append(r)
                     views.extend(vs)

@@ -18,14 +18,8 @@ import time
 
 import numpy as np
 
+from benchmarks import median_time
 
-def _median_time(fn, n):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts)), out
 
 
 def main(argv=None) -> int:
@@ -49,9 +43,9 @@ def main(argv=None) -> int:
         template = load_template()
         t_template = time.perf_counter() - t
         detect_landmarks(image)  # load the detector
-        detect_s, lm = _median_time(lambda: detect_landmarks(image), 3)
+        detect_s, lm = median_time(lambda: detect_landmarks(image), 3)
         fit(landmarks=lm)  # first call factorizes the template's smoothness system
-        fit_s, fitted = _median_time(lambda: fit(landmarks=lm), 5)
+        fit_s, fitted = median_time(lambda: fit(landmarks=lm), 5)
     except InputError as e:
         print(f"input error: {e}", file=sys.stderr)
         print(json.dumps({"benchmark": "fit", "image": args.image, "error": str(e)}))
@@ -67,7 +61,7 @@ def main(argv=None) -> int:
         return float(np.linalg.norm(L[a] - L[b]))
 
     rig_of(fitted)
-    deform_s, _ = _median_time(lambda: deform(fitted, {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "eyeBlinkRight": 0.3,
+    deform_s, _ = median_time(lambda: deform(fitted, {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "eyeBlinkRight": 0.3,
                                                        "eyeYaw": 0.2, "headYaw": 0.3, "headPitch": 0.1}), 50)
     L = lms({"jawOpen": 1.0})
     jaw_frac = (gap(L, 13, 14) - gap(L0, 13, 14)) / face_h
@@ -77,7 +71,7 @@ def main(argv=None) -> int:
     smile = {}
     for side, corner in {"Left": 291, "Right": 61}.items():
         smile[side] = float(lms({f"mouthSmile{side}": 1.0})[corner, 1] - L0[corner, 1]) * 1000
-    retarget_s, ctrl = _median_time(lambda: retarget(fitted.landmarks, fitted), 3)
+    retarget_s, ctrl = median_time(lambda: retarget(fitted.landmarks, fitted), 3)
     head = [k for k in ("headYaw", "headPitch", "headRoll")]
     max_expr = max(abs(v) for k, v in ctrl.items() if k not in head)
     pose_err = float(np.rad2deg(max(abs(ctrl[k]) for k in head)))

@@ -18,14 +18,8 @@ import time
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
+from benchmarks import median_time
 
-def _median_time(fn, n):
-    ts, out = [], None
-    for _ in range(n):
-        t = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts)), out
 
 
 def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
@@ -79,14 +73,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     avatar = method.reconstruct(image)  # loads models, compiles/loads kernels
     first_s = time.perf_counter() - t0
-    recon_s, avatar = _median_time(lambda: method.reconstruct(image), args.runs)
+    recon_s, avatar = median_time(lambda: method.reconstruct(image), args.runs)
     out = {"method": args.method, "image": args.image or "skimage:astronaut", "first_call_s": round(first_s, 3),
            "reconstruct_s_median": round(recon_s, 4)}
     g = avatar.gaussians()
     out["gaussians"] = len(g)
     if avatar.animatable:
         i = iter(range(10 ** 9))
-        pose_s, _ = _median_time(lambda: avatar.gaussians({"jawOpen": 0.3 + 0.01 * (next(i) % 50)}), 30)
+        pose_s, _ = median_time(lambda: avatar.gaussians({"jawOpen": 0.3 + 0.01 * (next(i) % 50)}), 30)
         out["controls_to_gaussians_ms_median"] = round(pose_s * 1000, 3)
 
     # input view, inside the head mask

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model import rig
-from model.camera import Camera
+from model.camera import Camera, head_extent
 from model.fitting import FittedHead, fit
 from model.gaussians import Gaussians, rgb_to_sh
 from model.image_io import load_image
@@ -65,10 +65,7 @@ class HeadSplatAvatar(GaussianAvatar):
     _neutral: Gaussians | None = None
 
     def __post_init__(self):
-        v = rig.deform(self.fitted, None)
-        lo, hi = v.min(0), v.max(0)
-        self.head_center = 0.5 * (lo + hi)
-        self.head_radius = float(0.5 * np.linalg.norm(hi - lo) / np.sqrt(3) * 1.25)
+        self.head_center, self.head_radius = head_extent(rig.deform(self.fitted, None))
 
     @property
     def input_camera(self) -> Camera:

@@ -148,6 +148,13 @@ def orbit_camera(yaw: float, pitch: float = 0.0, radius: float = 1.0, target=(0.
                   width, height)
 
 
+def head_extent(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre [3] and framing radius (metres) of a head given as points [N,3]: the bounding box's
+    centre and a radius 25% beyond its inscribed-sphere scale, so hair and ears stay in frame."""
+    lo, hi = vertices.min(0), vertices.max(0)
+    return 0.5 * (lo + hi), float(0.5 * np.linalg.norm(hi - lo) / np.sqrt(3) * 1.25)
+
+
 def framing_camera(center, radius: float, yaw: float = 0.0, pitch: float = 0.0, size: int = 512,
                    fov_y: float = np.deg2rad(20.0), fill: float = 0.85) -> Camera:
     """Orbit camera at (yaw, pitch) radians so that a sphere of `radius` metres around `center`
