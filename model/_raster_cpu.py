@@ -445,3 +445,87 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
         stride += 2
     _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rgb, alpha, depth)
     return rgb, alpha, depth
+
+
+@njit(parallel=True, cache=True)
+def _weights(offsets, ids, rec, box, tw, th, ntx, width, height, select, wmin, count, pix, gid, wgt):
+    """Per-pixel compositing weights w = alpha·T of every Gaussian that reaches a selected pixel, by the
+    same rules (and the same float32 arithmetic) as _raster, one pixel at a time; weights below wmin are
+    left out (and a pixel stops once T < wmin: nothing after can weigh more). First call with
+    count only (pix is empty): count[p] = the number of weights of pixel p. Second call, with count the
+    exclusive prefix sum and pix/gid/wgt sized to the total: fills them (gid = rows of rec)."""
+    fill = pix.shape[0] > 0
+    for t in prange(ntx * (-(-height // th))):
+        ty = t // ntx
+        tx = t - ty * ntx
+        for ly in range(th):
+            y = ty * th + ly
+            if y >= height:
+                break
+            for lx in range(tw):
+                x = tx * tw + lx
+                if x >= width:
+                    break
+                p = y * width + x
+                if not select[p]:
+                    continue
+                tr = np.float32(1.0)
+                k = count[p] if fill else 0
+                for j in range(offsets[t], offsets[t + 1]):
+                    g = ids[j]
+                    if x < box[g, 0] or x > box[g, 1] or y < box[g, 2] or y > box[g, 3]:
+                        continue  # outside its ellipse's bounding box: alpha < 1/255 there
+                    dy = np.float32(y) - rec[g, _V]
+                    e = np.float32(x) - rec[g, _U] + rec[g, _BETA] * dy
+                    al = min(ALPHA_MAX, rec[g, _OP] * _exp_neg(np.float32(0.5) * rec[g, _A] * e * e
+                                                               + rec[g, _GAMMA] * dy * dy))
+                    if al < ALPHA_MIN:
+                        continue
+                    nt = tr * (np.float32(1.0) - al)
+                    if nt <= T_MIN:
+                        break
+                    if al * tr >= wmin:
+                        if fill:
+                            pix[k] = p
+                            gid[k] = g
+                            wgt[k] = al * tr
+                        k += 1
+                    tr = nt
+                    if tr < wmin:
+                        break
+                if not fill:
+                    count[p] = k
+
+
+def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width: int, height: int,
+                        select=None, min_weight: float = 0.0, tile=(TILE_W, TILE_H)):
+    """The linear map from Gaussian colours to this view's premultiplied image, as triplets
+    (pixel int64 [M] = y·width + x, gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
+    Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
+    default: then the map is exact to float32 rounding). Same inputs and rules as rasterize();
+    used to fit colours to a photo (model.avatar), which no rasterizer API exposes."""
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    means, quats, scales, opacities = map(f32, (means, quats, scales, opacities))
+    K = np.asarray(K, dtype=np.float64)
+    w2c = np.ascontiguousarray(world_to_cam, dtype=np.float64)
+    width, height = int(width), int(height)
+    tw, th = int(tile[0]), int(tile[1])
+    n = len(means)
+    proj = np.empty((n, _NCOL), np.float32)
+    bbox = np.empty((n, 4), np.int32)
+    valid = np.empty(n, np.bool_)
+    _project(means, quats, scales, opacities, w2c, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
+             float(K[1, 2]), width, height, NEAR_PLANE, EPS2D, proj, bbox, valid)
+    order = _depth_order(np.ascontiguousarray(proj[:, _Z]), valid)
+    rec, bbox = _gather(order, proj, bbox, np.zeros((n, 3), np.float32))
+    ntx = -(-width // tw)
+    offsets, ids = _bin(rec, bbox, tw, th, ntx, -(-height // th))
+    select = np.ones(width * height, np.bool_) if select is None else np.ascontiguousarray(select, np.bool_).ravel()
+    count = np.zeros(width * height, np.int64)
+    empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float32)
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, width, height, select, np.float32(min_weight), count, empty_i, empty_i, empty_f)
+    total = int(count.sum())
+    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    pix, gid, wgt = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.float32)
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, width, height, select, np.float32(min_weight), start, pix, gid, wgt)
+    return pix, order[gid].astype(np.int64), wgt

@@ -92,3 +92,21 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), bac
     rgb = rgb + (1.0 - alpha)[..., None] * bg
     # SH colours are clamped at 0 only (3DGS/gsplat), so a sum can exceed 1: clip the image, not the maths
     return RenderResult(np.clip(rgb, 0.0, 1.0, out=rgb), alpha, depth)
+
+
+def compositing_weights(gaussians: Gaussians, camera: Camera, select: np.ndarray | None = None,
+                        min_weight: float = 0.0):
+    """The image as a linear function of the Gaussians' colours: sparse A [H·W, N] (scipy CSR) with
+    premultiplied rgb.reshape(-1, 3) = A @ colours [N,3], for the pixels where select [H,W] is true
+    (all by default) and weights >= min_weight (all by default; A is then exact to float32 rounding).
+    Same rules as the CPU backend, which computes it (no rasterizer API exposes these weights).
+    Used to fit colours to a photo."""
+    import scipy.sparse as sp
+
+    from model._raster_cpu import compositing_weights as weights
+    h, w = camera.height, camera.width
+    if select is not None and np.shape(select) != (h, w):
+        raise ValueError(f"select must be [{h},{w}], got shape {np.shape(select)}")
+    pix, gid, wgt = weights(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera.K,
+                            camera.world_to_cam, w, h, select, min_weight)
+    return sp.csr_matrix((wgt, (pix, gid)), shape=(h * w, len(gaussians)))

@@ -147,3 +147,37 @@ def test_no_face_tiny_face_and_several_faces(astronaut):
     assert any("faces found; using the largest" in str(w.message) for w in caught)
     assert avatar.fitted.landmarks.xy[:, 0].mean() < 280  # the larger, left face
     assert avatar.metadata()["warnings"]
+
+
+def test_colour_fit_reproduces_a_photo_that_sampling_blurs():
+    """Overlapping splats blur colours sampled at their centres; fitting them to the view undoes it,
+    and a Gaussian the view does not see keeps its colour."""
+    from model.avatar import fit_colours_to_view
+    from model.camera import Camera, intrinsics, look_at
+    from model.gaussians import Gaussians
+    from model.render import render
+    n = 48  # a grid of Gaussians on the plane z = 0, spaced like pixels, plus one hidden behind it
+    xs = (np.arange(n) - n / 2 + 0.5) * 0.01
+    gx, gy = np.meshgrid(xs, xs)
+    means = np.concatenate([np.stack([gx.ravel(), gy.ravel(), np.zeros(n * n)], 1), [[0.0, 0.0, -0.1]]])
+    m = len(means)
+    g = Gaussians.from_rgb(means, np.tile([1.0, 0, 0, 0], (m, 1)), np.tile([0.007, 0.007, 0.001], (m, 1)),
+                           np.full(m, 0.98), np.full((m, 3), 0.5))
+    cam = Camera(intrinsics(100.0, 64, 64), look_at(np.array([0, 0, 1.0]), np.zeros(3)), 64, 64)  # 1 px = 1 cm
+    yy, xx = np.mgrid[:64, :64]
+    # detail a few pixels across, inside [0.2, 0.8] so that sharpening has room
+    photo = 0.5 + 0.3 * np.stack([np.sin(xx * 1.1), np.cos(yy * 0.9), np.sin((xx + yy) * 0.7)], -1).astype(np.float32)
+    uv, _ = cam.project(means)
+    sampled = photo[np.clip(uv[:, 1].round().astype(int), 0, 63), np.clip(uv[:, 0].round().astype(int), 0, 63)]
+    sampled[-1] = [0.2, 0.9, 0.1]
+    inner = np.zeros((64, 64), bool)
+    inner[12:52, 12:52] = True
+
+    def error(colours):
+        gg = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, colours)
+        return np.abs(render(gg, cam, background=(0, 0, 0)).rgb - photo)[inner].mean()
+
+    fitted = fit_colours_to_view(g, sampled, cam, photo, inner, iters=30)
+    assert error(fitted) < 0.25 * error(sampled)
+    assert np.array_equal(fitted[-1], sampled[-1])  # hidden: untouched
+    assert fitted.min() >= 0 and fitted.max() <= 1

@@ -303,3 +303,27 @@ def test_concurrent_renders_from_threads():
         concurrent = list(pool.map(lambda c: render(g, c, backend="cpu").rgb, cams * 3))
     for k, img in enumerate(concurrent):
         np.testing.assert_array_equal(img, serial[k % 4])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compositing_weights_reproduce_the_render(seed):
+    """The colours -> image map that colour fitting relies on equals what the rasterizer draws."""
+    from model.render import compositing_weights
+    g, cam = mixed_scene(seed, sh_degree=0)
+    colours = g.colors(cam.position)
+    out = render(g, cam, backend="cpu")
+    A = compositing_weights(g, cam)
+    assert A.shape == (cam.height * cam.width, len(g))
+    assert np.abs(A @ colours - out.rgb.reshape(-1, 3)).max() < 1e-5
+    assert np.abs(np.asarray(A.sum(1)).ravel() - out.alpha.ravel()).max() < 1e-5
+    # a selection keeps exactly its rows; a weight floor drops only weights below it
+    select = np.zeros((cam.height, cam.width), bool)
+    select[10:30, 20:50] = True
+    As = compositing_weights(g, cam, select, min_weight=0.05)
+    rows = np.flatnonzero(np.diff(As.indptr))
+    assert set(rows) <= set(np.flatnonzero(select.ravel())) and len(rows) > 0
+    assert As.data.min() >= 0.05
+    full = A[rows].toarray()
+    kept = As[rows].toarray()
+    assert np.allclose(kept[kept > 0], full[kept > 0], atol=1e-6)
+    assert (full[(kept == 0) & (full > 0)] < 0.05 + 1e-6).all()
