@@ -98,7 +98,7 @@ def _build_registry() -> dict[str, MetricSpec]:
                    "cosine similarity of dlib's 128-d face descriptors (ResNet-29, LFW 99.38%) of the "
                    "largest detected face in each image; not comparable to ArcFace CSIM.",
                    f"dlib=={_id.dlib_version()} face_recognition_model_v1 + shape_predictor_5 alignment, "
-                   f"HOG detector", _id.dlib_weights_sha256()),
+                   f"HOG detector, CNN (MMOD) detector where HOG finds no face", _id.dlib_weights_sha256()),
         MetricSpec("csim_arcface", "CSIM (ArcFace)", True, (-1.0, 1.0), "",
                    "cosine similarity of insightface ArcFace 512-d embeddings of 5-point-aligned 112x112 "
                    "crops; the number papers report as CSIM. 'not available' when no model pack is present.",

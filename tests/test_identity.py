@@ -130,3 +130,23 @@ def test_arcface_crop_matches_insightface_norm_crop():
     ours = I.arcface_crop(img, pts, 112)
     assert ours.shape == (112, 112, 3)
     assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_a_face_the_hog_detector_misses_is_found_by_the_cnn_fallback(dlib, astronaut):
+    """Strongly tilted faces (and heads turned ~60°) defeat the HOG detector; the CNN detector behind
+    it still finds them, so they are scored rather than counted as failures."""
+    import dlib as dlib_lib
+    import skimage.transform
+    tilted = np.round(skimage.transform.rotate(astronaut, 50, mode="edge") * 255).astype(np.uint8)
+    assert len(dlib_lib.get_frontal_face_detector()(tilted, 1)) == 0
+    rect = dlib.detect(tilted)
+    assert rect is not None
+    # the face is the one in the photo: its centre moved with the rotation about the image centre
+    c = np.array([256.0, 256.0])
+    face = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+    r0 = dlib.detect(astronaut)
+    f0 = np.array([(r0.left() + r0.right()) / 2, (r0.top() + r0.bottom()) / 2])
+    a = np.deg2rad(50)  # skimage rotates counter-clockwise on screen (y down)
+    expected = c + np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) @ (f0 - c)
+    assert np.linalg.norm(face - expected) < 0.3 * rect.width(), (face, expected)
+    assert dlib.embed(tilted) is not None
