@@ -63,6 +63,13 @@ EXTRA_METRICS = {
                                    "seen edge-on (billboard ~0); the identity and depth metrics cannot see this"),
     "alpha_face_coverage": (True, "mean rendered alpha over the target's face mask: does the avatar cover the face"),
 }
+WIDE_YAW_DEG = 45.0  # sweep views at least this far round are the "wide" views of the *_yaw45 metrics
+for _m in ("dlib", "arcface"):
+    EXTRA_METRICS[f"csim_{_m}_yaw45"] = (
+        True, f"mean csim_{_m} over the pitch-0 sweep views with 45° <= |yaw| <= the identity limit, a view "
+              "where no face is found counting as 0: the identity a method keeps as the head turns away, "
+              "failures included (csim_" + _m + " averages found faces only)")
+    EXTRA_METRICS[f"face_detect_fail_rate_{_m}_yaw45"] = (False, "face detection failure rate over those views")
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -256,11 +263,12 @@ class InputView(Protocol):
 
 
 class Sweep360(Protocol):
-    id, version = "sweep-360", "1"
+    # v2: identity detection falls back to dlib's CNN detector; csim_*_yaw45 added
+    id, version = "sweep-360", "2"
     description = ("yaw sweep every 15° over the full circle at pitch 0, plus pitch ±20° at yaw 0: identity "
                    "vs the photo per yaw (detection failures counted), depth reprojection between "
                    "neighbouring yaws, hole fraction inside the silhouette, silhouette area over yaw")
-    primary = ("csim_dlib", "face_detect_fail_rate_dlib", "depth_reproj_error", "hole_fraction",
+    primary = ("csim_dlib", "csim_dlib_yaw45", "face_detect_fail_rate_dlib", "depth_reproj_error", "hole_fraction",
                "silhouette_min_ratio")
     YAWS = tuple(range(-180, 180, 15))
     PITCHES = (20, -20)
@@ -310,9 +318,14 @@ class Sweep360(Protocol):
                    "depth_reproj_error": _mean(p["depth_reproj_error"] for p in pairs),
                    "depth_reproj_valid_fraction": _mean(p["depth_reproj_valid_fraction"] for p in pairs)}
         scored = [v for v in views if abs(v["yaw_deg"]) <= ctx.settings.identity_max_yaw_deg]
+        wide = [v for v in scored if v["pitch_deg"] == 0 and abs(v["yaw_deg"]) >= WIDE_YAW_DEG]
         for m in ctx.identity.available:
+            found = f"face_found_{_short(m)}"
             metrics[m.id] = _mean(v.get(m.id) for v in scored)
-            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in scored)
+            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(found) for v in scored)
+            # a missed face scores 0; views whose target has no face (found is None) stay out
+            metrics[f"{m.id}_yaw45"] = _mean((v.get(m.id) or 0.0) if v.get(found) is not None else None for v in wide)
+            metrics[f"face_detect_fail_rate_{_short(m)}_yaw45"] = _fail_rate(v.get(found) for v in wide)
         curves = {"yaw_deg": list(self.YAWS),
                   "hole_fraction": [v["hole_fraction"] for v in views[:ring]],
                   "silhouette_fraction": sil,

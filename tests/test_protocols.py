@@ -317,3 +317,33 @@ def test_score_external_scores_views_rendered_at_the_protocol_cameras(tmp_path):
     assert rs["sweep-360"]["metrics"]["depth_reproj_error"] < 0.004
     assert rs["sweep-360"]["metrics"]["silhouette_min_ratio"] > 0.8
     assert rs["input-view"]["method"]["config"]["external"] is True
+
+
+def test_wide_yaw_identity_counts_a_missed_face_as_zero():
+    """csim_*_yaw45 averages the views turned 45-90° away with a missed face scoring 0, where csim_*
+    averages found faces only: a method whose turned views lose the face cannot hide it."""
+    order = [(y, 0) for y in P.Sweep360.YAWS if abs(y) <= 90] + [(0, p) for p in P.Sweep360.PITCHES]
+
+    class FakeIdentity:  # found everywhere but at ±90°, where the face is lost; called in sweep order
+        available = [type("M", (), {"id": "csim_dlib"})()]
+        calls = iter(order)
+
+        def scores(self, pred, target, key):
+            yaw, _ = next(self.calls)
+            found = abs(yaw) != 90
+            return {"csim_dlib": 0.9 if found else None, "face_found_dlib": found}
+
+        def notes(self):
+            return []
+
+    subject = D.Subject("x", np.full((96, 96, 3), 200, np.uint8), "test")
+    ctx = P.Context(SETTINGS)
+    ctx.identity = FakeIdentity()
+    out = P.PROTOCOLS["sweep-360"].run(Ball().reconstruct(subject.image), subject, ctx)
+    m = out.metrics
+    assert m["csim_dlib"] == pytest.approx(0.9)
+    assert m["csim_dlib_yaw45"] == pytest.approx(0.9 * 6 / 8)  # ±45, ±60, ±75 found; ±90 missed
+    assert m["face_detect_fail_rate_dlib_yaw45"] == pytest.approx(2 / 8)
+    assert m["face_detect_fail_rate_dlib"] == pytest.approx(2 / 15)
+    assert P.higher_is_better("csim_dlib_yaw45") is True
+    assert P.higher_is_better("face_detect_fail_rate_dlib_yaw45") is False
