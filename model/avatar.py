@@ -55,6 +55,7 @@ class Binding:
     sh: np.ndarray  # [T,1,3] the same colour as DC spherical harmonics
     opacities: np.ndarray  # [T]
     confidence: np.ndarray  # [T] how much the photo (or its mirror) backs each colour
+    rest_area: np.ndarray  # [U] areas of used_faces in the neutral pose, m²
 
 
 @dataclass
@@ -87,8 +88,13 @@ class HeadSplatAvatar(GaussianAvatar):
         b = self.binding
         surface = vertices + b.hair[:, None] * vertex_normals(vertices, tpl.faces)
         means = b.sample @ surface
-        quats = face_quaternions(surface, tpl.faces[b.used_faces], b.uv_coef)[b.face_slot]
-        return Gaussians(means, quats, b.scales, b.opacities, b.sh)
+        quats, area = face_quaternions(surface, tpl.faces[b.used_faces], b.uv_coef)
+        quats = quats[b.face_slot]
+        # A triangle the rig stretches (a closing eyelid, an opening jaw) spreads its Gaussians apart:
+        # grow them in the tangent plane by the linear stretch so the surface stays closed.
+        grow = np.sqrt(np.clip(area / np.maximum(b.rest_area, 1e-12), 1.0, 9.0))[b.face_slot]
+        scales = b.scales * np.stack([grow, grow, np.ones_like(grow)], 1)
+        return Gaussians(means, quats, scales, b.opacities, b.sh)
 
     def retarget(self, image: np.ndarray) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image`."""
@@ -252,7 +258,8 @@ class HeadSplat(Method):
         st, sb = 0.6 * su[f] / layout.res, 0.6 * sv[f] / layout.res
         scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
         used, slot = np.unique(f[keep], return_inverse=True)
-        binding = Binding(sample[keep], f[keep], used, slot, uv_tangent_coefficients(tpl.face_uvs[used]), hair,
+        coef = uv_tangent_coefficients(tpl.face_uvs[used])
+        binding = Binding(sample[keep], f[keep], used, slot, coef, hair,
                           np.maximum(scales[keep], 1e-5), rgb[keep].astype(np.float32), rgb_to_sh(rgb[keep]),
-                          opacity[keep], conf[keep])
+                          opacity[keep], conf[keep], face_quaternions(surface, tpl.faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding, ev, layout.to_grid(rgb, fill=1.0))

@@ -181,3 +181,22 @@ def test_colour_fit_reproduces_a_photo_that_sampling_blurs():
     assert error(fitted) < 0.25 * error(sampled)
     assert np.array_equal(fitted[-1], sampled[-1])  # hidden: untouched
     assert fitted.min() >= 0 and fitted.max() <= 1
+
+
+def test_closed_eyelids_hide_the_eyeballs(avatar):
+    """Blinking stretches the lids over the eyes; their Gaussians grow with the stretch, so the eyeball
+    barely shows through (measured as the eyeballs' total compositing weight in the input view)."""
+    from model.render import compositing_weights
+    from model.template import REGIONS
+    b = avatar.binding
+    eye = avatar.fitted.template.face_region[b.faces] == REGIONS.index("eyes")
+
+    def eyeball_pixels(controls):
+        A = compositing_weights(avatar.gaussians(controls), avatar.input_camera)
+        return float(np.asarray(A.sum(0)).ravel()[eye].sum())
+
+    open_px = eyeball_pixels(None)
+    assert open_px > 50
+    assert eyeball_pixels({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}) < 0.04 * open_px
+    # nothing grows in the neutral pose
+    assert np.array_equal(avatar.gaussians().scales, b.scales)
