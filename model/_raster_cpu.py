@@ -413,19 +413,13 @@ def _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rg
                 depth[y, x] = buf[j + 4 * _NPLANE] / a if a > 0.0 else np.float32(0.0)
 
 
-def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: int, height: int,
-              tile=(TILE_W, TILE_H)):
-    """Rasterize Gaussians (float32 means [N,3] m, quats [N,4] wxyz, scales [N,3] m, opacities [N],
-    colors [N,3]) with K [3,3] px and world_to_cam [4,4] (OpenCV, integer pixel centres).
-    Returns (rgb [H,W,3] premultiplied, no background; alpha [H,W]; depth [H,W] metres), float32."""
+def _bin_view(means, quats, scales, opacities, colors, K, world_to_cam, width: int, height: int, tw: int, th: int):
+    """What rasterize() and compositing_weights() share: project, depth-sort, gather and bin into tiles of
+    tw x th px. Returns (order, rec, bbox, offsets, ids, ntx, nty): order maps rows of rec back to Gaussians."""
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     means, quats, scales, opacities, colors = map(f32, (means, quats, scales, opacities, colors))
     K = np.asarray(K, dtype=np.float64)
     w2c = np.ascontiguousarray(world_to_cam, dtype=np.float64)
-    width, height = int(width), int(height)
-    tw, th = int(tile[0]), int(tile[1])
-    if tw & (tw - 1) or tw * th > _NPLANE:
-        raise ValueError(f"tile width must be a power of 2 and tw * th <= {_NPLANE}, got {tw}x{th}")
     n = len(means)
     proj = np.empty((n, _NCOL), np.float32)
     bbox = np.empty((n, 4), np.int32)
@@ -437,6 +431,20 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     ntx = -(-width // tw)
     nty = -(-height // th)
     offsets, ids = _bin(rec, bbox, tw, th, ntx, nty)
+    return order, rec, bbox, offsets, ids, ntx, nty
+
+
+def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: int, height: int,
+              tile=(TILE_W, TILE_H)):
+    """Rasterize Gaussians (float32 means [N,3] m, quats [N,4] wxyz, scales [N,3] m, opacities [N],
+    colors [N,3]) with K [3,3] px and world_to_cam [4,4] (OpenCV, integer pixel centres).
+    Returns (rgb [H,W,3] premultiplied, no background; alpha [H,W]; depth [H,W] metres), float32."""
+    width, height = int(width), int(height)
+    tw, th = int(tile[0]), int(tile[1])
+    if tw & (tw - 1) or tw * th > _NPLANE:
+        raise ValueError(f"tile width must be a power of 2 and tw * th <= {_NPLANE}, got {tw}x{th}")
+    order, rec, bbox, offsets, ids, ntx, nty = _bin_view(means, quats, scales, opacities, colors, K, world_to_cam,
+                                                         width, height, tw, th)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
@@ -504,22 +512,10 @@ def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width:
     Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
     default: then the map is exact to float32 rounding). Same inputs and rules as rasterize();
     used to fit colours to a photo (model.avatar), which no rasterizer API exposes."""
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    means, quats, scales, opacities = map(f32, (means, quats, scales, opacities))
-    K = np.asarray(K, dtype=np.float64)
-    w2c = np.ascontiguousarray(world_to_cam, dtype=np.float64)
     width, height = int(width), int(height)
     tw, th = int(tile[0]), int(tile[1])
-    n = len(means)
-    proj = np.empty((n, _NCOL), np.float32)
-    bbox = np.empty((n, 4), np.int32)
-    valid = np.empty(n, np.bool_)
-    _project(means, quats, scales, opacities, w2c, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
-             float(K[1, 2]), width, height, NEAR_PLANE, EPS2D, proj, bbox, valid)
-    order = _depth_order(np.ascontiguousarray(proj[:, _Z]), valid)
-    rec, bbox = _gather(order, proj, bbox, np.zeros((n, 3), np.float32))
-    ntx = -(-width // tw)
-    offsets, ids = _bin(rec, bbox, tw, th, ntx, -(-height // th))
+    order, rec, bbox, offsets, ids, ntx, _ = _bin_view(means, quats, scales, opacities, np.zeros((len(means), 3)), K,
+                                                       world_to_cam, width, height, tw, th)
     select = np.ones(width * height, np.bool_) if select is None else np.ascontiguousarray(select, np.bool_).ravel()
     count = np.zeros(width * height, np.int64)
     empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float32)
