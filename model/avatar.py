@@ -218,11 +218,11 @@ class HeadSplat(Method):
         avatar = self._build(image, fitted, ev)
         t["build"] = time.perf_counter()
         if self.view_fit:
-            b = avatar.binding
-            b.rgb = fit_colours_to_view(avatar.gaussians(), b.rgb, fitted.camera, image.astype(np.float32) / 255,
+            b, g = avatar.binding, avatar.gaussians()
+            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, image.astype(np.float32) / 255,
                                         ev.person > 0.5).astype(np.float32)
             b.sh = rgb_to_sh(b.rgb)
-            avatar._neutral = None
+            avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
         keys = list(t)
         avatar.timings = {k: round(t[k] - t[p], 4) for p, k in zip(keys, keys[1:])}
