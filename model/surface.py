@@ -162,14 +162,40 @@ class UVLayout:
     def from_grid(self, image: np.ndarray) -> np.ndarray:
         return image[self.rc[:, 0], self.rc[:, 1]]
 
-    def sampling_matrix(self, n_vertices: int, faces: np.ndarray, vertex_weights: np.ndarray | None = None):
-        """Sparse [T,V] matrix: (M @ X)[t] = sum_i bary[t,i] * w[f_i] * X[f_i]."""
-        cols = faces[self.face].ravel()
-        vals = self.bary.astype(np.float64).ravel()
-        if vertex_weights is not None:
-            vals = vals * vertex_weights[cols]
-        rows = np.repeat(np.arange(len(self.face)), 3)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(self.face), n_vertices))
+    def sampling_matrix(self, n_vertices: int, faces: np.ndarray):
+        """Sparse [T,V] matrix interpolating per-vertex values at the texel centres."""
+        return barycentric_matrix(faces[self.face], self.bary, n_vertices)
+
+
+def barycentric_matrix(corners: np.ndarray, bary: np.ndarray, n_vertices: int):
+    """Sparse [N,V] matrix M with (M @ X)[n] = sum_i bary[n,i] * X[corners[n,i]] (corners [N,3] vertex ids)."""
+    rows = np.repeat(np.arange(len(corners)), 3)
+    return sp.csr_matrix((np.asarray(bary, np.float64).ravel(), (rows, np.asarray(corners).ravel())),
+                         shape=(len(corners), n_vertices))
+
+
+def split_texels(layout: UVLayout, face_uvs: np.ndarray, counts: np.ndarray, along_u: np.ndarray):
+    """Spread counts[t] >= 1 samples evenly across texel t, along u where along_u[t] else along v.
+
+    face_uvs [F,3,2] of the template. Returns (texel [N] int: the texel each sample comes from,
+    bary [N,3]: its barycentric coordinates in that texel's triangle). A sample past the triangle's
+    edge is clamped onto the triangle, so every sample stays on the surface.
+    """
+    texel = np.repeat(np.arange(len(counts)), counts)
+    start = np.cumsum(counts) - counts
+    j = np.arange(len(texel)) - start[texel]
+    offset = ((j + 0.5) / counts[texel] - 0.5) / layout.res  # in UV units, centred on the texel
+    tri = face_uvs[layout.face[texel]]  # [N,3,2]
+    uv = np.einsum("ni,nij->nj", layout.bary[texel], tri)
+    uv[:, 0] += np.where(along_u[texel], offset, 0.0)
+    uv[:, 1] += np.where(along_u[texel], 0.0, offset)
+    d1, d2, dp = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], uv - tri[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    det = np.where(np.abs(det) < 1e-14, 1e-14, det)
+    b1 = (dp[:, 0] * d2[:, 1] - d2[:, 0] * dp[:, 1]) / det
+    b2 = (d1[:, 0] * dp[:, 1] - dp[:, 0] * d1[:, 1]) / det
+    bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, None)
+    return texel, bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
 
 @lru_cache(maxsize=4)
