@@ -4,6 +4,7 @@ multi-view + video set the project renders itself so that every protocol runs in
 Dataset ids (`load_dataset(spec)`):
 - `portraits:<folder>`  every image file directly in <folder> is one subject (id = file stem); input only.
 - `portraits-bundled`   real single-person portraits that installed packages ship (see BUNDLED).
+- `portraits-group`     six real faces cropped from a group photo an installed package ships (GROUP_PHOTO).
 - `multiview:<folder>`  a folder in the multi-view format below (ground-truth cameras, views, frames).
 - `synthetic`           the project's deterministic synthetic set, generated into a cache folder in the
                         multi-view format on first use. SYNTHETIC: every table and plot labels it so.
@@ -70,6 +71,13 @@ BUNDLED = {
     "grace_hopper": ("matplotlib", ("mpl-data", "sample_data", "grace_hopper.jpg"),
                      "Grace Hopper, US Navy (public domain), via matplotlib"),
 }
+
+
+# A second real set, for "does it hold on portraits we did not tune on": insightface ships its test
+# group photo (a TV promotional still with six people, copyright of its owners). The dataset crops each
+# face out at load time; results carry numbers only, and no crop is written into this repository.
+GROUP_PHOTO = ("insightface", ("data", "images", "t1.jpg"),
+               "the six people of insightface's test group photo t1.jpg, each cropped around the head")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -153,6 +161,37 @@ def _portraits(files: dict[str, Path], dataset_id: str, slug: str, description: 
         return Subject(sid, _read_rgb(files[sid]), (sources or {}).get(sid, str(files[sid])))
 
     return Dataset(dataset_id, slug, manifest_hash(hashes), False, sorted(files), description, load)
+
+
+def head_crops(image: np.ndarray, scale: float = 3.0) -> list[np.ndarray]:
+    """Every face dlib's HOG detector finds in image [H,W,3] uint8, cropped as a square of `scale` face
+    widths around the head (centred a little above the face box to include hair), clipped to the
+    image; ordered left to right."""
+    import dlib
+    h, w = image.shape[:2]
+    out = []
+    for b in sorted(dlib.get_frontal_face_detector()(image, 1), key=lambda b: b.left()):
+        cx, cy, s = 0.5 * (b.left() + b.right()), 0.5 * (b.top() + b.bottom()) - 0.3 * b.width(), b.width()
+        x0, x1 = int(max(0, cx - 0.5 * scale * s)), int(min(w, cx + 0.5 * scale * s))
+        y0, y1 = int(max(0, cy - 0.5 * scale * s)), int(min(h, cy + 0.5 * scale * s))
+        out.append(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    return out
+
+
+def portraits_group() -> Dataset:
+    pkg, parts, description = GROUP_PHOTO
+    path = _site_file(pkg, *parts)
+    if path is None:
+        raise ValueError("portraits-group needs insightface's test image data/images/t1.jpg "
+                         "(pip install insightface==2.1, as requirements.txt pins)")
+    crops = {f"person{i}": c for i, c in enumerate(head_crops(_read_rgb(path)))}
+    # identifies the exact pixels scored: each crop's shape and bytes
+    hashes = {f"{sid}.rgb": hashlib.sha256(repr(c.shape).encode() + c.tobytes()).hexdigest() for sid, c in crops.items()}
+
+    def load(sid: str) -> Subject:
+        return Subject(sid, crops[sid], f"{path} ({sid}, left to right)")
+
+    return Dataset("portraits-group", "portraits-group", manifest_hash(hashes), False, sorted(crops), description, load)
 
 
 def portraits_folder(folder: str | Path) -> Dataset:
@@ -305,11 +344,13 @@ def load_dataset(spec: str, cache_dir: str | Path | None = None) -> Dataset:
     spec = spec.strip()
     if spec == "portraits-bundled":
         return portraits_bundled()
+    if spec == "portraits-group":
+        return portraits_group()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return synthetic_dataset(cache_dir, spec.partition(":")[2] or None)
     if spec.startswith("portraits:"):
         return portraits_folder(spec.partition(":")[2])
     if spec.startswith("multiview:"):
         return multiview_folder(spec.partition(":")[2])
-    raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, synthetic, portraits:<folder> "
+    raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, portraits-group, synthetic, portraits:<folder> "
                      f"or multiview:<folder>")

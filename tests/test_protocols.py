@@ -223,6 +223,19 @@ class PhotoPlane(Method):
         return Avatar(self.info, g, Camera(K, np.eye(4), w, h), np.array([0, 0, d]), 0.12)
 
 
+def test_group_dataset_crops_one_head_per_person_of_the_shipped_group_photo():
+    ds = D.load_dataset("portraits-group")
+    assert ds.subject_ids == [f"person{i}" for i in range(6)] and not ds.synthetic
+    assert D.portraits_group().manifest_sha256 == ds.manifest_sha256  # the same pixels on every load
+    import dlib
+    detect = dlib.get_frontal_face_detector()
+    for sid in ds.subject_ids:
+        img = ds.subject(sid).image
+        assert img.ndim == 3 and min(img.shape[:2]) > 150
+        faces = detect(img, 1)
+        assert len(faces) >= 1 and max(f.width() for f in faces) > 0.25 * img.shape[1]  # the head fills it
+
+
 def test_input_view_scores_a_faithful_avatar_above_a_wrong_one():
     ds = D.portraits_bundled()
     subject = ds.subject("astronaut")
