@@ -448,22 +448,30 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
-    stride = int(0.618 * ntx * nty) | 1  # golden-ratio stride scatters tiles over threads evenly
-    while math.gcd(stride, ntx * nty) != 1:
-        stride += 2
-    _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, stride, width, height, rgb, alpha, depth)
+    _raster(offsets, ids, rec, bbox, tw, th, ntx, nty, _tile_stride(ntx * nty), width, height, rgb, alpha, depth)
     return rgb, alpha, depth
 
 
+def _tile_stride(n_tiles: int) -> int:
+    """A stride coprime with n_tiles near its golden ratio: visiting tiles i·stride mod n_tiles scatters
+    neighbouring (equally costly: hair, face, background) tiles over the threads' contiguous chunks."""
+    stride = int(0.618 * n_tiles) | 1
+    while math.gcd(stride, n_tiles) != 1:
+        stride += 2
+    return stride
+
+
 @njit(parallel=True, cache=True)
-def _weights(offsets, ids, rec, box, tw, th, ntx, width, height, select, wmin, count, pix, gid, wgt):
+def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select, wmin, count, pix, gid, wgt):
     """Per-pixel compositing weights w = alpha·T of every Gaussian that reaches a selected pixel, by the
     same rules (and the same float32 arithmetic) as _raster, one pixel at a time; weights below wmin are
     left out (and a pixel stops once T < wmin: nothing after can weigh more). First call with
     count only (pix is empty): count[p] = the number of weights of pixel p. Second call, with count the
     exclusive prefix sum and pix/gid/wgt sized to the total: fills them (gid = rows of rec)."""
     fill = pix.shape[0] > 0
-    for t in prange(ntx * (-(-height // th))):
+    n_tiles = ntx * (-(-height // th))
+    for i in prange(n_tiles):
+        t = (i * stride) % n_tiles  # as in _raster: spread neighbouring (equally costly) tiles over threads
         ty = t // ntx
         tx = t - ty * ntx
         for ly in range(th):
@@ -519,9 +527,12 @@ def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width:
     select = np.ones(width * height, np.bool_) if select is None else np.ascontiguousarray(select, np.bool_).ravel()
     count = np.zeros(width * height, np.int64)
     empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float32)
-    _weights(offsets, ids, rec, bbox, tw, th, ntx, width, height, select, np.float32(min_weight), count, empty_i, empty_i, empty_f)
+    stride = _tile_stride(ntx * (-(-height // th)))
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), count,
+             empty_i, empty_i, empty_f)
     total = int(count.sum())
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     pix, gid, wgt = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.float32)
-    _weights(offsets, ids, rec, bbox, tw, th, ntx, width, height, select, np.float32(min_weight), start, pix, gid, wgt)
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), start,
+             pix, gid, wgt)
     return pix, order[gid].astype(np.int64), wgt
