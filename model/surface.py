@@ -53,6 +53,14 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out
 
 
+def _uv_edges(face_uvs: np.ndarray):
+    """[F,3,2] triangle UVs -> their edges d1 = uv1 - uv0, d2 = uv2 - uv0 [F,2] and the signed
+    determinant [F] of (d1, d2), kept away from 0 so degenerate UV triangles do not divide by zero."""
+    d1, d2 = face_uvs[:, 1] - face_uvs[:, 0], face_uvs[:, 2] - face_uvs[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    return d1, d2, np.where(np.abs(det) < 1e-14, 1e-14, det)
+
+
 def tangent_frames(vertices: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray):
     """Per-triangle orthonormal frames and UV stretch.
 
@@ -61,9 +69,7 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray
     """
     v = vertices[faces]
     e1, e2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
-    d1, d2 = face_uvs[:, 1] - face_uvs[:, 0], face_uvs[:, 2] - face_uvs[:, 0]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    det = np.where(np.abs(det) < 1e-14, 1e-14, det)
+    d1, d2, det = _uv_edges(face_uvs)
     dpdu = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) / det[:, None]
     dpdv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) / det[:, None]
     n = face_normals(vertices, faces)
@@ -81,9 +87,7 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, face_uvs: np.ndarray
 def uv_tangent_coefficients(face_uvs: np.ndarray) -> np.ndarray:
     """[F,3,2] UVs -> [F,2] (a, b) with dP/du = a*(p1 - p0) + b*(p2 - p0): fixed per template,
     so re-posing a surface needs only its edges (see face_quaternions)."""
-    d1, d2 = face_uvs[:, 1] - face_uvs[:, 0], face_uvs[:, 2] - face_uvs[:, 0]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    det = np.where(np.abs(det) < 1e-14, 1e-14, det)
+    d1, d2, det = _uv_edges(face_uvs)
     return np.stack([d2[:, 1] / det, -d1[:, 1] / det], 1)
 
 
@@ -189,9 +193,8 @@ def split_texels(layout: UVLayout, face_uvs: np.ndarray, counts: np.ndarray, alo
     uv = np.einsum("ni,nij->nj", layout.bary[texel], tri)
     uv[:, 0] += np.where(along_u[texel], offset, 0.0)
     uv[:, 1] += np.where(along_u[texel], 0.0, offset)
-    d1, d2, dp = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], uv - tri[:, 0]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    det = np.where(np.abs(det) < 1e-14, 1e-14, det)
+    d1, d2, det = _uv_edges(tri)
+    dp = uv - tri[:, 0]
     b1 = (dp[:, 0] * d2[:, 1] - d2[:, 0] * dp[:, 1]) / det
     b2 = (d1[:, 0] * dp[:, 1] - dp[:, 0] * d1[:, 1]) / det
     bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, None)
