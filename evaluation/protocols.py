@@ -168,20 +168,19 @@ class Identity:
     def notes(self) -> list[str]:
         return [f"{m.id}: not available ({m.reason})" for m in self.models if not m.available]
 
-    def _embed(self, model, img: np.ndarray, key: str | None):
-        if key is not None and (model.id, key) in self._cache:
-            return self._cache[(model.id, key)]
-        e = model.embed(img)
-        if key is not None:
-            self._cache[(model.id, key)] = e
-        return e
+    def _embed_target(self, model, img: np.ndarray):
+        # keyed by the pixels embedded, so every protocol and view of a subject shares one embedding
+        key = (model.id, image_key(img))
+        if key not in self._cache:
+            self._cache[key] = model.embed(img)
+        return self._cache[key]
 
-    def scores(self, pred: np.ndarray, target: np.ndarray, target_key: str | None) -> dict:
+    def scores(self, pred: np.ndarray, target: np.ndarray) -> dict:
         """{csim_<model>: float|None, face_found_<model>: bool|None} per available model. CSIM is None when a
         face is missing; face_found is None when the *target* has no face (not the method's failure)."""
         out = {}
         for m in self.available:
-            ref = self._embed(m, target, target_key)
+            ref = self._embed_target(m, target)
             emb = m.embed(pred) if ref is not None else None
             out[m.id] = None if emb is None else self._mod.cosine(emb, ref)
             out[f"face_found_{_short(m)}"] = None if ref is None else emb is not None
@@ -256,7 +255,7 @@ class InputView(Protocol):
             notes.append("no face found in the photo at this size: masked metrics not computed")
         else:
             m["alpha_face_coverage"] = float(r.alpha[mask].mean())
-        ident = ctx.identity.scores(pred, tgt, image_key(target))
+        ident = ctx.identity.scores(pred, tgt)
         m.update({k: v for k, v in ident.items() if k.startswith("csim_")})
         view = {"view": "input", **m, **{k: v for k, v in ident.items() if k.startswith("face_found")}}
         return Output(m, [view], images={"input": pred, "photo": tgt}, notes=notes)
@@ -284,7 +283,6 @@ class Sweep360(Protocol):
         cams = orbit_cameras(avatar, poses, ctx.settings)
         photo = subject.image
         target = to_float(resize_image(photo, fit_size(photo.shape[1], photo.shape[0], ctx.settings.size)))
-        tkey = image_key(target)
         renders, views, images = [], [], {}
         for (yaw, pitch), cam in zip(poses, cams):
             r = avatar.render(cam, None, WHITE)
@@ -293,7 +291,7 @@ class Sweep360(Protocol):
             v = {"view": name, "yaw_deg": yaw, "pitch_deg": pitch, "hole_fraction": hole_fraction(r.alpha),
                  "silhouette_fraction": float((r.alpha > 0.5).mean())}
             if abs(yaw) <= ctx.settings.identity_max_yaw_deg:
-                v.update(ctx.identity.scores(r.rgb, target, tkey))
+                v.update(ctx.identity.scores(r.rgb, target))
             views.append(v)
             if name in self.THUMB_VIEWS:
                 images[name] = r.rgb
@@ -376,7 +374,7 @@ class MultiviewGT(Protocol):
                 mask = resize_image(np.repeat(gv.mask[..., None].astype(np.uint8) * 255, 3, 2), wh)[..., 0] >= 128
                 mask = mask if mask.any() else None
             m = ctx.image_metrics(r.rgb, tgt, mask)
-            m.update(ctx.identity.scores(r.rgb, tgt, image_key(tgt)))
+            m.update(ctx.identity.scores(r.rgb, tgt))
             views.append({"view": gv.name, **m})
             if len(images) < 6:
                 images[gv.name] = r.rgb
@@ -421,7 +419,7 @@ class Reenactment(Protocol):
             tgt = to_float(target)
             mask = ctx.face_mask(target)
             m = ctx.image_metrics(r.rgb, tgt, mask)
-            m.update(ctx.identity.scores(r.rgb, tgt, image_key(tgt)))
+            m.update(ctx.identity.scores(r.rgb, tgt))
             m["akd"] = akd_images(r.rgb, tgt)  # None when a face is missing in either image
             akd_fail += m["akd"] is None
             views.append({"view": f"frame{i:04d}", **m})

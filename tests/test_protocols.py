@@ -341,7 +341,7 @@ def test_wide_yaw_identity_counts_a_missed_face_as_zero():
         available = [type("M", (), {"id": "csim_dlib"})()]
         calls = iter(order)
 
-        def scores(self, pred, target, key):
+        def scores(self, pred, target):
             yaw, _ = next(self.calls)
             found = abs(yaw) != 90
             return {"csim_dlib": 0.9 if found else None, "face_found_dlib": found}
