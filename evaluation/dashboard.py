@@ -36,10 +36,10 @@ def metric_bars(results, metrics):
     titles = [f"{m} {'↑' if higher_is_better(m) else '↓' if higher_is_better(m) is False else ''}" for m in metrics]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    aggs = {mid: aggregate(rs) for mid, rs in by_method.items()}  # once per method, not per metric
     for i, m in enumerate(metrics):
         rr, cc = i // cols + 1, i % cols + 1
-        for j, (mid, rs) in enumerate(by_method.items()):
-            agg = aggregate(rs)
+        for j, (mid, agg) in enumerate(aggs.items()):
             a = agg["metrics"].get(m)
             label = f"{mid} ({agg['coverage']['label']})"
             color = palette[j % len(palette)]
