@@ -384,9 +384,7 @@ def drive(video, session, progress=gr.Progress()):
     last = found[0]
     for i, c in enumerate(controls):  # hold the last tracked expression over frames without a face
         last = controls[i] = c if c is not None else last
-    cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, VIDEO_PX)
-    rendered = [_to_u8(avatar.render(cam, c, background=(1.0, 1.0, 1.0)).rgb)
-                for c in progress.tqdm(controls, desc="rendering the performance")]
+    rendered = [render_view(avatar, 0.0, 0.0, c, VIDEO_PX) for c in progress.tqdm(controls, desc="rendering the performance")]
     fps = int(round(fps))
     both = write_mp4((_side_by_side(s, r) for s, r in zip(frames, rendered)), session.file("drive_side_by_side.mp4"), fps)
     anim = write_mp4(rendered, session.file("drive_animation.mp4"), fps)
