@@ -311,9 +311,14 @@ def build() -> dict:
     th[0], th[n_up + 1] = np.pi, 0.0  # corners exactly (keeps the island exactly symmetric)
     th[n_up + 2:] *= -1  # lower copies
     mc = P.mean(0)
-    ring_depth = np.array([0.007, 0.013, 0.024, 0.036, 0.046])
-    ring_a = np.array([0.92, 0.9, 0.85, 0.65, 0.38]) * x_c
-    ring_b = np.array([0.008, 0.013, 0.016, 0.014, 0.009])
+    # Rings (from the lips inward), a dental arch rather than a funnel, so that teeth a photo shows
+    # between parted lips land on a surface a few mm behind the lips and keep their place when the
+    # head turns: 0 the vestibule (inner lip up/down to the gums), 1 the incisal edges (upper and
+    # lower coincide: teeth closed at neutral), so band 0-1 is the front of the teeth; 2 behind the
+    # teeth (band 1-2: the biting edge); 3-4 palate / floor of the mouth; then the pole (throat).
+    ring_depth = np.array([0.005, 0.006, 0.012, 0.026, 0.040])
+    ring_a = np.array([0.92, 0.82, 0.74, 0.62, 0.38]) * x_c
+    ring_b = np.array([0.007, 0.0, 0.0, 0.014, 0.010])
     rings = np.stack([np.stack([ring_a[k] * np.cos(th), mc[1] + ring_b[k] * np.sin(th),
                                 P[:, 2] * (1 - k / len(ring_a)) + mc[2] * (k / len(ring_a)) - ring_depth[k]], -1)
                       for k in range(len(ring_a))])
@@ -321,13 +326,15 @@ def build() -> dict:
 
     def mouth_region(k, t0, t1):
         lower = np.sin(t0) + np.sin(t1) < 0
-        if k <= 1:
+        if k in (1, 2):
             return R_["teeth"]
-        if lower and k <= 3 and abs(np.cos(0.5 * (t0 + t1))) < 0.8:
+        if lower and k == 3 and abs(np.cos(0.5 * (t0 + t1))) < 0.8:
             return R_["tongue"]
         return R_["mouth_interior"]
 
     mouth_bag = add_bag(mloop, rings, np.array([0.0, mc[1], mc[2] - 0.054]), (0.5, V_MAIN + 0.11), 0.1, th, mouth_region)
+    # which jaw each bag column belongs to: 1 lower (moves with the jaw), 0 upper, 0.5 the corners
+    mouth_bag_lower = np.where(np.sin(th) < -1e-9, 1.0, np.where(np.sin(th) > 1e-9, 0.0, 0.5))
 
     # ---- right eye: eyeball, socket bag; the left ones are their mirror images ----
     iris_c = canon[468]
@@ -432,6 +439,7 @@ def build() -> dict:
     key = np.concatenate([V_all, np.zeros((len(V_all), 1))], 1)
     n_grid = len(X)
     key[:n_grid, 3] = side_of * 0.5
+    key[mouth_bag[0], 3] = 0.5 * mouth_bag_lower  # the closed teeth: upper and lower rings coincide
     from scipy.spatial import cKDTree
     unresolved = np.nonzero(mirror_v < 0)[0]
     tree = cKDTree(key[unresolved] * np.array([1, 1, 1, 1.0]))
@@ -494,7 +502,7 @@ def build() -> dict:
                 mouth_up=np.array(slit_up(mouth)), mouth_lo=np.array(slit_lo(mouth)),
                 eye_up_r=np.array(slit_up(eye_r)), eye_lo_r=np.array(slit_lo(eye_r)),
                 eye_up_l=np.array(slit_up(eye_l)), eye_lo_l=np.array(slit_lo(eye_l)),
-                mouth_bag=mouth_bag[0], mouth_pole=mouth_bag[1], eye_bag_r=eye_bag_r[0], eye_bag_l=eye_bag_l[0],
+                mouth_bag=mouth_bag[0], mouth_pole=mouth_bag[1], mouth_bag_lower=mouth_bag_lower, eye_bag_r=eye_bag_r[0], eye_bag_l=eye_bag_l[0],
                 eye_pole_r=eye_bag_r[1], eye_pole_l=eye_bag_l[1],
                 n_grid=n_grid, side=side_of, grid_row=row_v, grid_col=col_v, n_skin_faces=n_skin_faces, **parts)
     return dict(vertices=V_all, faces=F_all.astype(np.int32), face_uvs=UV_all, vertex_mirror=mirror_v,

@@ -37,7 +37,7 @@ from model.surface import (barycentric_matrix, face_quaternions, split_texels, t
 from model.template import REGIONS, TEMPLATE_VERSION
 from model.texture import complete, fuse_symmetric, project_texture
 
-METHOD_VERSION = "0.2.0"  # 0.2: stretched texels split into several Gaussians
+METHOD_VERSION = "0.3.0"  # 0.2: stretched texels split into several Gaussians; 0.3: teeth wall, shading fallback
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.

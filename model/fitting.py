@@ -22,7 +22,7 @@ Method (deterministic, a few milliseconds once the template basis is cached):
    spread over the surface by a linear solve (soft landmark constraints with a bi-Laplacian
    smoothness energy that decays away from the face; factorized once per process); ears follow
    the skin where they attach, eyeballs follow their eye's lid landmarks and turn towards the
-   detected irises.
+   detected irises, the mouth cavity (teeth) moves as one piece with the mean of the inner lips.
 """
 from __future__ import annotations
 
@@ -114,13 +114,14 @@ class FittedHead:
 class _Basis:
     solve: object  # factorized smoothness + landmark system: rhs [soft, k] -> [soft, k]
     AT: object  # sparse [soft, 468]: LANDMARK_WEIGHT * A^T
-    soft: np.ndarray  # vertex ids of the deformable sheet (skin and bags)
+    soft: np.ndarray  # vertex ids of the deformable sheet (skin and eye sockets)
     ears: tuple  # ((ear vertex ids, attachment index into soft), ...)
     eye_lids: tuple  # (right lid landmark ids, left lid landmark ids)
     rigid: np.ndarray  # landmark ids used for PnP
     lm0: np.ndarray  # [478,3] template landmarks
     eyeball: tuple  # (right vertex ids, left vertex ids)
     eye_centre0: np.ndarray  # [2,3]
+    mouth_bag: np.ndarray  # vertex ids of the mouth cavity (rings and pole)
 
     def displacement(self, n: int, residual: np.ndarray) -> np.ndarray:
         """Residuals of the 468 face landmarks [468,3] -> smooth vertex displacements [n,3]."""
@@ -130,6 +131,9 @@ class _Basis:
             d[ids] = d[self.soft[k]]
         for ids, lids in zip(self.eyeball, self.eye_lids):
             d[ids] = residual[list(lids)].mean(0)
+        # The cavity moves as one piece with the mouth: parted lips (a smile) must not part the teeth,
+        # or the teeth the photo shows would be painted on the deep cavity behind them.
+        d[self.mouth_bag] = residual[list(LM.LIPS_INNER_UPPER + LM.LIPS_INNER_LOWER)].mean(0)
         return d
 
 
@@ -149,8 +153,9 @@ def _basis(template: Template) -> _Basis:
     p = template.parts
     V = template.vertices
     n = len(V)
-    solid = np.concatenate([p["eyeball_r"], p["eyeball_l"], p["ear_r"], p["ear_l"]])
-    soft = np.setdiff1d(np.arange(n), solid)  # skin + bags: the deformable sheet
+    mouth_bag = np.append(p["mouth_bag"].ravel(), p["mouth_pole"])
+    solid = np.concatenate([p["eyeball_r"], p["eyeball_l"], p["ear_r"], p["ear_l"], mouth_bag])
+    soft = np.setdiff1d(np.arange(n), solid)  # skin + eye sockets: the deformable sheet
     index = np.full(n, -1)
     index[soft] = np.arange(len(soft))
     fsel = np.all(index[template.faces] >= 0, axis=1)
@@ -171,7 +176,7 @@ def _basis(template: Template) -> _Basis:
     rigid = np.array([i for i in range(468) if canon[i, 1] > y_lip + 0.004 and i not in moving])
     eye_c0 = np.stack([V[p["eyeball_r"]].mean(0), V[p["eyeball_l"]].mean(0)])
     return _Basis(solve, (LANDMARK_WEIGHT * A.T).tocsr(), soft, ears, lids, rigid, lm0,
-                  (p["eyeball_r"], p["eyeball_l"]), eye_c0)
+                  (p["eyeball_r"], p["eyeball_l"]), eye_c0, mouth_bag)
 
 
 # ---------------------------------------------------------------- fitting

@@ -149,8 +149,8 @@ def _build(fitted: FittedHead) -> _Rig:
     w = (1 - blend) * lower + blend * w_outer
     w *= _smooth((z + 0.015) / 0.03) * _smooth((y + 0.175) / 0.05)
     w[~soft] = 0.0
-    y_mc = T0[p["mouth_loop"], 1].mean()
-    w[mouth_bag] = _smooth((y_mc - y[mouth_bag]) / 0.008 + 0.5)
+    # the mouth cavity: its lower half (lower teeth, tongue, floor) turns with the jaw, the upper stays
+    w[mouth_bag] = np.append(np.tile(p["mouth_bag_lower"], len(p["mouth_bag"])), 0.5)
     c = JAW_PIVOT * s
     deltas["jawOpen"] = w[:, None] * ((X - c) @ _rot_x(JAW_MAX).T + c - X)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from model._template_build import REGIONS, build
 
-TEMPLATE_VERSION = "open-head-1.0"  # bump whenever geometry, UVs, regions or the landmark map change
+TEMPLATE_VERSION = "open-head-1.1"  # bump whenever geometry, UVs, regions or the landmark map change
 __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
 
 

@@ -18,7 +18,12 @@ from model.surface import UVLayout
 from model.template import REGIONS
 
 # Region groups that may exchange colour when smoothing in UV space (no hair bleeding into skin).
-_GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",), ("mouth_interior",))
+_GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",), ("mouth_interior", "tongue"),
+           ("teeth",))
+# cos(angle between normal and view ray): no trust below the first, full trust above the second
+# (full trust up to ~70 degrees from the view axis).
+FACING_TRUST = (0.05, 0.35)
+SHADING_SUPPORT = 0.3  # local shading ratio fully trusted from this observed-texel density on
 
 
 def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, normals: np.ndarray,
@@ -50,7 +55,8 @@ def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, n
     visible = inside & covered[px[:, 1], px[:, 0]] & (z <= zb + 0.004)  # 4 mm: z-buffer vs texel point
     view = camera.position[None] - points
     view /= np.linalg.norm(view, axis=1, keepdims=True)
-    facing = np.clip(((normals * view).sum(1) - 0.05) / 0.3, 0, 1)  # full trust up to ~70° from the view axis
+    lo, hi = FACING_TRUST
+    facing = np.clip(((normals * view).sum(1) - lo) / (hi - lo), 0, 1)
     edge = np.clip(dist[px[:, 1], px[:, 0]] / edge_px, 0, 1)
     rgb = sample_bilinear(image, uv, cv2.BORDER_REPLICATE)
     pers = sample_bilinear(person, uv, cv2.BORDER_CONSTANT)
@@ -120,8 +126,8 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_
 
     The mirror's colour is rescaled by the ratio of the low-passed observed texture on this side of
     the face to that on the mirror's side (each estimated from its own side only), so a lit half
-    and a shaded half meet without a seam; where this side has no observation at all, the mirror is
-    copied as it is. Returns the fused (rgb [T,3], conf [T]).
+    and a shaded half meet without a seam; where this side has too few observations for a local
+    ratio, by the ratio of the two halves overall. Returns the fused (rgb [T,3], conf [T]).
     """
     sigma = shading_sigma or layout.res / 20
     m = layout.mirror
@@ -132,13 +138,21 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_
     for side in (right, ~right):
         lo, sup = smooth_fill(layout, rgb, np.where(side, conf, 0.0), sigma)
         low[side], support[side] = lo[side], sup[side]
+    mi = np.where(has, m, 0)
+    raw = np.clip((low + 0.02) / (low[mi] + 0.02), 0.4, 2.5)
+    # Where this side is barely observed, its low-pass is an extrapolation from a few edge texels
+    # (often a shadow beside the nose): there use this half's overall ratio to the other half,
+    # measured where both are well observed, and the local ratio only as far as this side's own
+    # support reaches.
     ratio = np.ones_like(rgb)
-    ok = has & (support > 1e-4) & (support[np.where(has, m, 0)] > 1e-4)
-    raw = np.clip((low[ok] + 0.02) / (low[m[ok]] + 0.02), 0.4, 2.5)
-    trust = np.clip(support[ok] / 0.02, 0, 1)[:, None]  # a faint extrapolation is still the best estimate
-    ratio[ok] = 1 + trust * (raw - 1)
-    mir_rgb = np.where(has[:, None], rgb[np.where(has, m, 0)] * ratio, 0.0)
-    mir_conf = np.where(has, conf[np.where(has, m, 0)], 0.0)
+    for side in (right, ~right):
+        both = side & has & (support > 0.5) & (support[mi] > 0.5)
+        overall = np.median(raw[both], axis=0) if both.sum() > 50 else np.ones(3)
+        sel = side & has
+        trust = np.clip(support[sel] / SHADING_SUPPORT, 0, 1)[:, None]
+        ratio[sel] = overall + trust * (raw[sel] - overall)
+    mir_rgb = np.where(has[:, None], rgb[mi] * ratio, 0.0)
+    mir_conf = np.where(has, conf[mi], 0.0)
     w_self = conf
     w_mir = (1 - conf) * mir_conf
     total = w_self + w_mir
@@ -168,6 +182,7 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
         "lips": np.clip(skin * np.array([1.0, 0.72, 0.72]), 0, 1),
         "brows": np.clip(0.6 * ev.hair_rgb_dark + 0.4 * skin * 0.5, 0, 1),
         "eyes": np.array([0.85, 0.83, 0.8]), "mouth_interior": np.array([0.32, 0.1, 0.1]),
+        "teeth": np.array([0.86, 0.83, 0.76]), "tongue": np.array([0.62, 0.3, 0.3]),
     }
     prior = np.tile(skin, (len(layout.face), 1))
     for name, c in colours.items():

@@ -88,6 +88,41 @@ def test_fusion_matches_shading_across_the_mirror():
     assert abs(fused[filled & skin].mean() - 0.4) < 0.1  # a naive copy would give 0.8
 
 
+def test_teeth_a_smile_shows_sit_just_behind_the_lips(avatar):
+    """Between the astronaut's parted lips the photo shows teeth: the fitted surface there must be the
+    teeth, about a centimetre behind the lips, not the back of the mouth cavity; else they are painted
+    several centimetres deep and slide away from the lips when the head turns."""
+    from model import rig
+    from model.raster_mesh import rasterize_mesh
+    tpl = avatar.fitted.template
+    v = rig.deform(avatar.fitted, None)
+    face_id, _, depth = rasterize_mesh(v, tpl.faces, avatar.input_camera)
+    region = np.where(face_id >= 0, tpl.face_region[np.maximum(face_id, 0)], -1)
+    opening = np.isin(region, [REGIONS.index(n) for n in ("teeth", "mouth_interior", "tongue")])
+    teeth = region == REGIONS.index("teeth")
+    assert opening.sum() > 100
+    assert teeth.sum() > 0.7 * opening.sum()
+    _, lip_depth = avatar.input_camera.project(tpl.landmarks(v)[[13, 14]])
+    assert np.percentile(depth[opening], 90) - lip_depth.mean() < 0.02  # metres
+
+
+def test_fusion_is_not_darkened_by_a_shadow_at_the_edge_of_what_the_photo_saw():
+    """A turned face: the far half is seen only near the midline, with a shadow at its outer edge.
+    Beyond it, the mirror copy takes the far half's overall brightness, not the shadow's."""
+    layout = uv_layout(64)
+    u = (layout.rc[:, 1] + 0.5) / 64
+    v = (layout.rc[:, 0] + 0.5) / 64
+    lit, far_seen = u > 0.5, (u < 0.5) & (u > 0.3)
+    shadow = far_seen & (u < 0.35) & (v > 0.3) & (v < 0.5)
+    rgb = np.where(lit[:, None], 0.8, np.where(shadow[:, None], 0.25, 0.7)) * np.ones((1, 3))
+    fused, _ = fuse_symmetric(layout, rgb, (lit | far_seen).astype(np.float32))
+    skin = np.isin(layout.region, [REGIONS.index(n) for n in ("face_skin", "scalp", "neck")])
+    beyond = (u > 0.1) & (u < 0.25) & (v > 0.3) & (v < 0.5) & (layout.mirror >= 0) & skin
+    assert beyond.sum() > 50
+    assert abs(np.median(fused[beyond, 0]) - 0.7) < 0.03  # 0.8 x (0.7 / 0.8)
+    assert (np.abs(fused[beyond, 0] - 0.7) < 0.1).mean() > 0.85
+
+
 def test_gaussians_stay_on_their_triangles_under_animation(avatar):
     tpl = avatar.fitted.template
     b = avatar.binding

@@ -44,6 +44,21 @@ def test_jaw_opens_lips(F):
     assert np.allclose(L1[10], L0[10])  # the forehead does not move
 
 
+def test_jaw_carries_the_lower_teeth_and_leaves_the_upper(F):
+    """The teeth are rigid with their jaw: upper ones stay with the skull, lower ones turn with the chin."""
+    from model.template import REGIONS
+    t = F.template
+    teeth = np.unique(t.faces[t.face_region == REGIONS.index("teeth")])
+    lower = np.zeros(len(t.vertices))
+    lower[t.parts["mouth_bag"]] = t.parts["mouth_bag_lower"]
+    up, lo = teeth[lower[teeth] == 0], teeth[lower[teeth] == 1]
+    assert len(up) > 20 and len(lo) > 20
+    v0, v1 = deform(F, {}), deform(F, {"jawOpen": 1.0})
+    chin_drop = _L(F, {})[152, 1] - _L(F, {"jawOpen": 1.0})[152, 1]
+    assert np.abs(v1[up] - v0[up]).max() < 1e-9
+    assert np.median(v0[lo, 1] - v1[lo, 1]) > 0.3 * chin_drop  # nearer the hinge than the chin: less
+
+
 @pytest.mark.parametrize("side,up,lo", [("Left", 386, 374), ("Right", 159, 145)])
 def test_blink_closes_lid_in_front_of_eye(F, side, up, lo):
     L0 = _L(F, {})
