@@ -31,7 +31,7 @@ import numpy as np
 from baselines.registry import get_method, list_methods
 from model.camera import framing_camera
 from model.errors import InputError
-from model.image_io import load_image
+from model.image_io import load_image, to_uint8
 from model.render import available_backends
 
 log = logging.getLogger("headsplat.app")
@@ -183,14 +183,12 @@ def _controls(names: list[str], values, avatar) -> dict | None:
     return c or None
 
 
-def _to_u8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def render_view(avatar, yaw_deg: float, pitch_deg: float, controls=None, size: int = VIEW_PX) -> np.ndarray:
     """uint8 [size,size,3]: the avatar seen from an orbit camera framed on its head, white background."""
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), size)
-    return _to_u8(avatar.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
+    return to_uint8(avatar.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
 
 
 # gr.Model3D draws splats with gsplat.js, whose orbit camera circles the origin from 5 units away in a

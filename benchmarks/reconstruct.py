@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from evaluation.identity import dlib_model
     from evaluation.metrics import psnr, ssim
     from model.camera import framing_camera
-    from model.image_io import load_image
+    from model.image_io import load_image, to_uint8
     from model.segmentation import person_mask
 
     if args.image:
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ref = dl.embed(image)
     for yaw in (-60, -30, 30, 60):
         c = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, 512)
-        view = (avatar.render(c).rgb * 255 + 0.5).astype(np.uint8)
+        view = to_uint8(avatar.render(c).rgb)
         e = dl.embed(view)
         out[f"dlib_distance_yaw{yaw:+d}"] = None if e is None or ref is None else round(float(np.linalg.norm(e - ref)), 4)
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
 
         def measure(controls):
             rgb = avatar.render(front, controls, background=(1.0, 1.0, 1.0)).rgb
-            return face_measures((rgb * 255 + 0.5).astype(np.uint8))
+            return face_measures(to_uint8(rgb))
 
         neutral = measure(None)
         jaw, blink = measure({"jawOpen": 1.0}), measure({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from model.camera import Camera, framing_camera
+from model.image_io import to_uint8
 
 WHITE = (1.0, 1.0, 1.0)
 MASK_DILATE = 0.06  # fraction of the face's larger side
@@ -89,8 +90,6 @@ def to_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
 
 
-def to_u8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype != np.uint8 else img
 
 
 def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -104,7 +103,7 @@ def resize_image(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     from PIL import Image
     if (img.shape[1], img.shape[0]) == tuple(wh):
         return img
-    return np.asarray(Image.fromarray(to_u8(img)).resize(wh, Image.LANCZOS, reducing_gap=2.0))
+    return np.asarray(Image.fromarray(to_uint8(img)).resize(wh, Image.LANCZOS, reducing_gap=2.0))
 
 
 def face_mask(image: np.ndarray) -> np.ndarray | None:
@@ -115,7 +114,7 @@ def face_mask(image: np.ndarray) -> np.ndarray | None:
     from model.landmarks import detect_landmarks
     from model.segmentation import FACE_OVAL
     try:
-        lm = detect_landmarks(to_u8(image), min_face_px=8)
+        lm = detect_landmarks(to_uint8(image), min_face_px=8)
     except InputError:
         return None
     oval = lm.xy[list(FACE_OVAL)]
@@ -482,6 +481,22 @@ def _seed(seed: int = 0) -> dict:
     return {"python": seed, "numpy": seed, "torch": seed}
 
 
+def _stale(path: Path, mrec: dict, proto, settings) -> str | None:
+    """Why an existing result no longer describes this method and protocol (None: it still does)."""
+    from evaluation import results as R
+    try:
+        old = R.load_result(path)
+    except R.ResultError as e:
+        return f"unreadable ({e})"
+    for what, was, now in (("method version", old["method"].get("version"), mrec["version"]),
+                           ("method config", old["method"].get("config"), mrec["config"]),
+                           ("protocol version", old["protocol"].get("version"), proto.version),
+                           ("protocol config", old["protocol"].get("config"), proto.config(settings))):
+        if was != R.as_stored(now):
+            return f"{what} changed ({was!r} -> {now!r})" if "version" in what else f"{what} changed"
+    return None
+
+
 def method_record(method, spec=None) -> dict:
     info = method.info
     cfg = dict(getattr(info, "parameters", {}) or {})
@@ -495,7 +510,7 @@ def method_record(method, spec=None) -> dict:
 def save_thumbnail(path: Path, rgb: np.ndarray, px: int = THUMB_PX) -> None:
     from PIL import Image
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(to_u8(rgb))
+    im = Image.fromarray(to_uint8(rgb))
     im.thumbnail((px, px), Image.LANCZOS)
     tmp = path.with_suffix(".tmp.jpg")
     im.save(tmp, quality=85)
@@ -555,11 +570,14 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
             for proto in protos:
                 bar.set_postfix_str(f"{mid} / {sid} / {proto.id}")
                 path = R.result_path(out, dataset.slug, proto.id, mid, sid)
-                if path.exists() and not force:
+                stale = _stale(path, mrec, proto, settings) if path.exists() and not force else None
+                if path.exists() and not force and not stale:
                     log(f"[keep] {path} exists (use --force to recompute)")
                     by_method.setdefault(mid, {}).setdefault(proto.id, [])
                     bar.update()
                     continue
+                if stale:
+                    log(f"[stale] {path}: {stale}; recomputing")
                 subject = subject or dataset.subject(sid)
                 t0 = time.perf_counter()
                 src = proto.source(subject)
@@ -605,7 +623,7 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                     seeds=seeds, notes=o.notes + ctx.identity.notes(),
                     timings={"reconstruct_s": rec_s, "protocol_s": t2 - t1, "total_s": time.perf_counter() - t0,
                              "reconstruct_reused": not fresh})
-                written.append(R.write_result(path, res, force=force))
+                written.append(R.write_result(path, res, force=force or bool(stale)))
                 by_method.setdefault(mid, {}).setdefault(proto.id, [])
                 bar.update()
     bar.close()

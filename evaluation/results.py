@@ -218,6 +218,11 @@ def _finite_or_none(obj):
     return obj
 
 
+def as_stored(obj):
+    """`obj` as a result file stores it (tuples become lists, NaN null): comparable with a loaded file."""
+    return json.loads(json.dumps(_finite_or_none(obj)))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, force: bool = False) -> Path:
     """Write via a temporary file in the same folder + os.replace, so readers never see half a file."""
     path = Path(path)

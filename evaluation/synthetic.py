@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.camera import Camera, orbit_camera
+from model.image_io import to_uint8
 
 DEFAULT = "photo-ellipsoid-v1"
 LICENSE = "derived from public-domain photos (NASA, US Navy); generated images: public domain"
@@ -117,8 +118,6 @@ def _camera(yaw_deg: float, pitch_deg: float, size: int) -> Camera:
     return orbit_camera(np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), radius, (0.0, 0.0, 0.0), size, size, FOV_Y)
 
 
-def _to_u8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def photo_ellipsoid_v1() -> list[dict]:
@@ -134,14 +133,14 @@ def photo_ellipsoid_v1() -> list[dict]:
             continue
         head = _head_from_photo(_read_rgb(path))
         cam_in = _camera(0, 0, INPUT_SIZE)
-        inp = _to_u8(render(head, cam_in, white, backend="cpu").rgb)
+        inp = to_uint8(render(head, cam_in, white, backend="cpu").rgb)
         detect_landmarks(inp)  # the input must show a detectable face, else no method can run on it
         views = {}
         for yaw, pitch in VIEWS:
             cam = _camera(yaw, pitch, VIEW_SIZE)
             r = render(head, cam, white, backend="cpu")
-            views[f"yaw{yaw:+04d}_pitch{pitch:+03d}"] = (cam, _to_u8(r.rgb), r.alpha > 0.5)
-        frames = [_to_u8(render(_rotate(head, yaw, pitch), cam_in, white, backend="cpu").rgb)
+            views[f"yaw{yaw:+04d}_pitch{pitch:+03d}"] = (cam, to_uint8(r.rgb), r.alpha > 0.5)
+        frames = [to_uint8(render(_rotate(head, yaw, pitch), cam_in, white, backend="cpu").rgb)
                   for yaw, pitch in FRAME_POSES]
         subjects.append({"id": f"synth-{sid}", "input": inp, "input_camera": cam_in,
                          "head_center": np.zeros(3), "views": views, "frames": frames})

@@ -14,6 +14,12 @@ MAX_SIDE = 1024  # larger photos are downscaled: landmarks and texture gain noth
 MIN_SIDE = 64
 
 
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] (clipped) -> uint8, rounded; uint8 passes through unchanged."""
+    rgb = np.asarray(rgb)
+    return rgb if rgb.dtype == np.uint8 else (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def load_image(source, max_side: int = MAX_SIDE) -> np.ndarray:
     """Path, bytes, PIL image or array -> RGB uint8 [H,W,3].
 
@@ -26,7 +32,7 @@ def load_image(source, max_side: int = MAX_SIDE) -> np.ndarray:
             if np.issubdtype(arr.dtype, np.floating):
                 if not np.isfinite(arr).all():
                     raise InputError("image contains NaN or infinite values")
-                arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+                arr = to_uint8(arr)
             else:
                 arr = np.clip(arr, 0, 255).astype(np.uint8)
         if arr.ndim == 2:

@@ -8,11 +8,8 @@ import imageio.v2 as imageio
 import numpy as np
 
 from model.camera import Camera, framing_camera
+from model.image_io import to_uint8
 from model.interface import Avatar, Controls
-
-
-def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int = 24) -> Path:
@@ -23,7 +20,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int = 24) -> 
                             macro_block_size=2, ffmpeg_log_level="error") as writer:
         n = 0
         for frame in frames:
-            writer.append_data(frame if frame.dtype == np.uint8 else _to_uint8(frame))
+            writer.append_data(to_uint8(frame))
             n += 1
     if n == 0:
         path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@
 - a solid ellipsoid has no holes and consistent depth in the 360° sweep, a pierced one has holes;
 - a photo-plane avatar reproduces the photo in input-view (and keeps its identity), a grey ball does not.
 """
+import dataclasses
 import hashlib
 import json
 
@@ -275,6 +276,12 @@ def test_run_writes_results_keeps_them_without_force_and_records_failures(tmp_pa
     assert (out / ds.slug / "multiview-gt" / "oracle" / "s1.json").read_bytes() == before
     assert len(P.run_evaluation(["oracle"], ds, ["multiview-gt"], out, methods={"oracle": Oracle(cam_in)},
                                 force=True, **kw)) == 1
+    # a new method version makes kept results stale: recomputed without --force, and said so
+    newer = Oracle(cam_in)
+    newer.info = dataclasses.replace(newer.info, version="2")
+    assert len(P.run_evaluation(["oracle"], ds, ["multiview-gt"], out, methods={"oracle": newer}, **kw)) == 1
+    assert any("[stale]" in line and "method version changed ('1' -> '2')" in line for line in logs)
+    assert R.load_result(out / ds.slug / "multiview-gt" / "oracle" / "s1.json")["method"]["version"] == "2"
     # the leaderboard and the dashboard read the folder
     from evaluation import dashboard, leaderboard
     md = leaderboard.render_all(out, "markdown")
