@@ -34,8 +34,7 @@ def lift_pixels(image: np.ndarray, mask: np.ndarray, depth: np.ndarray, camera: 
     keep = mask[ys, xs]
     ys, xs = ys[keep], xs[keep]
     z = depth[ys, xs]
-    cam_pts = np.stack([(xs - camera.cx) / camera.fx * z, (ys - camera.cy) / camera.fy * z, z], 1)
-    means = (cam_pts - camera.t) @ camera.R  # camera -> world
+    means = camera.unproject(np.stack([xs, ys], 1), z)
     sigma = 0.5 * stride * z / camera.fx
     scales = np.stack([sigma, sigma, 0.1 * sigma], 1)
     # Gaussian axes = camera axes, so the disc faces the camera

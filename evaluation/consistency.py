@@ -23,9 +23,7 @@ from model.camera import Camera
 def _unproject(cam: Camera, depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """World points [N,3] of the pixels in `mask` [H,W] at z-depth `depth` [H,W] (metres)."""
     v, u = np.nonzero(mask)
-    z = depth[v, u]
-    pc = np.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], axis=1)
-    return (pc - cam.t) @ cam.R  # R^T (pc - t), row-vector form
+    return cam.unproject(np.stack([u, v], 1), depth[v, u])
 
 
 def _check_view(depth, alpha, cam: Camera, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,10 +82,12 @@ def depth_reprojection_error(depth_a, alpha_a, cam_a: Camera, depth_b, alpha_b, 
     }
 
 
-def sweep_depth_reprojection_error(depths, alphas, cameras, **kw) -> dict:
-    """Depth reprojection error averaged over neighbouring pairs (i, i+1) of a view sweep."""
-    pairs = [depth_reprojection_error(depths[i], alphas[i], cameras[i], depths[i + 1], alphas[i + 1],
-                                      cameras[i + 1], **kw) for i in range(len(cameras) - 1)]
+def sweep_depth_reprojection_error(depths, alphas, cameras, wrap: bool = False, **kw) -> dict:
+    """Depth reprojection error averaged over neighbouring pairs (i, i+1) of a view sweep; with wrap,
+    the last view pairs with the first too (a full turn)."""
+    n = len(cameras)
+    pairs = [depth_reprojection_error(depths[i], alphas[i], cameras[i], depths[(i + 1) % n], alphas[(i + 1) % n],
+                                      cameras[(i + 1) % n], **kw) for i in range(n if wrap and n > 2 else n - 1)]
     vals = [p["mean_abs_m"] for p in pairs if np.isfinite(p["mean_abs_m"])]
     return {"mean_abs_m": float(np.mean(vals)) if vals else float("nan"),
             "valid_fraction": float(np.mean([p["valid_fraction"] for p in pairs])) if pairs else 0.0,

@@ -277,7 +277,7 @@ class Sweep360(Protocol):
         return {**settings.to_dict(), "yaws_deg": list(self.YAWS), "pitches_deg_at_yaw0": list(self.PITCHES)}
 
     def run(self, avatar, subject, ctx):
-        from evaluation.consistency import depth_reprojection_error
+        from evaluation.consistency import sweep_depth_reprojection_error
         poses = [(y, 0) for y in self.YAWS] + [(0, p) for p in self.PITCHES]
         cams = orbit_cameras(avatar, poses, ctx.settings)
         photo = subject.image
@@ -298,15 +298,12 @@ class Sweep360(Protocol):
         pairs, notes = [], []
         if not getattr(avatar, "provides_depth", True):  # e.g. external predictions without depth maps
             notes.append("no depth from this method: depth reprojection not computed")
-            ring_pairs = []
-        else:
-            ring_pairs = range(ring)
-        for i in ring_pairs:  # neighbours on the pitch-0 ring, wrapping 165° -> -180°
-            j = (i + 1) % ring
-            a, b = renders[i], renders[j]
-            d = depth_reprojection_error(a.depth, a.alpha, cams[i], b.depth, b.alpha, cams[j])
-            pairs.append({"yaw_a_deg": self.YAWS[i], "yaw_b_deg": self.YAWS[j],
-                          "depth_reproj_error": d["mean_abs_m"], "depth_reproj_valid_fraction": d["valid_fraction"]})
+        else:  # neighbours on the pitch-0 ring, wrapping 165° -> -180°
+            sweep = sweep_depth_reprojection_error([r.depth for r in renders[:ring]], [r.alpha for r in renders[:ring]],
+                                                   cams[:ring], wrap=True)
+            pairs = [{"yaw_a_deg": self.YAWS[i], "yaw_b_deg": self.YAWS[(i + 1) % ring],
+                      "depth_reproj_error": d["mean_abs_m"], "depth_reproj_valid_fraction": d["valid_fraction"]}
+                     for i, d in enumerate(sweep["pairs"])]
         sil = [v["silhouette_fraction"] for v in views[:ring]]
         metrics = {"silhouette_min_ratio": min(sil) / max(sil) if max(sil) > 0 else None,
                    "hole_fraction": _mean(v["hole_fraction"] for v in views),

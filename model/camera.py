@@ -79,6 +79,12 @@ class Camera:
         uv = np.stack([self.fx * pc[:, 0] / safe + self.cx, self.fy * pc[:, 1] / safe + self.cy], axis=1)
         return uv, z
 
+    def unproject(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Pixels [N,2] (x, y) at camera z-depth [N] (metres) -> world points [N,3]; inverse of project."""
+        pixels, z = np.asarray(pixels, dtype=np.float64), np.asarray(depth, dtype=np.float64)
+        pc = np.stack([(pixels[:, 0] - self.cx) / self.fx * z, (pixels[:, 1] - self.cy) / self.fy * z, z], axis=1)
+        return (pc - self.t) @ self.R  # R^T (pc - t), row-vector form
+
     def resized(self, width: int, height: int) -> "Camera":
         """The same view at another resolution (intrinsics scaled)."""
         sx, sy = width / self.width, height / self.height

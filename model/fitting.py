@@ -205,19 +205,14 @@ def solve_pnp(object_points: np.ndarray, image_points: np.ndarray, K: np.ndarray
     return cv2.Rodrigues(rvec)[0], tvec.ravel()
 
 
-def _back_project(lm: Landmarks, K: np.ndarray, R: np.ndarray, t: np.ndarray, model_pts: np.ndarray,
-                  ids: np.ndarray) -> np.ndarray:
+def _back_project(lm: Landmarks, cam: Camera, model_pts: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Detected landmarks -> 3D head-frame points [478,3] on their camera rays, depth from the detector.
 
     The detector's relative depth (pixels) becomes metres at the face's distance; its offset is
-    chosen so that the mean depth over `ids` equals that of `model_pts` under (R, t)."""
-    f = K[0, 0]
-    zc_model = (model_pts[ids] @ R.T + t)[:, 2]
-    z_ref = zc_model.mean()
-    rel = lm.points[:, 2] * MEDIAPIPE_Z_SCALE * z_ref / f
-    Z = rel - rel[ids].mean() + z_ref
-    X = np.stack([(lm.points[:, 0] - K[0, 2]) * Z / f, (lm.points[:, 1] - K[1, 2]) * Z / K[1, 1], Z], 1)
-    return (X - t) @ R  # R^T (X - t)
+    chosen so that the mean depth over `ids` equals that of `model_pts` seen by `cam`."""
+    z_ref = cam.to_camera(model_pts[ids])[:, 2].mean()
+    rel = lm.points[:, 2] * MEDIAPIPE_Z_SCALE * z_ref / cam.fx
+    return cam.unproject(lm.points[:, :2], rel - rel[ids].mean() + z_ref)
 
 
 def _gaze_rotation(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +240,7 @@ def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None,
     R, t = solve_pnp(basis.lm0[basis.rigid], uv[basis.rigid], K)
     face = np.arange(468)
     for _ in range(2):
-        target = _back_project(landmarks, K, R, t, basis.lm0 * scale, basis.rigid)
+        target = _back_project(landmarks, Camera(K, _rt(R, t), w, h), basis.lm0 * scale, basis.rigid)
         # per-axis scale about the head centre, with a free offset (absorbed by the camera)
         a, b = basis.lm0[face], target[face]
         ac, bc = a - a.mean(0), b - b.mean(0)
@@ -253,7 +248,7 @@ def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None,
         s = s / np.sqrt(s[0] * s[1])  # absolute size is not observable: keep the face area
         scale = np.clip(s, *SCALE_RANGE)
         R, t = solve_pnp(basis.lm0[basis.rigid] * scale, uv[basis.rigid], K, cv_rvec(R), t)
-    target = _back_project(landmarks, K, R, t, basis.lm0 * scale, basis.rigid)
+    target = _back_project(landmarks, Camera(K, _rt(R, t), w, h), basis.lm0 * scale, basis.rigid)
     residual = target[face] - basis.lm0[face] * scale
     vertices = template.vertices * scale + basis.displacement(len(template.vertices), residual)
     # eyeballs: isotropic size, turned towards the detected iris centres

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from model import landmarks as LM
 from model.fitting import (R_FRONT, FittedHead, euler_from_rotation, photo_camera_K, rotation_from_euler,
@@ -97,11 +98,6 @@ def _smooth(x):
     return x * x * (3 - 2 * x)
 
 
-def _rot_x(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
 def _yz_angle(v):
     """Angle of vectors [...,3] about +x such that R_x(a) @ (0, 0, 1) has angle a."""
     return np.arctan2(-v[..., 1], v[..., 2])
@@ -152,7 +148,7 @@ def _build(fitted: FittedHead) -> _Rig:
     # the mouth cavity: its lower half (lower teeth, tongue, floor) turns with the jaw, the upper stays
     w[mouth_bag] = np.append(np.tile(p["mouth_bag_lower"], len(p["mouth_bag"])), 0.5)
     c = JAW_PIVOT * s
-    deltas["jawOpen"] = w[:, None] * ((X - c) @ _rot_x(JAW_MAX).T + c - X)
+    deltas["jawOpen"] = w[:, None] * ((X - c) @ rotation_from_euler(0.0, JAW_MAX, 0.0).T + c - X)
 
     # lids: turn about the eyeball centre by the angle between upper and lower lid, per column
     for name, k, up, lo, bag in (("Right", 0, p["eye_up_r"], p["eye_lo_r"], p["eye_bag_r"]),
@@ -171,8 +167,7 @@ def _build(fitted: FittedHead) -> _Rig:
         ang[bag] = ang[ring_src][None, :].repeat(len(bag), 0)  # sockets follow their rim
         moved = np.nonzero(ang)[0]
         d = np.zeros_like(X)
-        for i in moved:
-            d[i] = _rot_x(ang[i]) @ (X[i] - ce) + ce - X[i]
+        d[moved] = Rotation.from_rotvec(np.outer(ang[moved], [1.0, 0, 0])).apply(X[moved] - ce) + ce - X[moved]
         # the lid margin itself lands exactly on the lower lid (2% of the opening left)
         d[up] = 0.98 * (X[lo] - X[up])
         deltas[f"eyeBlink{name}"] = d
@@ -316,7 +311,7 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
         blo = np.concatenate([np.full(6, -np.inf), lo - x])
         bhi = np.concatenate([np.full(6, np.inf), hi - x])
         step = lsq_linear(J, -res, bounds=(blo, bhi), method="bvls").x
-        R = _axis_angle(step[:3]) @ R
+        R = Rotation.from_rotvec(step[:3]).as_matrix() @ R
         tv = tv + step[3:6]
         x = np.clip(x + step[6:], lo, hi)
         if np.abs(step).max() < 1e-7:
@@ -324,13 +319,6 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
     return R, tv, x[:C], x[C:]
 
 
-def _axis_angle(w):
-    th = np.linalg.norm(w)
-    if th < 1e-15:
-        return np.eye(3)
-    k = w / th
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * Kx @ Kx
 
 
 def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:

@@ -84,10 +84,8 @@ class Template:
 
 @lru_cache(maxsize=2)
 def _landmark_matrix(t: Template):
-    import scipy.sparse as sp
-    rows = np.repeat(np.arange(len(t.landmark_faces)), 3)
-    return sp.csr_matrix((t.landmark_bary.ravel(), (rows, t.faces[t.landmark_faces].ravel())),
-                         shape=(len(t.landmark_faces), len(t.vertices)))
+    from model.surface import barycentric_matrix  # surface builds on this module: import late
+    return barycentric_matrix(t.faces[t.landmark_faces], t.landmark_bary, len(t.vertices))
 
 
 @lru_cache(maxsize=1)

@@ -47,3 +47,10 @@ def test_resized_keeps_the_view():
     uv1, _ = cam.project(p)
     uv2, _ = cam.resized(128, 128).project(p)
     assert np.allclose((uv1 + 0.5) * 2 - 0.5, uv2)
+
+
+def test_unproject_inverts_project():
+    cam = orbit_camera(0.7, -0.3, 0.9, target=(0.01, 0.02, -0.03), width=80, height=60)
+    pts = np.random.default_rng(0).normal(0, 0.1, (50, 3))
+    uv, z = cam.project(pts)
+    assert np.allclose(cam.unproject(uv, z), pts, atol=1e-12)

@@ -69,6 +69,9 @@ def test_sweep_and_guards():
     views = [sphere_view(y) for y in np.linspace(-0.6, 0.6, 4)]
     r = C.sweep_depth_reprojection_error([v[0] for v in views], [v[1] for v in views], [v[2] for v in views])
     assert len(r["pairs"]) == 3 and r["mean_abs_m"] < 2e-4
+    ring = [sphere_view(y) for y in np.deg2rad(np.arange(-180, 180, 30))]
+    w = C.sweep_depth_reprojection_error([v[0] for v in ring], [v[1] for v in ring], [v[2] for v in ring], wrap=True)
+    assert len(w["pairs"]) == 12 and w["mean_abs_m"] < 2e-4  # 150° -> -180° closes the turn
     za, aa, ca = views[0]
     with pytest.raises(ValueError, match="camera"):
         C.depth_reprojection_error(za[:-1], aa[:-1], ca, za, aa, ca)
