@@ -59,7 +59,6 @@ class Binding:
     rgb: np.ndarray  # [T,3] in [0,1]
     sh: np.ndarray  # [T,1,3] the same colour as DC spherical harmonics
     opacities: np.ndarray  # [T]
-    confidence: np.ndarray  # [T] how much the photo (or its mirror) backs each colour
     rest_area: np.ndarray  # [U] areas of used_faces in the neutral pose, m²
 
 
@@ -68,8 +67,6 @@ class HeadSplatAvatar(GaussianAvatar):
     info: MethodInfo
     fitted: FittedHead
     binding: Binding
-    evidence: PhotoEvidence
-    texture: np.ndarray  # [R,R,3] fused UV texture (for display)
     timings: dict = field(default_factory=dict)
     _neutral: Gaussians | None = None
 
@@ -277,5 +274,5 @@ class HeadSplat(Method):
         coef = uv_tangent_coefficients(tpl.face_uvs[used])
         rgb_g = rgb[texel].astype(np.float32)
         binding = Binding(sample, f, used, slot, coef, hair, np.maximum(scales, 1e-5), rgb_g, rgb_to_sh(rgb_g),
-                          opacity[texel], conf[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
-        return HeadSplatAvatar(self.info, fitted, binding, ev, layout.to_grid(rgb, fill=1.0))
+                          opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
+        return HeadSplatAvatar(self.info, fitted, binding)

@@ -105,8 +105,8 @@ class FittedHead:
                       self.camera.height)
 
     def metadata(self) -> dict:
-        return {"template_version": self.version, "pose_rad": self.pose.tolist(), "nme": self.nme,
-                "scale": self.scale.tolist(), "camera": self.camera.to_dict()}
+        return {"template_version": self.version, "pose_rad": self.pose.tolist(), "gaze_rad": self.gaze.tolist(),
+                "nme": self.nme, "scale": self.scale.tolist(), "camera": self.camera.to_dict()}
 
 
 # ---------------------------------------------------------------- subject-independent precompute

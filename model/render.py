@@ -51,13 +51,6 @@ def available_backends() -> list[str]:
     return (["gsplat"] if _gsplat_usable() else []) + ["cpu"]
 
 
-def warmup(backend: str = "auto") -> None:
-    """Load the backend's kernels now (numba's cached compile, ~0.5-1 s in a fresh process) so that the
-    first real render is fast; e.g. call it when an app starts."""
-    from model.camera import orbit_camera
-    g = Gaussians.from_rgb(np.zeros((1, 3)), [[1.0, 0, 0, 0]], [[0.05] * 3], [0.5], [[0.5, 0.5, 0.5]])
-    render(g, orbit_camera(0.0, 0.0, 1.0, width=16, height=16), backend=backend)
-
 
 def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), backend: str = "auto") -> RenderResult:
     """Render `gaussians` seen by `camera`.

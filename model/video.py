@@ -36,8 +36,6 @@ def turntable_frames(avatar: Avatar, n_frames: int = 72, size: int = 384, pitch:
         yield avatar.render(cam, controls, background=background).rgb
 
 
-def write_turntable(avatar: Avatar, path: str | Path, n_frames: int = 72, size: int = 384, fps: int = 24) -> Path:
-    return write_mp4(turntable_frames(avatar, n_frames, size), path, fps)
 
 
 def write_animation(avatar: Avatar, controls: Sequence[Controls], path: str | Path,
