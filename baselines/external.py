@@ -18,7 +18,6 @@ an unknown camera is an error (never a silent substitute).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from PIL import Image
 
 from model.camera import Camera
 from model.interface import Avatar, Method, MethodInfo
-from model.image_io import load_image
+from model.image_io import load_image, pixels_sha256
 from model.render import RenderResult
 
 CAMERA_TOL = 1e-4  # relative tolerance when matching a requested camera to a stored view
@@ -68,12 +67,6 @@ def _camera(d, where: str) -> Camera:
     if cam.K.shape != (3, 3) or not np.isfinite(cam.K).all() or not np.isfinite(cam.world_to_cam).all():
         raise PredictionFormatError(f"{where}: camera has non-finite values")
     return cam
-
-
-def image_key(image: np.ndarray) -> str:
-    """Identity of an input photo: SHA-256 of its decoded RGB pixels and shape."""
-    image = np.ascontiguousarray(image, np.uint8)
-    return hashlib.sha256(str(image.shape).encode() + image.tobytes()).hexdigest()
 
 
 @dataclass
@@ -137,7 +130,7 @@ class ExternalMethod(Method):
                                parameters={**dict(meta.get("parameters") or {}), "external": True})
         self.subjects: dict[str, tuple[str, dict]] = {}
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            key = image_key(load_image(_safe_name(folder, "input.png", "input photo")))
+            key = pixels_sha256(load_image(_safe_name(folder, "input.png", "input photo")))
             self.subjects[key] = (folder.name, self._load_views(folder))
         if not self.subjects:
             raise PredictionFormatError(f"{self.root}: no subject folders")
@@ -177,7 +170,7 @@ class ExternalMethod(Method):
         return {"views": views, "input_camera": input_cam, "head_center": center, "head_radius": radius}
 
     def reconstruct(self, image) -> ExternalAvatar:
-        key = image_key(load_image(image))
+        key = pixels_sha256(load_image(image))
         if key not in self.subjects:
             raise PredictionFormatError(f"{self.info.id}: no predictions for this input photo "
                                         f"(subjects: {', '.join(s for s, _ in self.subjects.values())})")

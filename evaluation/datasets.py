@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 
 from model.camera import Camera
+from model.image_io import pixels_sha256
 
 FORMAT = "headsplat-multiview"
 FORMAT_VERSION = 1
@@ -186,7 +187,7 @@ def portraits_group() -> Dataset:
                          "(pip install insightface==2.1, as requirements.txt pins)")
     crops = {f"person{i}": c for i, c in enumerate(head_crops(_read_rgb(path)))}
     # identifies the exact pixels scored: each crop's shape and bytes
-    hashes = {f"{sid}.rgb": hashlib.sha256(repr(c.shape).encode() + c.tobytes()).hexdigest() for sid, c in crops.items()}
+    hashes = {f"{sid}.rgb": pixels_sha256(c) for sid, c in crops.items()}
 
     def load(sid: str) -> Subject:
         return Subject(sid, crops[sid], f"{path} ({sid}, left to right)")

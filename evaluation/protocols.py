@@ -20,7 +20,6 @@ Hair and ears are outside this mask: masked numbers measure the face.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from model.camera import Camera, framing_camera
-from model.image_io import to_uint8
+from model.image_io import pixels_sha256, to_uint8
 
 WHITE = (1.0, 1.0, 1.0)
 MASK_DILATE = 0.06  # fraction of the face's larger side
@@ -169,7 +168,7 @@ class Identity:
 
     def _embed_target(self, model, img: np.ndarray):
         # keyed by the pixels embedded, so every protocol and view of a subject shares one embedding
-        key = (model.id, image_key(img))
+        key = (model.id, pixels_sha256(img))
         if key not in self._cache:
             self._cache[key] = model.embed(img)
         return self._cache[key]
@@ -194,10 +193,6 @@ def _fail_rate(found) -> float | None:
     """Detection failure rate over views whose target had a face (found is None otherwise)."""
     f = [x for x in found if x is not None]
     return 1.0 - float(np.mean(f)) if f else None
-
-
-def image_key(img: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
 
 
 @dataclass
@@ -457,7 +452,7 @@ class Context:
         self._masks: dict[str, np.ndarray | None] = {}
 
     def face_mask(self, image: np.ndarray):
-        k = image_key(image)
+        k = pixels_sha256(image)
         if k not in self._masks:
             self._masks[k] = face_mask(image)
         return self._masks[k]
@@ -578,7 +573,7 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                 subject = subject or dataset.subject(sid)
                 t0 = time.perf_counter()
                 src = proto.source(subject)
-                key = image_key(src)
+                key = pixels_sha256(src)
                 seeds = _seed(0)
                 fresh = key not in avatars
                 if fresh:

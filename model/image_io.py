@@ -1,6 +1,7 @@
 """Loading user images: every format problem becomes an InputError with a clear message."""
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] (clipped) -> uint8, rounded; uint8 passes through unchanged."""
     rgb = np.asarray(rgb)
     return rgb if rgb.dtype == np.uint8 else (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def pixels_sha256(image: np.ndarray) -> str:
+    """Identity of decoded pixels: SHA-256 of the array's dtype, shape and bytes (not of a file's encoding)."""
+    a = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
 
 
 def load_image(source, max_side: int = MAX_SIDE) -> np.ndarray:
