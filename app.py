@@ -183,8 +183,6 @@ def _controls(names: list[str], values, avatar) -> dict | None:
     return c or None
 
 
-
-
 def render_view(avatar, yaw_deg: float, pitch_deg: float, controls=None, size: int = VIEW_PX) -> np.ndarray:
     """uint8 [size,size,3]: the avatar seen from an orbit camera framed on its head, white background."""
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), size)

@@ -21,7 +21,6 @@ import numpy as np
 from benchmarks import median_time
 
 
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", help="portrait path (default: skimage.data.astronaut())")

@@ -21,7 +21,6 @@ from scipy.ndimage import binary_fill_holes
 from benchmarks import median_time
 
 
-
 def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
     """Pixels where the avatar's head covers the photo's person: the region whose fidelity we score."""
     return (alpha > 0.5) & (person > 0.5)

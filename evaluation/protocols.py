@@ -89,8 +89,6 @@ def to_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
 
 
-
-
 def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
     """(w, h) with the long side = size, aspect kept."""
     s = size / max(width, height)

@@ -118,8 +118,6 @@ def _camera(yaw_deg: float, pitch_deg: float, size: int) -> Camera:
     return orbit_camera(np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), radius, (0.0, 0.0, 0.0), size, size, FOV_Y)
 
 
-
-
 def photo_ellipsoid_v1() -> list[dict]:
     from evaluation.datasets import BUNDLED, _read_rgb, _site_file
     from model.landmarks import detect_landmarks

@@ -502,7 +502,8 @@ def build() -> dict:
                 mouth_up=np.array(slit_up(mouth)), mouth_lo=np.array(slit_lo(mouth)),
                 eye_up_r=np.array(slit_up(eye_r)), eye_lo_r=np.array(slit_lo(eye_r)),
                 eye_up_l=np.array(slit_up(eye_l)), eye_lo_l=np.array(slit_lo(eye_l)),
-                mouth_bag=mouth_bag[0], mouth_pole=mouth_bag[1], mouth_bag_lower=mouth_bag_lower, eye_bag_r=eye_bag_r[0], eye_bag_l=eye_bag_l[0],
+                mouth_bag=mouth_bag[0], mouth_pole=mouth_bag[1], mouth_bag_lower=mouth_bag_lower,
+                eye_bag_r=eye_bag_r[0], eye_bag_l=eye_bag_l[0],
                 eye_pole_r=eye_bag_r[1], eye_pole_l=eye_bag_l[1],
                 n_grid=n_grid, side=side_of, grid_row=row_v, grid_col=col_v, n_skin_faces=n_skin_faces, **parts)
     return dict(vertices=V_all, faces=F_all.astype(np.int32), face_uvs=UV_all, vertex_mirror=mirror_v,

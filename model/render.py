@@ -51,7 +51,6 @@ def available_backends() -> list[str]:
     return (["gsplat"] if _gsplat_usable() else []) + ["cpu"]
 
 
-
 def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), backend: str = "auto") -> RenderResult:
     """Render `gaussians` seen by `camera`.
 

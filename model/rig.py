@@ -319,8 +319,6 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
     return R, tv, x[:C], x[C:]
 
 
-
-
 def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     """Absolute head pose (yaw, pitch, roll) radians of another frame, comparable to fitted.pose."""
     R, _, _, _ = _solve(landmarks, fitted)

@@ -36,8 +36,6 @@ def turntable_frames(avatar: Avatar, n_frames: int = 72, size: int = 384, pitch:
         yield avatar.render(cam, controls, background=background).rgb
 
 
-
-
 def write_animation(avatar: Avatar, controls: Sequence[Controls], path: str | Path,
                     camera: Camera | None = None, size: int = 384, fps: int = 24) -> Path:
     """Render the avatar performing each controls dict in turn (at the input camera by default)."""
