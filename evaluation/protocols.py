@@ -560,13 +560,14 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
             for proto in protos:
                 bar.set_postfix_str(f"{mid} / {sid} / {proto.id}")
                 path = R.result_path(out, dataset.slug, proto.id, mid, sid)
-                stale = _stale(path, mrec, proto, settings) if path.exists() and not force else None
-                if path.exists() and not force and not stale:
-                    log(f"[keep] {path} exists (use --force to recompute)")
-                    by_method.setdefault(mid, {}).setdefault(proto.id, [])
-                    bar.update()
-                    continue
-                if stale:
+                stale = None
+                if path.exists() and not force:
+                    stale = _stale(path, mrec, proto, settings)
+                    if not stale:
+                        log(f"[keep] {path} exists (use --force to recompute)")
+                        by_method.setdefault(mid, {}).setdefault(proto.id, [])
+                        bar.update()
+                        continue
                     log(f"[stale] {path}: {stale}; recomputing")
                 subject = subject or dataset.subject(sid)
                 t0 = time.perf_counter()

@@ -217,12 +217,12 @@ class HeadSplat(Method):
         t["fit"] = time.perf_counter()
         ev = photo_evidence(image, lm)
         t["segmentation"] = time.perf_counter()
-        avatar = self._build(image, fitted, ev)
+        photo = image.astype(np.float32) / 255
+        avatar = self._build(photo, fitted, ev)
         t["build"] = time.perf_counter()
         if self.view_fit:
             b, g = avatar.binding, avatar.gaussians()
-            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, image.astype(np.float32) / 255,
-                                        ev.person > 0.5).astype(np.float32)
+            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, photo, ev.person > 0.5).astype(np.float32)
             b.sh = rgb_to_sh(b.rgb)
             avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
@@ -231,7 +231,8 @@ class HeadSplat(Method):
         avatar.timings["total"] = round(t["view_fit"] - t["start"], 4)
         return avatar
 
-    def _build(self, image: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
+    def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
+        """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
@@ -242,7 +243,7 @@ class HeadSplat(Method):
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(image.astype(np.float32) / 255, ev.person, points, normals,
+        rgb, conf = project_texture(photo, ev.person, points, normals,
                                     fitted.camera, surface, tpl.faces)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
