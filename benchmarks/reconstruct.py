@@ -22,8 +22,12 @@ from benchmarks import median_time
 
 
 def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Pixels where the avatar's head covers the photo's person: the region whose fidelity we score."""
-    return (alpha > 0.5) & (person > 0.5)
+    """Pixels where the avatar's head covers the photo's person: the region whose fidelity we score.
+    alpha [H,W] render coverage; person [H,W] the photo's person probability, taken inside its soft
+    edge (segmentation.core_of): the raw mask's 0.5 level lies on the background beside the hair, and
+    scoring there rewarded painting the background onto the head's rim."""
+    from model.segmentation import core_of
+    return (alpha > 0.5) & (core_of(person) > 0.5)
 
 
 def silhouette_fill(alpha: np.ndarray) -> float:
@@ -86,10 +90,14 @@ def main(argv=None) -> int:
     cam = avatar.input_camera
     r = avatar.render(cam, background=(1.0, 1.0, 1.0))
     photo = image.astype(np.float32) / 255
-    mask = head_mask(r.alpha, person_mask(image))
+    person = person_mask(image)
+    mask = head_mask(r.alpha, person)
     out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)
     out["input_view_ssim_masked"] = round(ssim(r.rgb, photo, mask), 4)
     out["head_mask_fraction"] = round(float(mask.mean()), 4)
+    # share of the rendered head that lies on the photo's background (it should lie on the person)
+    head = r.alpha > 0.5
+    out["input_view_background_spill"] = round(float((head & (person < 0.5)).sum() / max(head.sum(), 1)), 4)
 
     # 360°: holes inside the silhouette
     render_s = []

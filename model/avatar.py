@@ -37,7 +37,7 @@ from model.surface import (barycentric_matrix, face_quaternions, split_texels, t
 from model.template import REGIONS, TEMPLATE_VERSION
 from model.texture import complete, fuse_symmetric, project_texture
 
-METHOD_VERSION = "0.3.0"  # 0.2: stretched texels split into several Gaussians; 0.3: teeth wall, shading fallback
+METHOD_VERSION = "0.4.0"  # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -108,22 +108,36 @@ class HeadSplatAvatar(GaussianAvatar):
 
 
 @lru_cache(maxsize=2)
+def _neighbour_mean(tpl) -> sp.csr_matrix:
+    """[V,V]: one smoothing step on the template mesh (each vertex takes the mean of its incident
+    triangles' centroids)."""
+    n_faces = len(tpl.faces)
+    incidence = sp.csr_matrix((np.ones(tpl.faces.size), (tpl.faces.ravel(), np.repeat(np.arange(n_faces), 3))),
+                              shape=(tpl.n_vertices, n_faces))
+    centroid = sp.csr_matrix((np.full(tpl.faces.size, 1 / 3), (np.repeat(np.arange(n_faces), 3), tpl.faces.ravel())),
+                             shape=(n_faces, tpl.n_vertices))
+    count = np.maximum(np.asarray(incidence.sum(1)).ravel(), 1)
+    return (sp.diags(1.0 / count) @ incidence @ centroid).tocsr()
+
+
+@lru_cache(maxsize=2)
 def scalp_weight(tpl) -> np.ndarray:
     """[V] in [0,1]: 1 inside the scalp, fading to 0 over a few rings towards its border (template fact)."""
     on_scalp = np.zeros(tpl.n_vertices)
     on_scalp[tpl.faces[tpl.face_region == REGIONS.index("scalp")].ravel()] = 1.0
-    incidence = sp.csr_matrix((np.ones(tpl.faces.size), (tpl.faces.ravel(), np.repeat(np.arange(len(tpl.faces)), 3))),
-                              shape=(tpl.n_vertices, len(tpl.faces)))
-    count = np.maximum(np.asarray(incidence.sum(1)).ravel(), 1)
     weight = on_scalp.copy()
     for _ in range(6):  # neighbour averaging, clamped to the scalp
-        weight = np.minimum(on_scalp, incidence @ weight[tpl.faces].mean(1) / count)
+        weight = np.minimum(on_scalp, _neighbour_mean(tpl) @ weight)
     return weight
 
 
-def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) -> np.ndarray:
+CARVE_FRACTIONS = np.linspace(1.0, 0.0, 9)  # hair thickness fractions tried, thickest first
+
+
+def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
-    fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair)."""
+    fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair),
+    then carved to the photo's silhouette. vertices, normals [V,3] (metres, unit)."""
     if not ev.has_hair:
         return np.zeros(len(vertices))
     weight = scalp_weight(fitted.template)
@@ -152,9 +166,38 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray) ->
             side_px.append(0.5 * ((uv[near, 0].min() - left) + (right - uv[near, 0].max())))
     top = float(np.clip(top_px * metres_per_px, 0.004, 0.05))
     side = float(np.clip(np.median(side_px) * metres_per_px, 0.003, 0.04)) if side_px else 0.6 * top
-    n = vertex_normals(vertices, fitted.template.faces)
+    n = normals
     w_top, w_side = np.maximum(n[:, 1], 0) ** 2, n[:, 0] ** 2 + np.minimum(n[:, 2], 0) ** 2
-    return weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
+    thickness = weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
+    return thickness * silhouette_fraction(fitted, person, vertices, normals, thickness)
+
+
+def silhouette_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, normals: np.ndarray,
+                        thickness: np.ndarray) -> np.ndarray:
+    """[V] in [0,1]: how much of each vertex's hair thickness (metres, along its normal) the photo
+    allows. Any point of the head that projects onto the photo's background would have hidden that
+    background from the camera, seen or not: so each vertex keeps the largest of CARVE_FRACTIONS whose
+    point lands on the person (person [H,W] bool) or outside the frame, smoothed over the mesh so the
+    carved rim has no stair steps. Without it the hair shell hangs as a wide bowl down to the jaw
+    wherever the hair in the photo stops at the ears, and its rim samples the background."""
+    idx = np.flatnonzero(thickness > 0)
+    frac = np.ones(len(vertices))
+    if len(idx) == 0:
+        return frac
+    cam, (h, w) = fitted.camera, person.shape
+    pts = vertices[idx][None] + CARVE_FRACTIONS[:, None, None] * (thickness[idx, None] * normals[idx])[None]
+    uv, z = cam.project(pts.reshape(-1, 3))
+    px = np.round(uv).astype(np.int64)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+    ok = ~inside
+    ok[inside] = person[px[inside, 1], px[inside, 0]]
+    ok = ok.reshape(len(CARVE_FRACTIONS), len(idx))
+    first = np.argmax(ok, axis=0)  # thickest allowed fraction; none allowed -> argmax 0 -> fixed below
+    frac[idx] = np.where(ok.any(0), CARVE_FRACTIONS[first], 0.0)
+    smooth = _neighbour_mean(fitted.template)
+    for _ in range(3):
+        frac = smooth @ frac
+    return frac
 
 
 def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camera, image: np.ndarray,
@@ -222,7 +265,7 @@ class HeadSplat(Method):
         t["build"] = time.perf_counter()
         if self.view_fit:
             b, g = avatar.binding, avatar.gaussians()
-            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, photo, ev.person > 0.5).astype(np.float32)
+            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, photo, ev.person_core > 0.5).astype(np.float32)
             b.sh = rgb_to_sh(b.rgb)
             avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
@@ -236,14 +279,14 @@ class HeadSplat(Method):
         tpl = fitted.template
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
-        hair = hair_offsets(fitted, ev, vertices) if self.prior else np.zeros(len(vertices))
         vn = vertex_normals(vertices, tpl.faces)
+        hair = hair_offsets(fitted, ev, vertices, vn) if self.prior else np.zeros(len(vertices))
         surface = vertices + hair[:, None] * vn
         sample = layout.sampling_matrix(len(vertices), tpl.faces)
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(photo, ev.person, points, normals,
+        rgb, conf = project_texture(photo, ev.person_core, points, normals,
                                     fitted.camera, surface, tpl.faces)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)

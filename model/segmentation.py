@@ -25,6 +25,7 @@ EXCLUDE_FROM_SKIN = ((33, 133, 159, 145), (362, 263, 386, 374), (61, 291, 0, 17)
 @dataclass
 class PhotoEvidence:
     person: np.ndarray  # [H,W] float32 in [0,1]: probability that a pixel belongs to the person
+    person_core: np.ndarray  # [H,W] float32: `person` eroded past its soft edge (see core_of)
     skin_rgb: np.ndarray  # [3] in [0,1]: median cheek colour
     hair_rgb: np.ndarray  # [3] in [0,1]: median colour of the band above the forehead (skin if bald)
     hair_rgb_dark: np.ndarray  # [3]: 20th percentile luminance hair pixels, for texture variation
@@ -41,6 +42,17 @@ def person_mask(image: np.ndarray) -> np.ndarray:
             _seg = SelfieSegmentation(model_selection=0)
         mask = _seg.process(np.ascontiguousarray(image)).segmentation_mask
     return np.asarray(mask, np.float32)
+
+
+# The selfie mask is predicted at 256 px and upsampled: its 0.5 level lies a few pixels out on the
+# background beside hair and jaw (~1% of the long side on astronaut). Colour is only taken inside this.
+CORE_ERODE = 0.006  # erosion radius, fraction of the image's long side
+
+
+def core_of(person: np.ndarray) -> np.ndarray:
+    """person [H,W] in [0,1] -> the same, eroded by CORE_ERODE x the long side (grey-level erosion)."""
+    r = max(1, int(round(CORE_ERODE * max(person.shape))))
+    return cv2.erode(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
 
 def _median_rgb(pixels: np.ndarray, fallback) -> np.ndarray:
@@ -82,5 +94,5 @@ def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
         hair_dark = _median_rgb(dark, hair * 0.7)
     else:
         hair, hair_dark = skin.copy(), skin * 0.85
-    return PhotoEvidence(person, skin.astype(np.float32), np.asarray(hair, np.float32),
+    return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair, np.float32),
                          np.asarray(hair_dark, np.float32), hair_above, bool(has_hair))

@@ -43,6 +43,14 @@ def test_input_view_is_the_photo_where_the_head_is(astronaut, avatar):
     assert np.abs(out.rgb[y - 2:y + 3, x - 2:x + 3].mean((0, 1)) - astronaut[y - 2:y + 3, x - 2:x + 3].mean((0, 1)) / 255).max() < 0.08
 
 
+def test_the_head_does_not_spill_onto_the_photos_background(astronaut, avatar):
+    # The hair shell is carved to the photo's silhouette: at the input view the avatar covers almost
+    # only the person. Without carving the shell hangs past the short hair down to the jaw (11%).
+    from model.segmentation import person_mask
+    head = avatar.render(avatar.input_camera).alpha > 0.5
+    assert (head & (person_mask(astronaut) < 0.5)).sum() < 0.05 * head.sum()
+
+
 def test_symmetric_fusion_fills_a_half_occluded_face_from_its_mirror():
     layout = uv_layout(64)
     u = (layout.rc[:, 1] + 0.5) / 64
