@@ -32,8 +32,8 @@ from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.landmarks import detect_landmarks
 from model.render import compositing_weights
 from model.segmentation import PhotoEvidence, photo_evidence
-from model.surface import (barycentric_matrix, face_quaternions, split_texels, tangent_frames, uv_layout,
-                           uv_tangent_coefficients, vertex_normals)
+from model.surface import (barycentric_matrix, bound_frames, face_quaternions, split_texels, tangent_frames,
+                           uv_layout, uv_tangent_coefficients, vertex_normals)
 from model.template import REGIONS, TEMPLATE_VERSION
 from model.texture import complete, fuse_symmetric, project_texture
 
@@ -55,7 +55,7 @@ class Binding:
     face_slot: np.ndarray  # [T] index into used_faces
     uv_coef: np.ndarray  # [U,2] uv_tangent_coefficients of used_faces
     hair: np.ndarray  # [V] offset along the vertex normal, metres (hair volume; 0 on bare skin)
-    scales: np.ndarray  # [T,3] metres (tangent, bitangent, normal)
+    scales: np.ndarray  # [T,3] float32, metres (tangent, bitangent, normal), neutral pose
     rgb: np.ndarray  # [T,3] in [0,1]
     sh: np.ndarray  # [T,1,3] the same colour as DC spherical harmonics
     opacities: np.ndarray  # [T]
@@ -91,11 +91,10 @@ class HeadSplatAvatar(GaussianAvatar):
         surface = vertices + b.hair[:, None] * vertex_normals(vertices, tpl.faces)
         means = b.sample @ surface
         quats, area = face_quaternions(surface, tpl.faces[b.used_faces], b.uv_coef)
-        quats = quats[b.face_slot]
         # A triangle the rig stretches (a closing eyelid, an opening jaw) spreads its Gaussians apart:
         # grow them in the tangent plane by the linear stretch so the surface stays closed.
-        grow = np.sqrt(np.clip(area / np.maximum(b.rest_area, 1e-12), 1.0, 9.0))[b.face_slot]
-        scales = b.scales * np.stack([grow, grow, np.ones_like(grow)], 1)
+        grow = np.sqrt(np.clip(area / np.maximum(b.rest_area, 1e-12), 1.0, 9.0))
+        quats, scales = bound_frames(quats, grow, b.face_slot, b.scales)
         return Gaussians(means, quats, scales, b.opacities, b.sh)
 
     def retarget(self, image: np.ndarray) -> dict:
@@ -317,6 +316,6 @@ class HeadSplat(Method):
         used, slot = np.unique(f, return_inverse=True)
         coef = uv_tangent_coefficients(tpl.face_uvs[used])
         rgb_g = rgb[texel].astype(np.float32)
-        binding = Binding(sample, f, used, slot, coef, hair, np.maximum(scales, 1e-5), rgb_g, rgb_to_sh(rgb_g),
+        binding = Binding(sample, f, used, slot, coef, hair, np.maximum(scales, 1e-5).astype(np.float32), rgb_g, rgb_to_sh(rgb_g),
                           opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding)

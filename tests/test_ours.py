@@ -150,6 +150,16 @@ def test_gaussians_stay_on_their_triangles_under_animation(avatar):
         assert np.percentile(np.abs((axis_n * n).sum(1)), 1) > 0.999
 
 
+def test_bound_frames_match_a_plain_gather():
+    from model.surface import bound_frames
+    rng = np.random.default_rng(0)
+    q, grow = rng.random((50, 4)), 1 + rng.random(50)
+    slot, scales = rng.integers(0, 50, 400), rng.random((400, 3))
+    quats, out = bound_frames(q, grow, slot, scales)
+    np.testing.assert_allclose(quats, q[slot], rtol=1e-6)
+    np.testing.assert_allclose(out, scales * np.stack([grow[slot], grow[slot], np.ones(400)], 1), rtol=1e-6)
+
+
 def test_split_texel_samples_tile_the_texel_along_its_long_side_on_its_triangle():
     layout = uv_layout(256)
     tpl_uvs = load_template().face_uvs
