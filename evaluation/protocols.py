@@ -13,10 +13,13 @@ Shared rendering rules (every method gets exactly the same cameras and compositi
 
 Head mask (input-view, reenactment). The photo has no ground-truth mask, so the masked metrics use the
 face region of the *target*: the filled polygon of mediapipe's face-oval landmarks
-(model.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size. It depends only on the target
-image, so every method is scored on the same pixels (the avatar's own alpha would let a method shrink the
-region it is judged on). The avatar's coverage of that region is reported as `alpha_face_coverage`.
-Hair and ears are outside this mask: masked numbers measure the face.
+(model.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size, less the target's background
+(pixels outside its person mask, taken inside the mask's soft edge: model.segmentation.core_of). It
+depends only on the target image, so every method is scored on the same pixels (the avatar's own alpha
+would let a method shrink the region it is judged on). The avatar's coverage of that region is reported
+as `alpha_face_coverage`. Hair and ears are outside this mask: masked numbers measure the face. (v1 kept
+the background beside the jaw, ~5% of astronaut's mask: it rewarded avatars that paint the photo's
+background onto the head there.)
 """
 from __future__ import annotations
 
@@ -104,14 +107,16 @@ def resize_image(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
 
 
 def face_mask(image: np.ndarray) -> np.ndarray | None:
-    """Dilated face-oval mask [H,W] bool of the largest face in `image` (uint8), None when no face is found."""
+    """Dilated face-oval mask [H,W] bool of the largest face in `image` (uint8), less the image's
+    background; None when no face is found."""
     import cv2
 
     from model.errors import InputError
     from model.landmarks import detect_landmarks
-    from model.segmentation import FACE_OVAL
+    from model.segmentation import FACE_OVAL, core_of, person_mask
+    image = to_uint8(image)
     try:
-        lm = detect_landmarks(to_uint8(image), min_face_px=8)
+        lm = detect_landmarks(image, min_face_px=8)
     except InputError:
         return None
     oval = lm.xy[list(FACE_OVAL)]
@@ -119,7 +124,7 @@ def face_mask(image: np.ndarray) -> np.ndarray | None:
     cv2.fillPoly(m, [np.round(oval).astype(np.int32)], 1)
     r = max(1, int(round(MASK_DILATE * float((oval.max(0) - oval.min(0)).max()))))
     m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return m.astype(bool)
+    return m.astype(bool) & (core_of(person_mask(image)) > 0.5)
 
 
 def hole_fraction(alpha: np.ndarray) -> float | None:
@@ -228,7 +233,8 @@ class Protocol:
 
 
 class InputView(Protocol):
-    id, version = "input-view", "1"
+    # v2: the face mask leaves out the photo's background
+    id, version = "input-view", "2"
     description = ("render at the avatar's fitted input camera; compare with the photo (full image and "
                    "the photo's dilated face-oval mask) and its identity")
     primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib")
@@ -379,7 +385,8 @@ class MultiviewGT(Protocol):
 
 
 class Reenactment(Protocol):
-    id, version = "reenactment", "1"
+    # v2: the face mask leaves out the frame's background
+    id, version = "reenactment", "2"
     description = ("self-reenactment: reconstruct from frame 0, drive with each later frame's retargeted "
                    "controls at the input camera, compare with that frame (PSNR/SSIM/LPIPS full and face-masked, "
                    "CSIM, AKD on mediapipe's 478 landmarks in px at the compared size); frame 0 is not scored")

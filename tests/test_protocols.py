@@ -251,6 +251,18 @@ def test_input_view_scores_a_faithful_avatar_above_a_wrong_one():
     assert bad.metrics["csim_dlib"] is None  # no face rendered: no CSIM
 
 
+def test_face_mask_scores_the_face_and_not_the_photos_background():
+    # The dilated face oval reaches past astronaut's jaw onto the backdrop (~5% of it in v1): an avatar
+    # painting the backdrop onto its head would be rewarded there.
+    from model.landmarks import detect_landmarks
+    from model.segmentation import person_mask
+    image = D.portraits_bundled().subject("astronaut").image
+    mask = P.face_mask(image)
+    x, y = detect_landmarks(image).xy[1].round().astype(int)  # nose tip
+    assert mask[y, x] and mask.sum() > 0.02 * mask.size
+    assert not (mask & (person_mask(image) < 0.5)).any()
+
+
 def test_run_writes_results_keeps_them_without_force_and_records_failures(tmp_path, multiview):
     root, cam_in, _ = multiview
     ds = D.load_dataset(f"multiview:{root}")
