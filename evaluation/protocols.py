@@ -18,7 +18,7 @@ face region of the *target*: the filled polygon of mediapipe's face-oval landmar
 depends only on the target image, so every method is scored on the same pixels (the avatar's own alpha
 would let a method shrink the region it is judged on). The avatar's coverage of that region is reported
 as `alpha_face_coverage`. Hair and ears are outside this mask: masked numbers measure the face. (v1 kept
-the background beside the jaw, ~5% of astronaut's mask: it rewarded avatars that paint the photo's
+the background beside the jaw, 2-5% of astronaut's mask: it rewarded avatars that paint the photo's
 background onto the head there.)
 """
 from __future__ import annotations

@@ -37,7 +37,8 @@ from model.surface import (barycentric_matrix, bound_frames, face_quaternions, s
 from model.template import REGIONS, TEMPLATE_VERSION
 from model.texture import complete, fuse_symmetric, project_texture
 
-METHOD_VERSION = "0.4.0"  # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette
+# 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette
+METHOD_VERSION = "0.4.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -165,8 +166,8 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, no
             side_px.append(0.5 * ((uv[near, 0].min() - left) + (right - uv[near, 0].max())))
     top = float(np.clip(top_px * metres_per_px, 0.004, 0.05))
     side = float(np.clip(np.median(side_px) * metres_per_px, 0.003, 0.04)) if side_px else 0.6 * top
-    n = normals
-    w_top, w_side = np.maximum(n[:, 1], 0) ** 2, n[:, 0] ** 2 + np.minimum(n[:, 2], 0) ** 2
+    nx, ny, nz = normals.T
+    w_top, w_side = np.maximum(ny, 0) ** 2, nx ** 2 + np.minimum(nz, 0) ** 2
     thickness = weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
     return thickness * silhouette_fraction(fitted, person, vertices, normals, thickness)
 
@@ -316,6 +317,7 @@ class HeadSplat(Method):
         used, slot = np.unique(f, return_inverse=True)
         coef = uv_tangent_coefficients(tpl.face_uvs[used])
         rgb_g = rgb[texel].astype(np.float32)
-        binding = Binding(sample, f, used, slot, coef, hair, np.maximum(scales, 1e-5).astype(np.float32), rgb_g, rgb_to_sh(rgb_g),
+        scales = np.maximum(scales, 1e-5).astype(np.float32)
+        binding = Binding(sample, f, used, slot, coef, hair, scales, rgb_g, rgb_to_sh(rgb_g),
                           opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding)

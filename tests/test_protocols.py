@@ -252,7 +252,7 @@ def test_input_view_scores_a_faithful_avatar_above_a_wrong_one():
 
 
 def test_face_mask_scores_the_face_and_not_the_photos_background():
-    # The dilated face oval reaches past astronaut's jaw onto the backdrop (~5% of it in v1): an avatar
+    # The dilated face oval reaches past astronaut's jaw onto the backdrop (2-5% of it in v1): an avatar
     # painting the backdrop onto its head would be rewarded there.
     from model.landmarks import detect_landmarks
     from model.segmentation import person_mask
