@@ -7,7 +7,7 @@ import numpy as np
 from model.camera import Camera
 from model.fitting import FittedHead, fit
 from model.gaussians import Gaussians, rotmat_to_quat
-from model.image_io import load_image
+from model.image_io import load_image, to_float
 from model.landmarks import detect_landmarks
 from model.rig import deform
 from model.segmentation import person_mask
@@ -39,5 +39,5 @@ def lift_pixels(image: np.ndarray, mask: np.ndarray, depth: np.ndarray, camera: 
     scales = np.stack([sigma, sigma, 0.1 * sigma], 1)
     # Gaussian axes = camera axes, so the disc faces the camera
     quat = rotmat_to_quat(camera.R.T[None])[0]
-    rgb = image[ys, xs].astype(np.float32) / 255
+    rgb = to_float(image[ys, xs])
     return Gaussians.from_rgb(means, np.tile(quat, (len(means), 1)), scales, np.full(len(means), 0.999), rgb)

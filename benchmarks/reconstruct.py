@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from evaluation.identity import dlib_model
     from evaluation.metrics import psnr, ssim
     from model.camera import framing_camera
-    from model.image_io import load_image, to_uint8
+    from model.image_io import load_image, to_float, to_uint8
     from model.segmentation import person_mask
 
     if args.image:
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     # input view, inside the head mask
     cam = avatar.input_camera
     r = avatar.render(cam, background=(1.0, 1.0, 1.0))
-    photo = image.astype(np.float32) / 255
+    photo = to_float(image)
     person = person_mask(image)
     mask = head_mask(r.alpha, person)
     out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)

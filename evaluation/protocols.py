@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from model.camera import Camera, framing_camera
-from model.image_io import pixels_sha256, to_uint8
+from model.image_io import pixels_sha256, to_float, to_uint8
 
 WHITE = (1.0, 1.0, 1.0)
 MASK_DILATE = 0.06  # fraction of the face's larger side
@@ -87,10 +87,6 @@ def higher_is_better(metric: str) -> bool | None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-def to_float(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-
 
 def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
     """(w, h) with the long side = size, aspect kept."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.camera import Camera, orbit_camera
-from model.image_io import to_uint8
+from model.image_io import to_float, to_uint8
 
 DEFAULT = "photo-ellipsoid-v1"
 LICENSE = "derived from public-domain photos (NASA, US Navy); generated images: public domain"
@@ -41,7 +41,7 @@ def _head_from_photo(photo: np.ndarray):
     from model.segmentation import FACE_OVAL
 
     lm = detect_landmarks(photo)
-    img = photo.astype(np.float32) / 255
+    img = to_float(photo)
     h, w = photo.shape[:2]
     oval_px = lm.xy[list(FACE_OVAL)]
     s = FACE_WIDTH / (oval_px[:, 0].max() - oval_px[:, 0].min())  # metres per pixel

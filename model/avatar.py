@@ -27,7 +27,7 @@ from model import rig
 from model.camera import Camera, head_extent
 from model.fitting import FittedHead, fit
 from model.gaussians import Gaussians, rgb_to_sh
-from model.image_io import load_image
+from model.image_io import load_image, to_float
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.landmarks import detect_landmarks
 from model.render import compositing_weights
@@ -260,7 +260,7 @@ class HeadSplat(Method):
         t["fit"] = time.perf_counter()
         ev = photo_evidence(image, lm)
         t["segmentation"] = time.perf_counter()
-        photo = image.astype(np.float32) / 255
+        photo = to_float(image)
         avatar = self._build(photo, fitted, ev)
         t["build"] = time.perf_counter()
         if self.view_fit:

@@ -15,6 +15,12 @@ MAX_SIDE = 1024  # larger photos are downscaled: landmarks and texture gain noth
 MIN_SIDE = 64
 
 
+def to_float(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> float32 in [0, 1]; float input is only cast to float32. The inverse of to_uint8."""
+    rgb = np.asarray(rgb)
+    return rgb.astype(np.float32) / 255 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] (clipped) -> uint8, rounded; uint8 passes through unchanged."""
     rgb = np.asarray(rgb)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from model.image_io import to_float
 from model.landmarks import FACE_OVAL, Landmarks
 
 _lock = threading.Lock()
@@ -60,7 +61,7 @@ def _median_rgb(pixels: np.ndarray, fallback) -> np.ndarray:
 
 
 def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
-    img = image.astype(np.float32) / 255
+    img = to_float(image)
     h, w = image.shape[:2]
     person = person_mask(image)
     xy = lm.xy

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from model.errors import InputError
-from model.image_io import MAX_SIDE, load_image
+from model.image_io import MAX_SIDE, load_image, to_float, to_uint8
 
 
 def _bytes(img: Image.Image, fmt="PNG") -> bytes:
@@ -43,3 +43,10 @@ def test_corrupt_and_missing_files_get_a_clear_error(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(InputError, match="NaN"):
         load_image(np.full((80, 80, 3), np.nan))
+
+
+def test_float_conversion_round_trips_every_uint8_level():
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2)
+    f = to_float(levels)
+    assert f.dtype == np.float32 and f.min() == 0.0 and f.max() == 1.0
+    assert np.array_equal(to_uint8(f), levels)
