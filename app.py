@@ -9,7 +9,7 @@ Privacy and clean-up: each visitor's avatar lives in a gr.State, their files in 
 The dir is removed when gradio drops the session's state (STATE_TTL_S after the last reconstruction,
 or an hour after the tab closes) and at exit; gradio's cached copies are deleted after an hour (CACHE_CLEAN).
 
-GPU: model.render picks gsplat automatically when CUDA is present; on a ZeroGPU Space the heavy
+GPU: model.core.render picks gsplat automatically when CUDA is present; on a ZeroGPU Space the heavy
 handlers are wrapped with `spaces.GPU` (see `_gpu`). The footer shows the active backend.
 """
 from __future__ import annotations
@@ -29,10 +29,10 @@ import gradio as gr
 import numpy as np
 
 from baselines.registry import get_method, list_methods
-from model.camera import framing_camera
-from model.errors import InputError
-from model.image_io import load_image, to_uint8
-from model.render import available_backends
+from model.core.camera import framing_camera
+from model.core.errors import InputError
+from model.core.image_io import load_image, to_uint8
+from model.core.render import available_backends
 
 log = logging.getLogger("headsplat.app")
 
@@ -57,7 +57,7 @@ RENDER_CONCURRENCY = 4  # slider renders are short; keep them out of the heavy j
 STATE_TTL_S = 3600
 CACHE_CLEAN = (600, 3600)  # gradio's cached copies: check every 10 min, delete after an hour
 
-PRESETS = {  # rig control values (names from model.rig.CONTROLS; absent names are ignored)
+PRESETS = {  # rig control values (names from model.head.rig.CONTROLS; absent names are ignored)
     "neutral": {},
     "smile": {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9},
     "surprise": {"jawOpen": 0.55, "browInnerUp": 1.0},
@@ -176,7 +176,7 @@ def _upload_path(value) -> str:
 def _controls(names: list[str], values, avatar) -> dict | None:
     """Slider values -> the controls dict for render(): None when neutral or not animatable (the
     neutral Gaussians are cached by the avatar)."""
-    from model.rig import CONTROLS
+    from model.head.rig import CONTROLS
     if not avatar.animatable:
         return None
     c = {n: float(v) for n, v in zip(names, values) if v is not None and abs(float(v) - CONTROLS[n].neutral) > 1e-6}
@@ -202,8 +202,8 @@ def write_viewer_splat(gaussians, head_center, head_radius: float, path: str | P
     centred on the head, flipped for the y-down viewer (x, y, z) -> (x, -y, -z) so it faces
     the viewer's camera, turned by the start yaw so the first frame is frontal, and scaled so the head's
     framing sphere fills ~80% of the viewer's height."""
-    from model.export import write_splat
-    from model.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
+    from model.core.export import write_splat
+    from model.core.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
     c, s = np.cos(-VIEWER_START_YAW), np.sin(-VIEWER_START_YAW)
     R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0])
     scale = 0.8 * VIEWER_DISTANCE * (0.5 * VIEWER_HEIGHT_PX / VIEWER_FOCAL_PX) / head_radius
@@ -268,7 +268,7 @@ def make_view_fn(names: list[str]):
 
 def make_preset_fn(names: list[str]):
     def preset(name):
-        from model.rig import CONTROLS
+        from model.head.rig import CONTROLS
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return [PRESETS[name].get(n, CONTROLS[n].neutral) for n in names]
@@ -279,7 +279,7 @@ def make_preset_fn(names: list[str]):
 @_gpu
 def turntable(session, progress=gr.Progress()):
     """A full turn around the head as mp4 (the avatar's neutral pose)."""
-    from model.video import turntable_frames, write_mp4
+    from model.core.video import turntable_frames, write_mp4
     avatar = _avatar(session)
     frames = progress.tqdm(turntable_frames(avatar, TURNTABLE_FRAMES, VIDEO_PX), total=TURNTABLE_FRAMES,
                            desc="rendering the turntable")
@@ -307,7 +307,7 @@ def make_performance_fn(names: list[str]):
     @_gpu
     def performance(session, progress=gr.Progress()):
         """The avatar blending through the expression presets (mp4)."""
-        from model.video import write_animation
+        from model.core.video import write_animation
         avatar = _avatar(session, animatable=True)
         controls = _preset_performance(names)
         progress(0.1, desc=f"rendering {len(controls)} frames")
@@ -364,7 +364,7 @@ def _side_by_side(source: np.ndarray, rendered: np.ndarray) -> np.ndarray:
 def drive(video, session, progress=gr.Progress()):
     """A short clip (upload or webcam) -> the avatar performing it, side by side with the source, plus
     the avatar-only animation. Frames where no face is found hold the previous expression."""
-    from model.video import write_mp4
+    from model.core.video import write_mp4
     avatar = _avatar(session, animatable=True)
     frames, fps = read_clip(_upload_path(video))
     controls, missed = [], 0
@@ -516,8 +516,8 @@ def _footer(method_ids: list[str]) -> str:
 
 def example_photos() -> list[str]:
     """Bundled example portraits written to a temp dir (gradio serves files from the temp dir)."""
-    from skimage import data
     from PIL import Image
+    from skimage import data
     d = Path(tempfile.gettempdir()) / "headsplat-examples"
     d.mkdir(exist_ok=True)
     path = d / "astronaut.png"  # Eileen Collins, NASA: public domain (scikit-image's data)
@@ -533,7 +533,7 @@ def warm_up(method_id: str = DEFAULT_METHOD) -> float:
     avatar = load_method(method_id).reconstruct(load_image(example_photos()[0]))
     render_view(avatar, 30.0, 0.0)
     if avatar.animatable:
-        from model.rig import CONTROLS
+        from model.head.rig import CONTROLS
         render_view(avatar, 0.0, 0.0, {next(iter(CONTROLS)): 0.5})
     with tempfile.TemporaryDirectory() as d:
         write_viewer_splat(avatar.gaussians(), avatar.head_center, avatar.head_radius, Path(d) / "w.splat")
@@ -558,7 +558,7 @@ def _control_sliders(controls: dict) -> list:
 
 def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_TTL_S) -> gr.Blocks:
     """The whole Space as a gr.Blocks with its queue configured (launch with `launch_kwargs()`)."""
-    from model.rig import CONTROLS
+    from model.head.rig import CONTROLS
     names = list(CONTROLS)
     method_ids = [s.id for s in list_methods()]
     view_fn, preset_fn = make_view_fn(names), make_preset_fn(names)

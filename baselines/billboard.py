@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from baselines.common import fit_photo, lift_pixels
-from model.camera import head_extent
+from model.core.camera import head_extent
 from model.interface import Method, MethodInfo, StaticGaussianAvatar
 
 

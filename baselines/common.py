@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.camera import Camera
-from model.fitting import FittedHead, fit
-from model.gaussians import Gaussians, rotmat_to_quat
-from model.image_io import load_image, to_float
-from model.landmarks import detect_landmarks
-from model.rig import deform
-from model.segmentation import person_mask
+from model.core.camera import Camera
+from model.core.gaussians import Gaussians, rotmat_to_quat
+from model.core.image_io import load_image, to_float
+from model.head.fitting import FittedHead, fit
+from model.head.landmarks import detect_landmarks
+from model.head.rig import deform
+from model.head.segmentation import person_mask
 
 MAX_GAUSSIANS = 150_000  # pixel grid stride is chosen to stay under this
 

@@ -2,13 +2,12 @@
 hair and shoulders by the nearest template depth). Nothing the photo does not show is added."""
 from __future__ import annotations
 
-import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from baselines.common import fit_photo, lift_pixels
-from model.camera import head_extent
+from model.core.camera import head_extent
+from model.core.raster_mesh import rasterize_mesh
 from model.interface import Method, MethodInfo, StaticGaussianAvatar
-from model.raster_mesh import rasterize_mesh
 
 
 class DepthLift(Method):

@@ -8,11 +8,11 @@ Folder format (all names are plain file names inside their folder; no paths, no 
     <root>/<subject>/views.json     {"head_center": [x,y,z], "head_radius": r, "input_camera": CAMERA,
                                      "views": [{"id": "yaw+015", "camera": CAMERA, "image": "yaw+015.png",
                                                 "alpha": "yaw+015_alpha.png"?, "depth": "yaw+015_depth.npy"?}]}
-    CAMERA = {"K": 3x3, "world_to_cam": 4x4, "width": W, "height": H}  (OpenCV, metres; model/camera.py)
+    CAMERA = {"K": 3x3, "world_to_cam": 4x4, "width": W, "height": H}  (OpenCV, metres; model/core/camera.py)
 
 Images are RGB (or RGBA, whose alpha is used) of exactly the camera's size; alpha PNGs are 8-bit
 grey; depth is a float32 .npy [H,W] of camera-frame z in metres. Views are rendered at the cameras
-the protocols ask for: orbit views follow model.camera.framing_camera(head_center, head_radius, yaw,
+the protocols ask for: orbit views follow model.core.camera.framing_camera(head_center, head_radius, yaw,
 pitch, size). The evaluation asks the avatar for a camera; the view whose camera matches is returned,
 an unknown camera is an error (never a silent substitute).
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.camera import Camera
+from model.core.camera import Camera
+from model.core.image_io import load_image, pixels_sha256
+from model.core.render import RenderResult
 from model.interface import Avatar, Method, MethodInfo
-from model.image_io import load_image, pixels_sha256
-from model.render import RenderResult
 
 CAMERA_TOL = 1e-4  # relative tolerance when matching a requested camera to a stored view
 

@@ -2,8 +2,8 @@
 it, and nothing else — no symmetric fusion, no hair volume, no completion (unseen texels are grey)."""
 from __future__ import annotations
 
-from model.avatar import HeadSplat
 from model.interface import MethodInfo
+from model.ours.avatar import HeadSplat
 
 
 class TemplateTexture(HeadSplat):

@@ -40,14 +40,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=10, help="sequential slider renders of the single visitor")
     args = ap.parse_args(argv)
 
-    import numpy as np
     from gradio_client import Client, handle_file
     from PIL import Image
     from skimage import data
 
     import app
-    from model.rig import CONTROLS
-    from model.render import available_backends
+    from model.core.render import available_backends
+    from model.head.rig import CONTROLS
 
     load_before = os.getloadavg()
     warm_s = app.warm_up(args.method)

@@ -25,12 +25,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", help="portrait path (default: skimage.data.astronaut())")
     args = ap.parse_args(argv)
-    from model.errors import InputError
-    from model.fitting import fit
-    from model.image_io import load_image
-    from model.landmarks import detect_landmarks
-    from model.rig import CONTROLS, deform, retarget, rig_of
-    from model.template import load_template
+    from model.core.errors import InputError
+    from model.core.image_io import load_image
+    from model.head.fitting import fit
+    from model.head.landmarks import detect_landmarks
+    from model.head.rig import CONTROLS, deform, retarget, rig_of
+    from model.head.template import load_template
 
     try:
         if args.image:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     # synthetic round trip: known controls -> landmarks through the fitted camera -> retarget
     known = {"jawOpen": 0.5, "mouthSmileLeft": 0.6, "eyeBlinkRight": 0.6, "browInnerUp": 0.5, "headYaw": 0.3,
              "headPitch": -0.15, "eyeYaw": 0.2}
-    from model.landmarks import Landmarks
+    from model.head.landmarks import Landmarks
     uv, _ = fitted.camera.project(template.landmarks(deform(fitted, known)))
     got = retarget(Landmarks(np.concatenate([uv, np.zeros((len(uv), 1))], 1), fitted.landmarks.image_size), fitted)
     roundtrip_err = max(abs(got[k] - known.get(k, 0.0)) for k in CONTROLS)

@@ -26,7 +26,7 @@ def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
     alpha [H,W] render coverage; person [H,W] the photo's person probability, taken inside its soft
     edge (segmentation.core_of): the raw mask's 0.5 level lies on the background beside the hair, and
     scoring there rewarded painting the background onto the head's rim."""
-    from model.segmentation import core_of
+    from model.head.segmentation import core_of
     return (alpha > 0.5) & (core_of(person) > 0.5)
 
 
@@ -38,8 +38,8 @@ def silhouette_fill(alpha: np.ndarray) -> float:
 
 def face_measures(image_u8: np.ndarray) -> dict | None:
     """Mouth opening and corner height (/ face height), eye aspect ratio, from the landmark detector."""
-    from model.errors import InputError
-    from model.landmarks import detect_landmarks
+    from model.core.errors import InputError
+    from model.head.landmarks import detect_landmarks
     try:
         p = detect_landmarks(image_u8).xy
     except InputError:
@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     from baselines.registry import get_method
     from evaluation.identity import dlib_model
     from evaluation.metrics import psnr, ssim
-    from model.camera import framing_camera
-    from model.image_io import load_image, to_float, to_uint8
-    from model.segmentation import person_mask
+    from model.core.camera import framing_camera
+    from model.core.image_io import load_image, to_float, to_uint8
+    from model.head.segmentation import person_mask
 
     if args.image:
         image = load_image(args.image)

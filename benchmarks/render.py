@@ -27,7 +27,7 @@ def _threads(backend: str) -> int:
 
 def bench(n: int, size: int, backend: str, frames: int, seed: int = 0) -> dict:
     from benchmarks.scenes import head_camera, head_scene
-    from model.render import render
+    from model.core.render import render
 
     g = head_scene(n, seed)
     t0 = time.perf_counter()
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--table", action="store_true", help="sizes 256/512 x 20k/50k/100k Gaussians")
     args = ap.parse_args(argv)
 
-    from model.render import available_backends
+    from model.core.render import available_backends
     backend = available_backends()[0] if args.backend == "auto" else args.backend
     try:
         result = _run(args, backend)

@@ -1,7 +1,7 @@
 """Synthetic head-like Gaussian scenes and a framing camera, for render benchmarks and tests.
 
 The scene is Gaussians lying flat on a closed head-sized surface (an ellipsoid with semi-axes
-0.09 x 0.12 x 0.10 m, x/y/z as in model/camera.py) plus a neck (a cylinder under it), spread
+0.09 x 0.12 x 0.10 m, x/y/z as in model/core/camera.py) plus a neck (a cylinder under it), spread
 uniformly by area, sized so neighbours overlap, with smooth colours: what a one-shot avatar's
 splats look like to a rasterizer (a few opaque layers per pixel), not a photoreal head.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.camera import Camera, orbit_camera
-from model.gaussians import Gaussians, rotmat_to_quat
+from model.core.camera import Camera, orbit_camera
+from model.core.gaussians import Gaussians, rotmat_to_quat
 
 HEAD_AXES = np.array([0.09, 0.12, 0.10])  # metres
 NECK_RADIUS = 0.05  # metres

@@ -16,9 +16,9 @@ from pathlib import Path
 
 
 def _run(args) -> int:
+    from baselines.registry import resolve_ids
     from evaluation.datasets import load_dataset
     from evaluation.protocols import Settings, resolve_protocols, run_evaluation
-    from baselines.registry import resolve_ids
     methods = resolve_ids(args.methods)
     protocols = resolve_protocols(args.protocol)
     dataset = load_dataset(args.dataset, cache_dir=args.cache)

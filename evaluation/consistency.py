@@ -1,7 +1,7 @@
 """Geometry / multi-view metrics: depth reprojection error, identity consistency over yaw, AKD.
 
 Depth reprojection error between two rendered views A and B of one avatar (cameras in the
-model/camera.py convention, depth = the renderer's expected z-depth in metres):
+model/core/camera.py convention, depth = the renderer's expected z-depth in metres):
   1. every pixel p of A with alpha_A(p) > alpha_threshold and depth_A(p) > 0 is unprojected,
      X = cam_A^-1(p, depth_A(p)) (pixel centres at integer coordinates);
   2. X is projected into B: (q, z) = cam_B(X); pixels off B's image or with z <= 0 are skipped;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.camera import Camera
+from model.core.camera import Camera
 
 
 def _unproject(cam: Camera, depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -135,9 +135,9 @@ def akd(landmarks_pred, landmarks_gt) -> float:
 def akd_images(pred_image, target_image) -> float | None:
     """AKD (pixels) between the largest face's 478 mediapipe landmarks in two RGB images of the same
     size (uint8, or float in [0,1]); None when a face is missing in either (count it as a failure)."""
-    from evaluation.identity import _as_uint8
-    from model.landmarks import detect_all
-    p, t = _as_uint8(pred_image), _as_uint8(target_image)
+    from evaluation.images import as_uint8
+    from model.head.landmarks import detect_all
+    p, t = as_uint8(pred_image), as_uint8(target_image)
     if p.shape != t.shape:
         raise ValueError(f"AKD needs images of the same size, got {p.shape} and {t.shape}")
     fp = detect_all(p)

@@ -17,7 +17,7 @@ import numpy as np
 
 def _img_tag(path: Path, title: str) -> str:
     if not path.is_file():
-        return f"<td class='missing'>missing</td>"
+        return "<td class='missing'>missing</td>"
     b64 = base64.b64encode(path.read_bytes()).decode()
     return f"<td><img src='data:image/jpeg;base64,{b64}' title='{html.escape(title)}'></td>"
 
@@ -26,8 +26,8 @@ def metric_bars(results, metrics):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from evaluation.leaderboard import aggregate
     from evaluation.protocols import higher_is_better
+    from evaluation.results import aggregate
     by_method = {}
     for r in results:
         by_method.setdefault(r["method"]["id"], []).append(r)

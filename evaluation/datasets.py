@@ -20,7 +20,7 @@ Multi-view folder format (version 1):
     <root>/<subject>/cameras.json
         {"input": CAMERA, "head_center": [x, y, z],       metres, world frame of the dataset
          "views": {"<view>": CAMERA, ...}}                ground-truth novel views (not the input)
-        CAMERA = model.camera.Camera.to_dict(): {"K": 3x3, "world_to_cam": 4x4, "width", "height",
+        CAMERA = model.core.camera.Camera.to_dict(): {"K": 3x3, "world_to_cam": 4x4, "width", "height",
                  "convention": "opencv"}  (OpenCV axes, metres, pixel centres at integers)
     <root>/<subject>/views/<view>.png    ground-truth image of each view (RGB, same size as its camera)
     <root>/<subject>/masks/<view>.png    optional head mask (L; >= 128 is head)
@@ -37,14 +37,13 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from model.camera import Camera
-from model.image_io import pixels_sha256
+from model.core.camera import Camera
+from model.core.image_io import pixels_sha256
 
 FORMAT = "headsplat-multiview"
 FORMAT_VERSION = 1
@@ -98,7 +97,7 @@ def manifest_hash(files: dict[str, str]) -> str:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from model.image_io import load_image
+    from model.core.image_io import load_image
     return load_image(path)
 
 
@@ -325,14 +324,18 @@ def synthetic_dataset(cache_dir: str | Path | None = None, generator: str | None
     from evaluation import synthetic
     name = generator or synthetic.DEFAULT
     gen = synthetic.GENERATORS[name]
+
+    def subjects():  # the generator gets the bundled photos, so it never imports this module
+        return gen({sid: _read_rgb(p) for sid, (pkg, parts, _) in BUNDLED.items() if (p := _site_file(pkg, *parts))})
+
     root = Path(cache_dir or DEFAULT_CACHE) / "eval" / f"synthetic-{name}"
     if rebuild or not (root / "manifest.json").is_file():
-        write_multiview(root, "synthetic", gen(), synthetic=True,
+        write_multiview(root, "synthetic", subjects(), synthetic=True,
                         description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
     try:
         ds = multiview_folder(root, dataset_id="synthetic")
     except ValueError:  # a damaged or stale cache: regenerate once
-        write_multiview(root, "synthetic", gen(), synthetic=True,
+        write_multiview(root, "synthetic", subjects(), synthetic=True,
                         description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
         ds = multiview_folder(root, dataset_id="synthetic")
     ds.synthetic = True

@@ -30,21 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.images import as_uint8
+
 DLIB_DETECT_MAX_SIDE = 640  # HOG detection runs on a copy at most this large (speed), upsampled once by dlib
 DLIB_CNN_MAX_SIDE = 320  # the CNN fallback's copy: faces in renders and portraits are large; it costs O(pixels)
 DLIB_SAME_PERSON_L2 = 0.6
 ARCFACE_NAME_PATTERNS = ("*w600k*.onnx", "glintr100*.onnx", "*arcface*.onnx")
-
-
-def _as_uint8(image) -> np.ndarray:
-    """RGB [H,W,3] uint8, or float in [0,1] -> uint8 (float range checked by metrics.check_image)."""
-    a = np.asarray(image)
-    if a.dtype == np.uint8:
-        if a.ndim != 3 or a.shape[2] != 3:
-            raise ValueError(f"expected an RGB image [H, W, 3], got shape {a.shape}")
-        return np.ascontiguousarray(a)
-    from evaluation.metrics import check_image
-    return np.ascontiguousarray(np.round(check_image(a, "image") * 255).astype(np.uint8))
 
 
 def _sha256(path: str | Path) -> str:
@@ -65,7 +56,7 @@ class IdentityModel:
         face is found. Raw model output (dlib: 128-d, same person when L2 < 0.6; ArcFace: 512-d)."""
         if not self.available:
             raise RuntimeError(f"identity model {self.id} is not available: {self.reason}")
-        return self._embed(_as_uint8(image))
+        return self._embed(as_uint8(image))
 
     def _embed(self, image: np.ndarray) -> np.ndarray | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -227,7 +218,7 @@ class _ArcFaceModel(IdentityModel):
         self.size = int(size)
 
     def _embed(self, image):
-        from model.landmarks import detect_all
+        from model.head.landmarks import detect_all
         faces = detect_all(image)
         if not faces:
             return None

@@ -21,40 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.results import aggregate
+
 FORMATS = ("markdown", "csv", "html", "latex")
 
 
 def group_key(r: dict) -> tuple:
     return (r["dataset"]["id"], r["dataset"]["manifest_sha256"], r["protocol"]["id"], r["protocol"]["version"])
-
-
-def aggregate(results: list[dict]) -> dict:
-    """Coverage and per-metric mean/std/n over the ok subjects of ONE method x dataset x protocol.
-
-    mean/std are None unless every subject of the dataset has an ok result with that metric."""
-    subjects = list(results[0]["dataset"]["subjects"])
-    latest: dict[str, dict] = {}
-    for r in results:  # one result per subject: the newest wins if a folder holds duplicates
-        if r["subject"] not in latest or r["date"] > latest[r["subject"]]["date"]:
-            latest[r["subject"]] = r
-    ok = [r for r in latest.values() if r["status"] == "ok"]
-    failed = [r for r in latest.values() if r["status"] == "failed"]
-    skipped = [r for r in latest.values() if r["status"] == "skipped"]
-    n = len(subjects)
-    cov = {"ok": len(ok), "failed": len(failed), "skipped": len(skipped), "total": n,
-           "label": f"{len(ok)}/{n}", "complete": len(ok) == n,
-           "skipped_reason": skipped[0]["reason"] if skipped else None,
-           "failures": {r["subject"]: r["reason"] for r in failed}}
-    names = sorted({k for r in ok for k in r["metrics"]})
-    metrics = {}
-    for k in names:
-        vals = [r["metrics"].get(k) for r in ok]
-        vals = [v for v in vals if v is not None]
-        complete = cov["complete"] and len(vals) == n
-        metrics[k] = {"mean": float(np.mean(vals)) if complete else None,
-                      "std": float(np.std(vals)) if complete else None,
-                      "n": len(vals), "values": {r["subject"]: r["metrics"].get(k) for r in ok}}
-    return {"coverage": cov, "metrics": metrics}
 
 
 def groups(results: list[dict]) -> dict[tuple, list[dict]]:

@@ -24,9 +24,9 @@ import torch
 
 from evaluation import identity as _id
 from evaluation import lpips as _lpips
+from evaluation.images import check_image, check_mask  # noqa: F401  (part of this module's API)
 
 BACKGROUND = 1.0  # white; see the module docstring
-RANGE_TOL = 1e-6
 SSIM_KERNEL, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -109,7 +109,7 @@ def _build_registry() -> dict[str, MetricSpec]:
         MetricSpec("akd", "AKD", False, (0.0, _INF), "px",
                    "average keypoint distance: mean over the 478 mediapipe face-mesh landmarks of the 2D "
                    "Euclidean distance between prediction and target landmarks, in pixels.",
-                   "mediapipe==0.10.21 face mesh (model/landmarks.py)"),
+                   "mediapipe==0.10.21 face mesh (model/head/landmarks.py)"),
         MetricSpec("depth_reproj_error", "depth reprojection error", False, (0.0, _INF), "m",
                    "mean |z_reproj - z_B| over pixels of view A (alpha > threshold) unprojected with A's expected "
                    "depth, moved into view B and compared with B's expected depth at the projected pixel "
@@ -127,48 +127,6 @@ def _build_registry() -> dict[str, MetricSpec]:
 
 
 METRICS: dict[str, MetricSpec] = _build_registry()
-
-
-# ---------------------------------------------------------------------------------------------- guards
-
-def check_image(x, name: str = "image") -> np.ndarray:
-    """Validate an RGB image [H,W,3] float in [0,1] (tolerance 1e-6); return it as float64 clipped to [0,1]."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 3 or x.shape[2] != 3:
-        raise ValueError(f"{name}: expected an RGB image of shape [H, W, 3], got shape {x.shape}")
-    if x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"{name}: empty image {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{name}: expected a float image in [0, 1], got dtype {x.dtype} "
-                         "(convert uint8 images with img / 255.0)")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
-        raise ValueError(f"{name}: values must lie in [0, 1], got [{lo:.6g}, {hi:.6g}]")
-    return np.clip(x.astype(np.float64), 0.0, 1.0)
-
-
-def check_mask(mask, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
-    """Validate a mask [H,W] (bool, or float weights in [0,1]) for images of `shape`; return float64 weights."""
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    m = np.asarray(mask)
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[..., 0]
-    if m.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)} (the image's [H, W]), got {m.shape}")
-    if m.dtype != bool and not np.issubdtype(m.dtype, np.floating):
-        raise ValueError(f"{name}: expected bool or float weights in [0, 1], got dtype {m.dtype}")
-    m = m.astype(np.float64)
-    if not np.all(np.isfinite(m)) or m.min() < -RANGE_TOL or m.max() > 1 + RANGE_TOL:
-        raise ValueError(f"{name}: weights must be finite and in [0, 1]")
-    m = np.clip(m, 0.0, 1.0)
-    if m.sum() <= 0:
-        raise ValueError(f"{name}: the mask is empty (no pixel to average over)")
-    return m
 
 
 def _pair(pred, target, mask):

@@ -4,7 +4,7 @@ Shared rendering rules (every method gets exactly the same cameras and compositi
 - Background: white (1, 1, 1). Every render is composited on white by Avatar.render, and ground-truth
   images of the synthetic set are rendered on white too. Real photos keep their own background, so on
   real photos the *full-image* numbers include the background and the *masked* ones are the fair ones.
-- Orbit cameras (sweep-360) are model.camera.framing_camera(head_center, head_radius, yaw, pitch, size):
+- Orbit cameras (sweep-360) are model.core.camera.framing_camera(head_center, head_radius, yaw, pitch, size):
   fov_y = 20°, the head's bounding sphere spans `fill` = 0.85 of the image height, square images of
   `size` px: the same intrinsics for every method; only the target and distance follow the avatar's
   own head centre and radius.
@@ -13,8 +13,8 @@ Shared rendering rules (every method gets exactly the same cameras and compositi
 
 Head mask (input-view, reenactment). The photo has no ground-truth mask, so the masked metrics use the
 face region of the *target*: the filled polygon of mediapipe's face-oval landmarks
-(model.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size, less the target's background
-(pixels outside its person mask, taken inside the mask's soft edge: model.segmentation.core_of). It
+(model.head.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size, less the target's background
+(pixels outside its person mask, taken inside the mask's soft edge: model.head.segmentation.core_of). It
 depends only on the target image, so every method is scored on the same pixels (the avatar's own alpha
 would let a method shrink the region it is judged on). The avatar's coverage of that region is reported
 as `alpha_face_coverage`. Hair and ears are outside this mask: masked numbers measure the face. (v1 kept
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.camera import Camera, framing_camera
-from model.image_io import pixels_sha256, to_float, to_uint8
+from model.core.camera import Camera, framing_camera
+from model.core.image_io import pixels_sha256, to_float, to_uint8
 
 WHITE = (1.0, 1.0, 1.0)
 MASK_DILATE = 0.06  # fraction of the face's larger side
@@ -107,9 +107,9 @@ def face_mask(image: np.ndarray) -> np.ndarray | None:
     background; None when no face is found."""
     import cv2
 
-    from model.errors import InputError
-    from model.landmarks import detect_landmarks
-    from model.segmentation import FACE_OVAL, core_of, person_mask
+    from model.core.errors import InputError
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import FACE_OVAL, core_of, person_mask
     image = to_uint8(image)
     try:
         lm = detect_landmarks(image, min_face_px=8)
@@ -133,7 +133,7 @@ def hole_fraction(alpha: np.ndarray) -> float | None:
 
 
 def orbit_cameras(avatar, views: list[tuple[float, float]], settings: Settings) -> list[Camera]:
-    """Cameras at (yaw, pitch) degrees around the avatar's head: model.camera.framing_camera, the one
+    """Cameras at (yaw, pitch) degrees around the avatar's head: model.core.camera.framing_camera, the one
     framing rule (external predictions are rendered at exactly these cameras)."""
     return [framing_camera(np.asarray(avatar.head_center, np.float64), float(avatar.head_radius), np.deg2rad(y),
                            np.deg2rad(p), settings.size, np.deg2rad(settings.fov_y_deg), settings.fill)

@@ -26,6 +26,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 SCHEMA = "headsplat-eval"
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")  # failed: the method raised on this subject; skipped: protocol n/a
@@ -114,9 +116,9 @@ def now_iso() -> str:
 
 
 def template_version() -> str | None:
-    """model.template.TEMPLATE_VERSION when the template module is importable, else None."""
+    """model.head.template.TEMPLATE_VERSION when the template module is importable, else None."""
     try:
-        from model.template import TEMPLATE_VERSION
+        from model.head.template import TEMPLATE_VERSION
     except Exception:  # noqa: BLE001 - any import problem means "no template version to record"
         return None
     return str(TEMPLATE_VERSION)
@@ -303,11 +305,40 @@ def new_result(*, method: dict, dataset: dict, protocol: dict, subject: str, sta
     }
 
 
+def aggregate(results: list[dict]) -> dict:
+    """Coverage and per-metric mean/std/n over the ok subjects of ONE method x dataset x protocol.
+
+    mean/std are None unless every subject of the dataset has an ok result with that metric."""
+    subjects = list(results[0]["dataset"]["subjects"])
+    latest: dict[str, dict] = {}
+    for r in results:  # one result per subject: the newest wins if a folder holds duplicates
+        if r["subject"] not in latest or r["date"] > latest[r["subject"]]["date"]:
+            latest[r["subject"]] = r
+    ok = [r for r in latest.values() if r["status"] == "ok"]
+    failed = [r for r in latest.values() if r["status"] == "failed"]
+    skipped = [r for r in latest.values() if r["status"] == "skipped"]
+    n = len(subjects)
+    cov = {"ok": len(ok), "failed": len(failed), "skipped": len(skipped), "total": n,
+           "label": f"{len(ok)}/{n}", "complete": len(ok) == n,
+           "skipped_reason": skipped[0]["reason"] if skipped else None,
+           "failures": {r["subject"]: r["reason"] for r in failed}}
+    names = sorted({k for r in ok for k in r["metrics"]})
+    metrics = {}
+    for k in names:
+        vals = [r["metrics"].get(k) for r in ok]
+        vals = [v for v in vals if v is not None]
+        complete = cov["complete"] and len(vals) == n
+        metrics[k] = {"mean": float(np.mean(vals)) if complete else None,
+                      "std": float(np.std(vals)) if complete else None,
+                      "n": len(vals), "values": {r["subject"]: r["metrics"].get(k) for r in ok}}
+    return {"coverage": cov, "metrics": metrics}
+
+
 def summarize(results: list[dict]) -> dict:
     """Summary of one method x dataset x protocol: per-metric mean/std/n over subjects with status ok.
 
     The mean is given only when every subject of the dataset has an ok result (complete coverage),
-    the same rule as the leaderboard (see evaluation.leaderboard.aggregate)."""
+    the same rule as the leaderboard (see aggregate)."""
     if not results:
         raise ValueError("no results to summarise")
     first = results[0]
@@ -315,7 +346,6 @@ def summarize(results: list[dict]) -> dict:
                      r["protocol"]["id"], r["protocol"]["version"])
     if any(key(r) != key(first) for r in results):
         raise ValueError("summarize() needs results of one method x dataset x protocol")
-    from evaluation.leaderboard import aggregate
     agg = aggregate(results)
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "summary",

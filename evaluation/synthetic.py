@@ -1,7 +1,7 @@
 """Generators of the synthetic evaluation set (ground-truth multi-view images + a video), pluggable.
 
 A generator returns the subject dicts that evaluation.datasets.write_multiview stores. The heads are
-built here, procedurally, and rendered with the project's own renderer (model.render); they do not
+built here, procedurally, and rendered with the project's own renderer (model.core.render); they do not
 come from any evaluated method, so no method is scored against its own output.
 
 "photo-ellipsoid-v1": an ellipsoidal skull + neck of Gaussians; the face region is replaced by a relief
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.camera import Camera, orbit_camera
-from model.image_io import to_float, to_uint8
+from model.core.camera import Camera, orbit_camera
+from model.core.image_io import to_float, to_uint8
 
 DEFAULT = "photo-ellipsoid-v1"
 LICENSE = "derived from public-domain photos (NASA, US Navy); generated images: public domain"
@@ -31,14 +31,14 @@ FRAME_POSES = [(0, 0), (8, 0), (16, 3), (8, 5), (0, 0), (-8, -3), (-16, 0), (-8,
 
 
 def _head_from_photo(photo: np.ndarray):
-    """Gaussians (model.gaussians.Gaussians) of a procedural head textured by `photo` [H,W,3] uint8."""
+    """Gaussians (model.core.gaussians.Gaussians) of a procedural head textured by `photo` [H,W,3] uint8."""
     import cv2
     from scipy.interpolate import LinearNDInterpolator
     from scipy.spatial import Delaunay
 
-    from model.gaussians import Gaussians
-    from model.landmarks import detect_landmarks
-    from model.segmentation import FACE_OVAL
+    from model.core.gaussians import Gaussians
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import FACE_OVAL
 
     lm = detect_landmarks(photo)
     img = to_float(photo)
@@ -105,7 +105,7 @@ def _head_from_photo(photo: np.ndarray):
 
 def _rotate(g, yaw_deg: float, pitch_deg: float):
     """The head turned about its centre (yaw about +y, then pitch about +x)."""
-    from model.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
+    from model.core.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
     cy, sy = np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg))
     cp, sp = np.cos(np.deg2rad(pitch_deg)), np.sin(np.deg2rad(pitch_deg))
     R = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
@@ -118,18 +118,15 @@ def _camera(yaw_deg: float, pitch_deg: float, size: int) -> Camera:
     return orbit_camera(np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), radius, (0.0, 0.0, 0.0), size, size, FOV_Y)
 
 
-def photo_ellipsoid_v1() -> list[dict]:
-    from evaluation.datasets import BUNDLED, _read_rgb, _site_file
-    from model.landmarks import detect_landmarks
-    from model.render import render
+def photo_ellipsoid_v1(photos: dict[str, np.ndarray]) -> list[dict]:
+    """One synthetic subject per photo ({id: RGB uint8 [H,W,3]}): the photo's face on a procedural head."""
+    from model.core.render import render
+    from model.head.landmarks import detect_landmarks
 
     white = (1.0, 1.0, 1.0)
     subjects = []
-    for sid, (pkg, parts, _) in BUNDLED.items():
-        path = _site_file(pkg, *parts)
-        if path is None:
-            continue
-        head = _head_from_photo(_read_rgb(path))
+    for sid, photo in photos.items():
+        head = _head_from_photo(photo)
         cam_in = _camera(0, 0, INPUT_SIZE)
         inp = to_uint8(render(head, cam_in, white, backend="cpu").rgb)
         detect_landmarks(inp)  # the input must show a detectable face, else no method can run on it
@@ -143,10 +140,10 @@ def photo_ellipsoid_v1() -> list[dict]:
         subjects.append({"id": f"synth-{sid}", "input": inp, "input_camera": cam_in,
                          "head_center": np.zeros(3), "views": views, "frames": frames})
     if not subjects:
-        raise RuntimeError("no bundled photo found to build the synthetic set from")
+        raise RuntimeError("no photo given to build the synthetic set from")
     return subjects
 
 
 GENERATORS = {"photo-ellipsoid-v1": photo_ellipsoid_v1}
 DESCRIPTION = {"photo-ellipsoid-v1": "SYNTHETIC: procedural Gaussian heads (ellipsoid skull, landmark-relief "
-                                     "face textured by a bundled real photo), rendered by model.render on white"}
+                                     "face textured by a bundled real photo), rendered by model.core.render on white"}

@@ -4,7 +4,7 @@
     out = avatar.render(camera, controls)                      # RenderResult: rgb, alpha, depth
     avatar.input_camera                                        # the fitted camera of the photo
 
-The evaluation and the app use nothing but this module (and model.camera for cameras).
+The evaluation and the app use nothing but this module (and model.core.camera for cameras).
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from typing import Mapping
 
 import numpy as np
 
-from model.camera import Camera
-from model.errors import InputError  # noqa: F401  (re-exported: part of the interface)
-from model.render import RenderResult, render
+from model.core.camera import Camera
+from model.core.errors import InputError  # noqa: F401  (re-exported: part of the interface)
+from model.core.render import RenderResult, render
 
-Controls = Mapping[str, float]  # rig control name -> value (see model.rig for names and ranges)
+Controls = Mapping[str, float]  # rig control name -> value (see model.head.rig for names and ranges)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class GaussianAvatar(Avatar):
 
     @abstractmethod
     def gaussians(self, controls: Controls | None = None):
-        """model.gaussians.Gaussians under `controls` (neutral when None)."""
+        """model.core.gaussians.Gaussians under `controls` (neutral when None)."""
 
     def render(self, camera: Camera, controls: Controls | None = None, background=(1.0, 1.0, 1.0)) -> RenderResult:
         if controls and not self.animatable:
@@ -72,11 +72,11 @@ class GaussianAvatar(Avatar):
         return render(self.gaussians(controls), camera, background=background)
 
     def export_ply(self, path: str | Path, controls: Controls | None = None) -> Path:
-        from model.export import write_ply
+        from model.core.export import write_ply
         return write_ply(self.gaussians(controls), path)
 
     def export_splat(self, path: str | Path, controls: Controls | None = None) -> Path:
-        from model.export import write_splat
+        from model.core.export import write_splat
         return write_splat(self.gaussians(controls), path)
 
     def metadata(self) -> dict:
@@ -90,7 +90,7 @@ class Method(ABC):
 
     @abstractmethod
     def reconstruct(self, image: np.ndarray) -> Avatar:
-        """One RGB photo, uint8 [H,W,3] (see model.image_io.load_image) -> Avatar."""
+        """One RGB photo, uint8 [H,W,3] (see model.core.image_io.load_image) -> Avatar."""
 
 
 class StaticGaussianAvatar(GaussianAvatar):

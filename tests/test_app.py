@@ -2,7 +2,6 @@
 with the real registry methods (ours + baselines). One server for the module; ~40 s in all."""
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,16 +16,11 @@ from PIL import Image
 from skimage import data
 
 import app
-from model.export import read_ply, read_splat
-from model.rig import CONTROLS
+from model.core.export import read_ply, read_splat
+from model.head.rig import CONTROLS
+from tests.helpers import free_port
 
 NEUTRAL = [CONTROLS[n].neutral for n in CONTROLS]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +207,7 @@ def test_concurrent_clients(server, files, tmp_path):
 
 def test_leaderboard_reads_results_and_refreshes(server, tmp_path):
     from evaluation import results as R
-    from tests.test_results import make_result
+    from tests.helpers import make_result
     c = client(server, tmp_path)
     status = c.predict(api_name="/leaderboard")[-1]
     assert status == app.NO_RESULTS
@@ -233,7 +227,7 @@ def test_leaderboard_reads_results_and_refreshes(server, tmp_path):
 
 
 def test_footer_names_the_render_backend(server):
-    from model.render import available_backends
+    from model.core.render import available_backends
     html = [b.value for b in server.demo.blocks.values() if type(b).__name__ == "HTML"]
     backend = available_backends()[0]
     assert any("Renderer backend" in h and ("CPU" if backend == "cpu" else "gsplat") in h for h in html)

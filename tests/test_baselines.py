@@ -6,8 +6,8 @@ from scipy.ndimage import binary_fill_holes
 
 from baselines.registry import get_method
 from evaluation.metrics import psnr
-from model.camera import framing_camera
-from model.segmentation import person_mask
+from model.core.camera import framing_camera
+from model.head.segmentation import person_mask
 
 
 @pytest.fixture(scope="module")

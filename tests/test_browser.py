@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data
 
 import app
-from tests.test_app import free_port
+from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",

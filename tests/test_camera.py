@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.camera import Camera, framing_camera, intrinsics, look_at, orbit_camera
+from model.core.camera import Camera, framing_camera, intrinsics, look_at, orbit_camera
 
 
 def test_orbit_camera_axes_follow_opencv_and_the_head_frame():

@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 
 from evaluation import consistency as C
-from model.camera import orbit_camera
+from model.core.camera import orbit_camera
 
 RADIUS = 0.1  # metres, sphere at the world origin
 
@@ -108,10 +108,10 @@ def test_identity_consistency_counts_missing_faces():
 
 
 def test_project_renderer_views_are_consistent():
-    """Expected depth from model/render.py of a shell of flat Gaussians (radius 10 cm): a few mm at
+    """Expected depth from model/core/render.py of a shell of flat Gaussians (radius 10 cm): a few mm at
     most (splats have extent), and a 1 cm change of one view stands out clearly."""
-    from model.gaussians import Gaussians, rotmat_to_quat
-    from model.render import render
+    from model.core.gaussians import Gaussians, rotmat_to_quat
+    from model.core.render import render
     rng = np.random.default_rng(0)
     n = 20000
     normal = rng.standard_normal((n, 3))

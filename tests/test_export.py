@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
-from model.camera import orbit_camera
-from model.export import read_ply, read_splat, write_ply, write_splat
-from model.gaussians import Gaussians, normalize_quats
-from model.render import render
+from model.core.camera import orbit_camera
+from model.core.export import read_ply, read_splat, write_ply, write_splat
+from model.core.gaussians import Gaussians, normalize_quats
+from model.core.render import render
 
 
 def _scene(n=300, k=4, seed=0):

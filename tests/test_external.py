@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from baselines.external import PredictionFormatError, load_predictions
-from model.camera import framing_camera
+from model.core.camera import framing_camera
 
 
 def _write_folder(root, n_views=2, size=32):

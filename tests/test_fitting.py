@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from model._template_canonical import MEDIAPIPE_Z_SCALE
-from model.errors import InputError
-from model.fitting import R_FRONT, fit, photo_camera_K, rotation_from_euler, euler_from_rotation
-from model.landmarks import Landmarks, detect_landmarks
-from model.template import load_template
+from model.core.errors import InputError
+from model.head._template_canonical import MEDIAPIPE_Z_SCALE
+from model.head.fitting import R_FRONT, euler_from_rotation, fit, photo_camera_K, rotation_from_euler
+from model.head.landmarks import Landmarks, detect_landmarks
+from model.head.template import load_template
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def astronaut_fit():
 
 def _hopper():
     path = Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0]) / "mpl-data/sample_data/grace_hopper.jpg"
-    from model.image_io import load_image
+    from model.core.image_io import load_image
     return load_image(path)
 
 
@@ -88,7 +88,7 @@ def test_no_face_is_input_error():
 
 
 def test_unreadable_file_is_input_error(tmp_path):
-    from model.image_io import load_image
+    from model.core.image_io import load_image
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not an image")
     with pytest.raises(InputError, match="not a readable image"):

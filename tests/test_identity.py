@@ -14,8 +14,8 @@ from evaluation import identity as I
 
 def _grace_hopper() -> np.ndarray:
     """Portrait of Grace Hopper (US Navy photo, public domain) shipped with matplotlib, RGB uint8."""
-    import matplotlib
     import imageio.v3 as iio
+    import matplotlib
     return iio.imread(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")[..., :3]
 
 
@@ -111,7 +111,7 @@ def test_arcface_path_with_a_local_pack(tmp_path, astronaut):
 
 def test_five_points_order():
     """insightface's 5 points: subject's right eye (image left), left eye, nose, right/left mouth corner."""
-    from model.landmarks import detect_landmarks
+    from model.head.landmarks import detect_landmarks
     pts = I.five_points(detect_landmarks(skimage.data.astronaut()).xy)
     assert pts.shape == (5, 2)
     assert pts[0, 0] < pts[2, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0]
@@ -120,8 +120,10 @@ def test_five_points_order():
 
 def test_arcface_crop_matches_insightface_norm_crop():
     import warnings
+
     from insightface.utils.face_align import norm_crop
-    from model.landmarks import detect_landmarks
+
+    from model.head.landmarks import detect_landmarks
     img = skimage.data.astronaut()
     pts = I.five_points(detect_landmarks(img).xy)
     with warnings.catch_warnings():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.errors import InputError
-from model.image_io import MAX_SIDE, load_image, to_float, to_uint8
+from model.core.errors import InputError
+from model.core.image_io import MAX_SIDE, load_image, to_float, to_uint8
 
 
 def _bytes(img: Image.Image, fmt="PNG") -> bytes:

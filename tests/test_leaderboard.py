@@ -7,7 +7,7 @@ import pytest
 
 from evaluation import leaderboard as L
 from evaluation import results as R
-from tests.test_results import make_result
+from tests.helpers import make_result
 
 SUBJECTS = ("a", "b", "c")
 
@@ -46,7 +46,7 @@ def test_ranks_follow_metric_direction():
 
 def test_aggregate_mean_and_std_against_numpy():
     rs = [r for r in _results() if r["method"]["id"] == "okay"]
-    agg = L.aggregate(rs)
+    agg = R.aggregate(rs)
     vals = [20.0, 22.0, 24.0]
     assert agg["metrics"]["psnr_masked"]["mean"] == pytest.approx(np.mean(vals))
     assert agg["metrics"]["psnr_masked"]["std"] == pytest.approx(np.std(vals))

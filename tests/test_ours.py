@@ -7,12 +7,12 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from model.avatar import HeadSplat
-from model.errors import InputError
-from model.surface import split_texels, uv_layout, vertex_normals
-from model.template import load_template
-from model.template import REGIONS
-from model.texture import fuse_symmetric
+from model.core.errors import InputError
+from model.head.mesh import vertex_normals
+from model.head.template import REGIONS, load_template
+from model.ours.avatar import HeadSplat
+from model.ours.binding import split_texels, uv_layout
+from model.ours.texture import fuse_symmetric
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_input_view_is_the_photo_where_the_head_is(astronaut, avatar):
 def test_the_head_does_not_spill_onto_the_photos_background(astronaut, avatar):
     # The hair shell is carved to the photo's silhouette: at the input view the avatar covers almost
     # only the person. Without carving the shell hangs past the short hair down to the jaw (11%).
-    from model.segmentation import person_mask
+    from model.head.segmentation import person_mask
     head = avatar.render(avatar.input_camera).alpha > 0.5
     assert (head & (person_mask(astronaut) < 0.5)).sum() < 0.05 * head.sum()
 
@@ -70,7 +70,8 @@ def test_symmetric_fusion_fills_a_half_occluded_face_from_its_mirror():
 def test_wide_uv_blur_on_a_smaller_grid_matches_the_full_size_blur():
     """The shading/completion blur runs on a 4x smaller grid (speed); it must stay that blur."""
     import cv2
-    from model.texture import _blur
+
+    from model.ours.texture import _blur
     rng = np.random.default_rng(1)
     grid = rng.random((256, 256, 4)).astype(np.float32)
     grid[:, :100] *= 0.2  # a hard step, the worst case for a coarser grid
@@ -100,8 +101,8 @@ def test_teeth_a_smile_shows_sit_just_behind_the_lips(avatar):
     """Between the astronaut's parted lips the photo shows teeth: the fitted surface there must be the
     teeth, about a centimetre behind the lips, not the back of the mouth cavity; else they are painted
     several centimetres deep and slide away from the lips when the head turns."""
-    from model import rig
-    from model.raster_mesh import rasterize_mesh
+    from model.core.raster_mesh import rasterize_mesh
+    from model.head import rig
     tpl = avatar.fitted.template
     v = rig.deform(avatar.fitted, None)
     face_id, _, depth = rasterize_mesh(v, tpl.faces, avatar.input_camera)
@@ -136,7 +137,7 @@ def test_gaussians_stay_on_their_triangles_under_animation(avatar):
     b = avatar.binding
     for controls in (None, {"jawOpen": 1.0, "mouthSmileLeft": 0.7}, {"headYaw": 0.6, "eyeBlinkRight": 1.0}):
         g = avatar.gaussians(controls)
-        from model import rig
+        from model.head import rig
         v = rig.deform(avatar.fitted, controls)
         surface = v + b.hair[:, None] * vertex_normals(v, tpl.faces)
         tri = surface[tpl.faces[b.faces]]
@@ -145,13 +146,13 @@ def test_gaussians_stay_on_their_triangles_under_animation(avatar):
         off_plane = np.abs(((g.means - tri[:, 0]) * n).sum(1))
         assert np.percentile(off_plane, 99) < 1e-6
         # each Gaussian's third axis is its triangle's normal
-        from model.gaussians import quat_to_rotmat
+        from model.core.gaussians import quat_to_rotmat
         axis_n = quat_to_rotmat(g.quats)[:, :, 2]
         assert np.percentile(np.abs((axis_n * n).sum(1)), 1) > 0.999
 
 
 def test_bound_frames_match_a_plain_gather():
-    from model.surface import bound_frames
+    from model.ours.binding import bound_frames
     rng = np.random.default_rng(0)
     q, grow = rng.random((50, 4)), 1 + rng.random(50)
     slot, scales = rng.integers(0, 50, 400), rng.random((400, 3))
@@ -198,7 +199,7 @@ def test_jaw_open_moves_the_lower_lip_and_nothing_moves_without_controls(avatar)
 
 def test_the_back_of_the_head_has_no_holes(avatar):
     from benchmarks.reconstruct import silhouette_fill
-    from model.camera import framing_camera
+    from model.core.camera import framing_camera
     for yaw in (90, 180):
         cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, 128)
         assert silhouette_fill(avatar.render(cam).alpha) > 0.99
@@ -246,10 +247,10 @@ def test_no_face_tiny_face_and_several_faces(astronaut):
 def test_colour_fit_reproduces_a_photo_that_sampling_blurs():
     """Overlapping splats blur colours sampled at their centres; fitting them to the view undoes it,
     and a Gaussian the view does not see keeps its colour."""
-    from model.avatar import fit_colours_to_view
-    from model.camera import Camera, intrinsics, look_at
-    from model.gaussians import Gaussians
-    from model.render import render
+    from model.core.camera import Camera, intrinsics, look_at
+    from model.core.gaussians import Gaussians
+    from model.core.render import render
+    from model.ours.avatar import fit_colours_to_view
     n = 48  # a grid of Gaussians on the plane z = 0, spaced like pixels, plus one hidden behind it
     xs = (np.arange(n) - n / 2 + 0.5) * 0.01
     gx, gy = np.meshgrid(xs, xs)
@@ -280,8 +281,8 @@ def test_colour_fit_reproduces_a_photo_that_sampling_blurs():
 def test_closed_eyelids_hide_the_eyeballs(avatar):
     """Blinking stretches the lids over the eyes; their Gaussians grow with the stretch, so the eyeball
     barely shows through (measured as the eyeballs' total compositing weight in the input view)."""
-    from model.render import compositing_weights
-    from model.template import REGIONS
+    from model.core.render import compositing_weights
+    from model.head.template import REGIONS
     b = avatar.binding
     eye = avatar.fitted.template.face_region[b.faces] == REGIONS.index("eyes")
 

@@ -17,11 +17,11 @@ import pytest
 from evaluation import datasets as D
 from evaluation import protocols as P
 from evaluation import results as R
-from model.camera import Camera, framing_camera
-from model.errors import InputError
-from model.gaussians import Gaussians
+from model.core.camera import Camera, framing_camera
+from model.core.errors import InputError
+from model.core.gaussians import Gaussians
+from model.core.render import render
 from model.interface import GaussianAvatar, Method, MethodInfo
-from model.render import render
 
 SIZE = 64
 SETTINGS = P.Settings(size=SIZE, lpips_nets=("alex",))
@@ -254,8 +254,8 @@ def test_input_view_scores_a_faithful_avatar_above_a_wrong_one():
 def test_face_mask_scores_the_face_and_not_the_photos_background():
     # The dilated face oval reaches past astronaut's jaw onto the backdrop (2-5% of it in v1): an avatar
     # painting the backdrop onto its head would be rewarded there.
-    from model.landmarks import detect_landmarks
-    from model.segmentation import person_mask
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import person_mask
     image = D.portraits_bundled().subject("astronaut").image
     mask = P.face_mask(image)
     x, y = detect_landmarks(image).xy[1].round().astype(int)  # nose tip
@@ -312,7 +312,7 @@ def test_protocol_not_applicable_to_a_photo_dataset_is_skipped(tmp_path):
 
 def test_score_external_scores_views_rendered_at_the_protocol_cameras(tmp_path):
     """The CLI's score-external path: predictions made elsewhere at exactly the cameras the protocols ask
-    for (model.camera.framing_camera for the sweep, the resized input camera for input-view)."""
+    for (model.core.camera.framing_camera for the sweep, the resized input camera for input-view)."""
     from PIL import Image
 
     from evaluation.__main__ import main

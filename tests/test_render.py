@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.camera import Camera, intrinsics, look_at, orbit_camera
-from model.gaussians import Gaussians, covariances
-from model.render import available_backends, render
+from model.core.camera import Camera, intrinsics, look_at, orbit_camera
+from model.core.gaussians import Gaussians, covariances
+from model.core.render import available_backends, render
 
 W, H = 64, 48
 
@@ -166,7 +166,7 @@ def test_projection_matches_gsplats_torch_reference():
     on the CPU): centres and the quadratic form σ(d) at sample offsets, for the valid Gaussians."""
     torch = pytest.importorskip("torch")
     timpl = pytest.importorskip("gsplat.cuda._torch_impl")
-    from model import _raster_cpu as rc
+    from model.core import _raster_cpu as rc
 
     g, cam = mixed_scene(6, sh_degree=0)
     n = len(g)
@@ -308,7 +308,7 @@ def test_concurrent_renders_from_threads():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_compositing_weights_reproduce_the_render(seed):
     """The colours -> image map that colour fitting relies on equals what the rasterizer draws."""
-    from model.render import compositing_weights
+    from model.core.render import compositing_weights
     g, cam = mixed_scene(seed, sh_degree=0)
     colours = g.colors(cam.position)
     out = render(g, cam, backend="cpu")

@@ -5,19 +5,7 @@ import numpy as np
 import pytest
 
 from evaluation import results as R
-
-
-def make_result(subject="a", subjects=("a", "b"), method="m1", metrics=None, status="ok", reason=None,
-                dataset="ds", manifest="0" * 64, protocol="input-view"):
-    return R.new_result(
-        method={"id": method, "name": method.upper(), "version": "1", "config": {"k": 1}},
-        dataset={"id": dataset, "slug": dataset, "manifest_sha256": manifest, "synthetic": False,
-                 "subjects": list(subjects)},
-        protocol={"id": protocol, "version": "1", "config": {"size": 64}},
-        subject=subject, status=status, reason=reason,
-        metrics={"psnr": 20.0, "lpips_alex": 0.2} if metrics is None else metrics,
-        views=[{"view": "input", "psnr": 20.0}], environment_info={"git": {"commit": None, "dirty": None}},
-        seeds={"numpy": 0}, timings={"total_s": 0.1})
+from tests.helpers import make_result
 
 
 def test_round_trip_keeps_every_field(tmp_path):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import skimage.data
 
-from model.fitting import fit
-from model.landmarks import Landmarks
-from model.rig import CONTROLS, deform, estimate_pose, retarget, validate
+from model.head.fitting import fit
+from model.head.landmarks import Landmarks
+from model.head.rig import CONTROLS, deform, estimate_pose, retarget, validate
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_jaw_opens_lips(F):
 
 def test_jaw_carries_the_lower_teeth_and_leaves_the_upper(F):
     """The teeth are rigid with their jaw: upper ones stay with the skull, lower ones turn with the chin."""
-    from model.template import REGIONS
+    from model.head.template import REGIONS
     t = F.template
     teeth = np.unique(t.faces[t.face_region == REGIONS.index("teeth")])
     lower = np.zeros(len(t.vertices))

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from model import landmarks as LM
-from model.template import REGIONS, TEMPLATE_VERSION, load_template
+from model.head import landmarks as LM
+from model.head.template import REGIONS, TEMPLATE_VERSION, load_template
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_uv_atlas_covers_every_triangle_without_overlap(T):
     assert (np.abs(area) > 1e-10).all(), "a triangle has no UV area"
     assert (area > 0).all() or (area < 0).all(), "UV orientation flips: folded atlas"
     # covered texels match the summed triangle areas: overlapping triangles would count twice
-    from model.raster_mesh import rasterize_uv
+    from model.core.raster_mesh import rasterize_uv
     res = 1024
     face_id, _ = rasterize_uv(uv, res)
     covered = (face_id >= 0).mean()
@@ -119,7 +119,7 @@ def test_landmark_groups_match_mediapipe():
 
 
 def test_deterministic_build():
-    from model._template_build import build
+    from model.head._template_build import build
     a, b = build(), build()
     # topology exactly; positions to 1e-12 m (multithreaded BLAS may reorder a sum under load)
     assert np.array_equal(a["faces"], b["faces"])

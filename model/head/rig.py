@@ -14,7 +14,7 @@ about the neck pivot with weights that fade down the neck (the neck cap stays pu
   narrower; mouthFunnel: lips forward and slightly apart.
 - browInnerUp, browOuterUp*, browDown*: brow skin up / down (above the upper lid only).
 - eyeYaw, eyePitch (radians): gaze of both eyes; > 0 looks towards +x (subject's left) / down.
-- headYaw, headPitch, headRoll (radians): same convention as model.fitting's pose.
+- headYaw, headPitch, headRoll (radians): same convention as model.head.fitting's pose.
 
 "Left/Right" are the subject's (Left is +x). `deform` returns vertices in the fitted head's world
 (canonical head frame), so `fitted.camera` shows the result as in the photo.
@@ -27,10 +27,9 @@ from typing import Mapping
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from model import landmarks as LM
-from model.fitting import (R_FRONT, FittedHead, euler_from_rotation, photo_camera_K, rotation_from_euler,
-                           solve_pnp)
-from model.landmarks import Landmarks
+from model.head import landmarks as LM
+from model.head.fitting import R_FRONT, FittedHead, euler_from_rotation, photo_camera_K, rotation_from_euler, solve_pnp
+from model.head.landmarks import Landmarks
 
 JAW_MAX = 0.32  # radians of jaw rotation at jawOpen = 1
 JAW_PIVOT = np.array([0.0, -0.022, -0.008])  # metres, template frame: the temporomandibular hinge axis (x)
@@ -79,18 +78,96 @@ CONTROLS: dict[str, ControlSpec] = {c.name: c for c in _EXPR + _ANGLES}
 EXPRESSIONS = tuple(c.name for c in _EXPR)
 
 
-def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
-    """Names checked (unknown -> ValueError listing the known ones), values clipped to their ranges."""
-    out = {}
-    for k, v in (controls or {}).items():
-        spec = CONTROLS.get(k)
-        if spec is None:
-            raise ValueError(f"unknown rig control {k!r}; known controls: {', '.join(CONTROLS)}")
+# ARKit's 52 blendshapes (Apple's ARFaceAnchor names, the ones LAM and chat-avatar stacks send). The 16
+# the rig models are CONTROLS of the same name; the others map onto the nearest controls with the
+# weights below (eye look directions -> gaze angles in radians at 1), or are ignored (IGNORED_ARKIT:
+# the rig has no cheek, nose, tongue or sideways jaw motion). The one place this mapping is held: the
+# live viewer receives it in its pack.
+ARKIT_NAMES = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
+    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
+    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
+    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
+    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut")
+ARKIT_MAP: dict[str, dict[str, float]] = {
+    # both eyes share one gaze: each eye's look contributes half (ARKit's 1 is about 30 degrees)
+    "eyeLookOutLeft": {"eyeYaw": 0.25}, "eyeLookInLeft": {"eyeYaw": -0.25},
+    "eyeLookInRight": {"eyeYaw": 0.25}, "eyeLookOutRight": {"eyeYaw": -0.25},
+    "eyeLookDownLeft": {"eyePitch": 0.2}, "eyeLookDownRight": {"eyePitch": 0.2},
+    "eyeLookUpLeft": {"eyePitch": -0.2}, "eyeLookUpRight": {"eyePitch": -0.2},
+    "eyeSquintLeft": {"eyeBlinkLeft": 0.25}, "eyeSquintRight": {"eyeBlinkRight": 0.25},
+    "mouthLowerDownLeft": {"jawOpen": 0.15}, "mouthLowerDownRight": {"jawOpen": 0.15},  # lower lip down
+    "mouthClose": {"jawOpen": -0.5},  # lips held shut over an open jaw
+    "mouthStretchLeft": {"mouthSmileLeft": 0.4}, "mouthStretchRight": {"mouthSmileRight": 0.4},
+    "mouthDimpleLeft": {"mouthSmileLeft": 0.3}, "mouthDimpleRight": {"mouthSmileRight": 0.3},
+    "mouthPressLeft": {"mouthFrownLeft": 0.2}, "mouthPressRight": {"mouthFrownRight": 0.2},
+    "mouthRollLower": {"mouthPucker": 0.2}, "mouthRollUpper": {"mouthPucker": 0.2},
+    "mouthShrugLower": {"mouthFrownLeft": 0.2, "mouthFrownRight": 0.2},
+    "mouthUpperUpLeft": {"mouthSmileLeft": 0.2}, "mouthUpperUpRight": {"mouthSmileRight": 0.2},
+    "cheekSquintLeft": {"mouthSmileLeft": 0.2}, "cheekSquintRight": {"mouthSmileRight": 0.2},
+}
+IGNORED_ARKIT = tuple(n for n in ARKIT_NAMES if n not in CONTROLS and n not in ARKIT_MAP)
+
+
+def from_arkit(weights: Mapping[str, float]) -> dict[str, float]:
+    """Controls named in ARKit's or this rig's vocabulary -> this rig's controls (not yet clipped).
+    ARKit-only names are folded in through ARKIT_MAP; IGNORED_ARKIT names are dropped; any other
+    unknown name is an error (a typo should not pass silently)."""
+    out: dict[str, float] = {}
+    for k, v in weights.items():
         v = float(v)
         if not np.isfinite(v):
             raise ValueError(f"rig control {k!r} must be finite, got {v}")
-        out[k] = float(np.clip(v, spec.min, spec.max))
+        if k in CONTROLS:
+            out[k] = out.get(k, 0.0) + v
+        elif k in ARKIT_MAP:
+            for name, w in ARKIT_MAP[k].items():
+                out[name] = out.get(name, 0.0) + w * v
+        elif k not in IGNORED_ARKIT:
+            raise ValueError(f"unknown rig control {k!r}; known controls: {', '.join(CONTROLS)} "
+                             f"(and ARKit's 52 blendshape names)")
     return out
+
+
+def read_sequence(data: Mapping) -> tuple[list[float], list[dict[str, float]]]:
+    """A control sequence -> (times [N] seconds, controls [N] validated dicts).
+
+    The format is LAM's recorded-performance JSON, which this project also writes:
+    {"names": [K control names, rig or ARKit], "frames": [{"weights": [K floats], "time": s}, ...],
+     "head_pose": optional [N][3] rotation vector (x, y, z) radians -> headPitch, headYaw, headRoll}.
+    Malformed input -> ValueError naming what is wrong."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("names"), list) or not isinstance(
+            data.get("frames"), list):
+        raise ValueError("a control sequence is a JSON object with a 'names' list and a 'frames' list")
+    names, frames = data["names"], data["frames"]
+    if not frames:
+        raise ValueError("the control sequence has no frames")
+    pose = data.get("head_pose") or []
+    if pose and len(pose) != len(frames):
+        raise ValueError(f"head_pose has {len(pose)} entries for {len(frames)} frames")
+    times, out = [], []
+    for i, f in enumerate(frames):
+        w = f.get("weights") if isinstance(f, Mapping) else None
+        if not isinstance(w, list) or len(w) != len(names):
+            raise ValueError(f"frame {i}: 'weights' must be a list of {len(names)} numbers")
+        c = dict(zip(names, w))
+        if pose:
+            c.update(headPitch=pose[i][0], headYaw=pose[i][1], headRoll=pose[i][2])
+        times.append(float(f.get("time", i / 30.0)))
+        out.append(validate(c))
+    if any(b < a for a, b in zip(times, times[1:])):
+        raise ValueError("frame times must not decrease")
+    return times, out
+
+
+def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
+    """Names checked (rig or ARKit names, see from_arkit; unknown -> ValueError listing the known
+    ones), values clipped to their ranges."""
+    return {k: float(np.clip(v, CONTROLS[k].min, CONTROLS[k].max)) for k, v in from_arkit(controls or {}).items()}
 
 
 def _smooth(x):

@@ -1,4 +1,4 @@
-"""Procedural construction of the open head template (see model/template.py for what it is).
+"""Procedural construction of the open head template (see model/head/template.py for what it is).
 
 Design (everything symmetric by construction, then symmetrized exactly):
 - Skin: one latitude-longitude grid of directions around the head centre (star-shaped surface).
@@ -7,7 +7,7 @@ Design (everything symmetric by construction, then symmetrized exactly):
   puts more rows and columns on the face. The radius along each direction is a soft union of a
   cranium ellipsoid, a jaw ellipsoid and a capped neck cylinder, plus a face offset: a
   thin-plate spline (in an azimuthal chart) through the canonical landmarks of
-  model/_template_canonical.py, fading to zero outside the face.
+  model/head/_template_canonical.py, fading to zero outside the face.
 - Slits: the mouth and both eyes are cuts along one grid row (interior vertices duplicated: upper
   and lower copies). A local warp of elevation makes the cut follow the landmark curves: the lips
   coincide at neutral (closed mouth), the lids are apart (open eyes).
@@ -25,8 +25,9 @@ import numpy as np
 from matplotlib.path import Path as MplPath
 from scipy.interpolate import RBFInterpolator
 
-from model import landmarks as LM
-from model._template_canonical import MIRROR, load as load_canonical
+from model.head import landmarks as LM
+from model.head._template_canonical import MIRROR
+from model.head._template_canonical import load as load_canonical
 
 REGIONS = ("face_skin", "scalp", "ears", "neck", "eyes", "lips", "mouth_interior", "brows", "teeth", "tongue")
 R_ = {n: i for i, n in enumerate(REGIONS)}

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.image_io import to_float
-from model.landmarks import FACE_OVAL, Landmarks
+from model.core.image_io import to_float
+from model.head.landmarks import FACE_OVAL, Landmarks
 
 _lock = threading.Lock()
 _seg = None

@@ -1,4 +1,4 @@
-"""CUDA backend: gsplat.rasterization with the same rules as model/_raster_cpu.py.
+"""CUDA backend: gsplat.rasterization with the same rules as model/core/_raster_cpu.py.
 
 Imported only when used (importing torch and gsplat is slow and needs no GPU, but rendering does).
 """
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from model._raster_cpu import EPS2D, NEAR_PLANE
+from model.core._raster_cpu import EPS2D, NEAR_PLANE
 
 
 def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: int, height: int):
-    """Same signature and outputs as model._raster_cpu.rasterize: (rgb [H,W,3] premultiplied with no
+    """Same signature and outputs as model.core._raster_cpu.rasterize: (rgb [H,W,3] premultiplied with no
     background, alpha [H,W], expected depth [H,W] metres, 0 where alpha is 0), float32 numpy."""
     import torch
     if not torch.cuda.is_available():
@@ -24,7 +24,7 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, width: i
     dev = torch.device("cuda")
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=dev)  # noqa: E731
     Kg = np.array(K, dtype=np.float64)
-    # gsplat samples pixel j at j + 0.5; this project's pixel centres are integers (model/camera.py)
+    # gsplat samples pixel j at j + 0.5; this project's pixel centres are integers (model/core/camera.py)
     Kg[0, 2] += 0.5
     Kg[1, 2] += 0.5
     with torch.no_grad():

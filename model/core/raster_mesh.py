@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.camera import Camera
+from model.core.camera import Camera
 
 
 @numba.njit(cache=True)

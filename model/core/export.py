@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from model.gaussians import Gaussians, normalize_quats
+from model.core.gaussians import Gaussians, normalize_quats
 
 _EPS = 1e-7
 

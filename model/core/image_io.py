@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.errors import InputError
+from model.core.errors import InputError
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding
 MAX_SIDE = 1024  # larger photos are downscaled: landmarks and texture gain nothing beyond this

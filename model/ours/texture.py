@@ -1,6 +1,6 @@
 """The UV texture of an avatar: projected from the photo, fused with its mirror, completed by a prior.
 
-All per-texel arrays are indexed like model.surface.UVLayout (T valid texels). Colours are RGB in
+All per-texel arrays are indexed like model.ours.binding.UVLayout (T valid texels). Colours are RGB in
 [0, 1]; confidences in [0, 1] say how much a texel's colour is backed by the photo.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from model.camera import Camera
-from model.raster_mesh import rasterize_mesh
-from model.segmentation import PhotoEvidence
-from model.surface import UVLayout
-from model.template import REGIONS
+from model.core.camera import Camera
+from model.core.raster_mesh import rasterize_mesh
+from model.head.segmentation import PhotoEvidence
+from model.head.template import REGIONS
+from model.ours.binding import UVLayout
 
 # Region groups that may exchange colour when smoothing in UV space (no hair bleeding into skin).
 _GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",), ("mouth_interior", "tongue"),

@@ -13,7 +13,7 @@ is CUDA-only; see shared/NOTES.md). The rules, taken from gsplat's CUDA sources
 
 Pixel centres: this project's camera puts them at integer coordinates; gsplat puts them at
 j + 0.5. Both see the same offsets d, so the output is identical to gsplat given K with
-cx, cy + 0.5 (see model/_raster_gsplat.py). The clamp limits below use that shifted K.
+cx, cy + 0.5 (see model/core/_raster_gsplat.py). The clamp limits below use that shifted K.
 
 Speed (2 cores): one stable radix sort by depth, the records gathered into depth order, then a
 counting sort into tiles (each tile list stays depth ordered). A Gaussian's footprint is the exact
@@ -519,7 +519,7 @@ def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width:
     (pixel int64 [M] = y·width + x, gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
     Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
     default: then the map is exact to float32 rounding). Same inputs and rules as rasterize();
-    used to fit colours to a photo (model.avatar), which no rasterizer API exposes."""
+    used to fit colours to a photo (model.ours.avatar), which no rasterizer API exposes."""
     width, height = int(width), int(height)
     tw, th = int(tile[0]), int(tile[1])
     order, rec, bbox, offsets, ids, ntx, _ = _bin_view(means, quats, scales, opacities, np.zeros((len(means), 3)), K,

@@ -1,7 +1,7 @@
 """Single-image fitting of the open template: camera, head pose and identity shape.
 
 Pose convention (one for the whole project): the *camera carries the head pose*. The world stays
-the canonical head frame of model/camera.py, so `fitted.camera.project(fitted.vertices)` lands on
+the canonical head frame of model/core/camera.py, so `fitted.camera.project(fitted.vertices)` lands on
 the photo; `fitted.pose` = (yaw, pitch, roll) radians is only reported: it is the head's rotation
 as a frontal camera would see it, R_head = R_y(yaw) @ R_x(pitch) @ R_z(roll) (right-hand rule
 about the head axes: yaw > 0 turns the face towards +x, the subject's left; pitch > 0 tilts the
@@ -31,11 +31,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from model import landmarks as LM
-from model._template_canonical import MEDIAPIPE_Z_SCALE
-from model.camera import Camera, intrinsics
-from model.landmarks import Landmarks
-from model.template import Template, load_template
+from model.core.camera import Camera, intrinsics
+from model.head import landmarks as LM
+from model.head._template_canonical import MEDIAPIPE_Z_SCALE
+from model.head.landmarks import Landmarks
+from model.head.template import Template, load_template
 
 FOCAL_FACTOR = 1.0 / (2 * np.tan(np.deg2rad(30.0) / 2))  # focal / long side: 30 degree fov
 NECK_PIVOT = np.array([0.0, -0.045, -0.02])  # metres, canonical head frame (upper cervical spine)
@@ -74,7 +74,7 @@ class FittedHead:
     scale: np.ndarray = field(default_factory=lambda: np.ones(3))  # per-axis head scale vs template
     eye_centres: np.ndarray = field(default_factory=lambda: np.zeros((2, 3)))  # [right, left] metres
     gaze: np.ndarray = field(default_factory=lambda: np.zeros((2, 2)))  # [eye, (yaw, pitch)] baked in, radians
-    cache: dict = field(default_factory=dict, repr=False)  # per-subject rig data (model/rig.py)
+    cache: dict = field(default_factory=dict, repr=False)  # per-subject rig data (model/head/rig.py)
 
     @property
     def version(self) -> str:
@@ -229,7 +229,7 @@ def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None,
     if landmarks is None:
         if image is None:
             raise ValueError("fit() needs an image or landmarks")
-        from model.landmarks import detect_landmarks
+        from model.head.landmarks import detect_landmarks
         landmarks = detect_landmarks(image)
     template = template or load_template()
     basis = _basis(template)

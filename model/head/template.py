@@ -1,7 +1,7 @@
 """The project's open full-head template: geometry, UV atlas, mirror maps, regions, landmark map.
 
 FLAME/BFM are licence-gated downloads, so the head is built by code in this repo
-(model/_template_build.py, ~1 s, cached in memory), deterministically:
+(model/head/_template_build.py, ~1 s, cached in memory), deterministically:
 
 - one closed skin surface (face, scalp, back of head, neck stump with a flat cap) made from a
   latitude-longitude grid of directions around the head centre; a mouth slit whose lips meet at
@@ -17,13 +17,13 @@ FLAME/BFM are licence-gated downloads, so the head is built by code in this repo
   twins;
 - the landmark map (the one place it is held): for each of mediapipe's 478 face-mesh points, a
   triangle and barycentric coordinates (`landmark_faces`, `landmark_bary`). Where the points come
-  from is documented in model/_template_canonical.py (mediapipe run on portraits shipped in
+  from is documented in model/head/_template_canonical.py (mediapipe run on portraits shipped in
   packages, frontalized, averaged, symmetrized); inner-lip and lid points sit on their slit edge,
   iris points on the eyeballs;
 - semantic regions per triangle (`face_region`, names in REGIONS: face_skin, scalp, ears, neck,
   eyes (eyeballs and sockets), lips, mouth_interior, brows, teeth, tongue) and as UV masks.
 
-Units: metres; frame: the head world frame of model/camera.py (origin head centre, +y up, +z out of
+Units: metres; frame: the head world frame of model/core/camera.py (origin head centre, +y up, +z out of
 the face, +x the viewer's right). Triangles are counter-clockwise seen from outside.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from model._template_build import REGIONS, build
+from model.head._template_build import REGIONS, build
+from model.head.mesh import barycentric_matrix
 
 TEMPLATE_VERSION = "open-head-1.1"  # bump whenever geometry, UVs, regions or the landmark map change
 __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
@@ -63,7 +64,7 @@ class Template:
 
     def region_masks(self, res: int) -> dict[str, np.ndarray]:
         """Region name -> [res,res] bool mask of the texels whose triangle belongs to it."""
-        from model.raster_mesh import rasterize_uv
+        from model.core.raster_mesh import rasterize_uv
         face_id, _ = rasterize_uv(self.face_uvs, res)
         reg = np.where(face_id >= 0, self.face_region[np.maximum(face_id, 0)], -1)
         return {name: reg == i for i, name in enumerate(REGIONS)}
@@ -84,7 +85,6 @@ class Template:
 
 @lru_cache(maxsize=2)
 def _landmark_matrix(t: Template):
-    from model.surface import barycentric_matrix  # surface builds on this module: import late
     return barycentric_matrix(t.faces[t.landmark_faces], t.landmark_bary, len(t.vertices))
 
 

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import imageio.v2 as imageio
 import numpy as np
 
-from model.camera import Camera, framing_camera
-from model.image_io import to_uint8
-from model.interface import Avatar, Controls
+from model.core.camera import Camera, framing_camera
+from model.core.image_io import to_uint8
+from model.core.render import RenderResult
+
+
+class Renderable(Protocol):
+    """What a video needs of an avatar (model.interface.Avatar is one); the core does not know avatars."""
+
+    head_center: np.ndarray  # [3] metres
+    head_radius: float  # metres
+
+    def render(self, camera: Camera, controls: Mapping[str, float] | None = None,
+               background=(1.0, 1.0, 1.0)) -> RenderResult: ...
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int = 24) -> Path:
@@ -28,15 +38,15 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int = 24) -> 
     return path
 
 
-def turntable_frames(avatar: Avatar, n_frames: int = 72, size: int = 384, pitch: float = 0.0,
-                     controls: Controls | None = None, background=(1.0, 1.0, 1.0)):
+def turntable_frames(avatar: Renderable, n_frames: int = 72, size: int = 384, pitch: float = 0.0,
+                     controls: Mapping[str, float] | None = None, background=(1.0, 1.0, 1.0)):
     """Yields [size,size,3] float frames of a full turn (yaw 0 -> 2π) around the head."""
     for yaw in np.linspace(0, 2 * np.pi, n_frames, endpoint=False):
         cam = framing_camera(avatar.head_center, avatar.head_radius, yaw, pitch, size)
         yield avatar.render(cam, controls, background=background).rgb
 
 
-def write_animation(avatar: Avatar, controls: Sequence[Controls], path: str | Path,
+def write_animation(avatar: Renderable, controls: Sequence[Mapping[str, float]], path: str | Path,
                     camera: Camera | None = None, size: int = 384, fps: int = 24) -> Path:
     """Render the avatar performing each controls dict in turn (at the input camera by default)."""
     cam = camera or framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, size)

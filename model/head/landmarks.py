@@ -1,7 +1,7 @@
 """Face landmarks from one image: mediapipe 0.10.21 face mesh, 478 points, offline.
 
 Points are returned in pixel units of the image: x right, y down (pixel centres at integers, as
-model/camera.py), z is mediapipe's relative depth scaled to pixels (smaller = nearer the camera,
+model/core/camera.py), z is mediapipe's relative depth scaled to pixels (smaller = nearer the camera,
 zero near the face's centre), so the three axes share one unit.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def detect_all(image: np.ndarray) -> list[Landmarks]:
 
 def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX) -> Landmarks:
     """The largest face's landmarks. No face -> InputError; several faces -> largest, with a warning."""
-    from model.errors import InputError
+    from model.core.errors import InputError
     faces = detect_all(image)
     if not faces:
         raise InputError("no face found in the image: use a photo with one clearly visible face")
@@ -88,7 +88,7 @@ def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX) -> Landm
 
 # Named index groups of the 478-point mesh (facts about mediapipe's topology, checked against
 # mediapipe.python.solutions.face_mesh_connections in tests/test_template.py). "right"/"left" are
-# the subject's: the right eye is on the viewer's left (x < 0 in the head frame of model/camera.py).
+# the subject's: the right eye is on the viewer's left (x < 0 in the head frame of model/core/camera.py).
 # Each lid/lip curve runs from one corner to the other, corners included: upper and lower curves
 # of one feature share both ends.
 LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)

@@ -1,11 +1,11 @@
 """Our method, HeadSplat: one photo -> an animatable full head of Gaussians living in UV space.
 
 Pipeline, one feed-forward pass (no optimisation loop):
-1. landmarks and fitting of the open template (model.fitting): camera + identity shape;
-2. photo evidence (model.segmentation): person mask, skin tone, hair colour and height;
+1. landmarks and fitting of the open template (model.head.fitting): camera + identity shape;
+2. photo evidence (model.head.segmentation): person mask, skin tone, hair colour and height;
 3. geometry: the fitted surface, offset along its normals by a hair volume over the scalp;
 4. texture: every texel of the UV atlas samples the photo where its point is visible, with a
-   confidence (model.texture.project_texture); low-confidence texels take their mirror texel's
+   confidence (model.ours.texture.project_texture); low-confidence texels take their mirror texel's
    shading-corrected colour (symmetric fusion); what neither backs comes from the full-head prior;
 5. one Gaussian per texel (several along a stretched texel's long side), bound to its triangle by
    barycentric coordinates plus the normal offset, oriented by the triangle's tangent frame and sized
@@ -23,19 +23,26 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from model import rig
-from model.camera import Camera, head_extent
-from model.fitting import FittedHead, fit
-from model.gaussians import Gaussians, rgb_to_sh
-from model.image_io import load_image, to_float
+from model.core.camera import Camera, head_extent
+from model.core.gaussians import Gaussians, rgb_to_sh
+from model.core.image_io import load_image, to_float
+from model.core.render import compositing_weights
+from model.head import rig
+from model.head.fitting import FittedHead, fit
+from model.head.landmarks import detect_landmarks
+from model.head.mesh import barycentric_matrix, vertex_normals
+from model.head.segmentation import PhotoEvidence, photo_evidence
+from model.head.template import REGIONS, TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
-from model.landmarks import detect_landmarks
-from model.render import compositing_weights
-from model.segmentation import PhotoEvidence, photo_evidence
-from model.surface import (barycentric_matrix, bound_frames, face_quaternions, split_texels, tangent_frames,
-                           uv_layout, uv_tangent_coefficients, vertex_normals)
-from model.template import REGIONS, TEMPLATE_VERSION
-from model.texture import complete, fuse_symmetric, project_texture
+from model.ours.binding import (
+    bound_frames,
+    face_quaternions,
+    split_texels,
+    tangent_frames,
+    uv_layout,
+    uv_tangent_coefficients,
+)
+from model.ours.texture import complete, fuse_symmetric, project_texture
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette
 METHOD_VERSION = "0.4.0"
@@ -52,6 +59,7 @@ class Binding:
 
     sample: object  # scipy.sparse [T,V]: barycentric interpolation of per-vertex positions
     faces: np.ndarray  # [T] triangle of each Gaussian
+    bary: np.ndarray  # [T,3] its barycentric coordinates there (the rows of `sample`)
     used_faces: np.ndarray  # [U] the distinct triangles in `faces`
     face_slot: np.ndarray  # [T] index into used_faces
     uv_coef: np.ndarray  # [U,2] uv_tangent_coefficients of used_faces
@@ -209,7 +217,7 @@ def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camer
     Why: a surface's splats overlap (σ ≈ 0.8 px here) and composite in depth order, so each pixel blends
     a few neighbouring Gaussians, and colours sampled at each Gaussian's centre render visibly blurred
     (~22 dB inside the face on astronaut). The image is linear in the colours (A, from
-    model.render.compositing_weights), so we solve min |A c - alpha·image|² + damping·|c - colours|² with
+    model.core.render.compositing_weights), so we solve min |A c - alpha·image|² + damping·|c - colours|² with
     a few LSQR steps: the blend is undone where the photo backs it, while Gaussians it barely sees keep
     their colour. The premultiplied target leaves coverage alone: it fits colour, not the silhouette.
     """
@@ -318,6 +326,6 @@ class HeadSplat(Method):
         coef = uv_tangent_coefficients(tpl.face_uvs[used])
         rgb_g = rgb[texel].astype(np.float32)
         scales = np.maximum(scales, 1e-5).astype(np.float32)
-        binding = Binding(sample, f, used, slot, coef, hair, scales, rgb_g, rgb_to_sh(rgb_g),
+        binding = Binding(sample, f, bary, used, slot, coef, hair, scales, rgb_g, rgb_to_sh(rgb_g),
                           opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding)

@@ -1,7 +1,7 @@
 """Render 3D Gaussians to an image: one entry point, two backends with the same rules.
 
-- "cpu": numba tile rasterizer (model/_raster_cpu.py), what runs here and in the Space;
-- "gsplat": gsplat's CUDA rasterizer (model/_raster_gsplat.py), used when a GPU is present.
+- "cpu": numba tile rasterizer (model/core/_raster_cpu.py), what runs here and in the Space;
+- "gsplat": gsplat's CUDA rasterizer (model/core/_raster_gsplat.py), used when a GPU is present.
 
 Both follow gsplat 1.5.3 "classic" rasterization (EWA splatting, +0.3 px² blur, near plane 0.01 m,
 alpha = min(0.999, o·exp(-σ)), alpha < 1/255 skipped, a pixel stops when T·(1-alpha) <= 1e-4).
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.camera import Camera
-from model.gaussians import Gaussians
+from model.core.camera import Camera
+from model.core.gaussians import Gaussians
 
 BACKENDS = ("cpu", "gsplat")
 
@@ -76,9 +76,9 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), bac
     args = (gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, colors,
             camera.K, camera.world_to_cam, w, h)
     if backend == "cpu":
-        from model._raster_cpu import rasterize
+        from model.core._raster_cpu import rasterize
     else:
-        from model._raster_gsplat import rasterize
+        from model.core._raster_gsplat import rasterize
     rgb, alpha, depth = rasterize(*args)
     # rgb is premultiplied and has no background; gsplat composites the same way (pix + T·bg)
     rgb = rgb + (1.0 - alpha)[..., None] * bg
@@ -95,7 +95,7 @@ def compositing_weights(gaussians: Gaussians, camera: Camera, select: np.ndarray
     Used to fit colours to a photo."""
     import scipy.sparse as sp
 
-    from model._raster_cpu import compositing_weights as weights
+    from model.core._raster_cpu import compositing_weights as weights
     h, w = camera.height, camera.width
     if select is not None and np.shape(select) != (h, w):
         raise ValueError(f"select must be [{h},{w}], got shape {np.shape(select)}")

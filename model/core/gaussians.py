@@ -1,7 +1,7 @@
 """The one container for 3D Gaussians, and the small maths every part shares.
 
 Conventions (the same as gsplat and the 3DGS .ply layout):
-- means [N,3] in metres, world frame (see model/camera.py);
+- means [N,3] in metres, world frame (see model/core/camera.py);
 - quats [N,4] unit quaternions in (w, x, y, z) order, rotating the Gaussian's local axes into world;
 - scales [N,3] standard deviations along those axes, metres (linear here; the .ply stores logs);
 - opacities [N] in [0, 1] (the .ply stores logits);

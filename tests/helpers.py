@@ -1,0 +1,26 @@
+"""Helpers shared by several test files (kept here so that no test module imports another)."""
+from __future__ import annotations
+
+import socket
+
+from evaluation import results as R
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+
+def make_result(subject="a", subjects=("a", "b"), method="m1", metrics=None, status="ok", reason=None,
+                dataset="ds", manifest="0" * 64, protocol="input-view"):
+    return R.new_result(
+        method={"id": method, "name": method.upper(), "version": "1", "config": {"k": 1}},
+        dataset={"id": dataset, "slug": dataset, "manifest_sha256": manifest, "synthetic": False,
+                 "subjects": list(subjects)},
+        protocol={"id": protocol, "version": "1", "config": {"size": 64}},
+        subject=subject, status=status, reason=reason,
+        metrics={"psnr": 20.0, "lpips_alex": 0.2} if metrics is None else metrics,
+        views=[{"view": "input", "psnr": 20.0}], environment_info={"git": {"commit": None, "dirty": None}},
+        seeds={"numpy": 0}, timings={"total_s": 0.1})
