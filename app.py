@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -28,7 +29,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+import web
 from baselines.registry import get_method, list_methods
+from model.head import rig
 from model.core.camera import framing_camera
 from model.core.errors import InputError
 from model.core.image_io import load_image, to_uint8
@@ -72,6 +75,55 @@ CONTROL_GROUPS = (  # how the rig sliders are laid out; controls not listed go t
     ("eyes and brows", ("eye", "brow")),
     ("head pose", ("head",)),
 )
+
+
+# ------------------------------------------------------------------------------ the live viewer
+# The page talks to the browser viewer (web/, bundled into web/dist/viewer.js and served from this app)
+# through its page API, window.headsplat (documented in web/src/viewer.js). These event handlers run in
+# the page only (gradio events with fn=None): moving a slider makes no request to the server.
+LIVE_VIEWER_HTML = ('<div id="live-viewer" style="width:100%;aspect-ratio:1/1;max-height:70vh;position:relative">'
+                    '</div><div class="hs-hint">drag to orbit · wheel or pinch to zoom · the avatar is drawn '
+                    'and animated in your browser</div>')
+LIVE_CSS = """
+#live-viewer canvas { display: block; }
+#live-viewer .hs-live-message { position: absolute; inset: 0; display: flex; align-items: center;
+  justify-content: center; text-align: center; padding: 1.5em; background: #f6f6f6; color: #333; }
+#live-viewer .hs-live-message[hidden] { display: none; }
+.hs-hint { font-size: 0.85em; opacity: 0.7; }
+"""
+_HS = "(window.headsplat && window.headsplat.viewer)"
+JS_LOAD = f"(f) => {{ if (f && {_HS}) window.headsplat.viewer.load(f); return []; }}"
+JS_ATTACH = "() => { requestAnimationFrame(() => window.headsplat && window.headsplat.attach('%s')); return []; }"
+JS_VIEW = f"(y, p) => {{ {_HS} && window.headsplat.viewer.setView(y, p); return []; }}"
+JS_CONTROL = f"(v) => {{ {_HS} && window.headsplat.viewer.setControls({{[%s]: v}}); return []; }}"
+JS_PRESET = f"""(name) => {{
+  const presets = %s, names = %s, neutral = %s;
+  const p = presets[name] || {{}};
+  const values = names.map((n, i) => (n in p ? p[n] : neutral[i]));
+  {_HS} && window.headsplat.viewer.resetControls(Object.fromEntries(names.map((n, i) => [n, values[i]])));
+  return values;
+}}"""
+JS_PLAY = f"""async (f) => {{
+  if (!f || !{_HS}) return [];
+  const seq = await (await fetch(f.url)).json();
+  const video = document.querySelector(%s);
+  window.headsplat.viewer.play(seq, {{ video }});
+  if (video) {{ video.currentTime = 0; video.play().catch(() => {{}}); }}
+  return [];
+}}"""
+
+
+def viewer_head() -> str:
+    """<head> markup loading the viewer bundle (built now when missing or stale), or '' when it cannot be
+    built: the page then keeps the server render and says so."""
+    try:
+        bundle = web.build()
+    except web.BuildError:
+        log.exception("the live viewer could not be built; the server render stays")
+        return ""
+    gr.set_static_paths([bundle.parent])
+    version = int(bundle.stat().st_mtime)
+    return f'<script type="module" src="/gradio_api/file={bundle}?v={version}"></script>'
 
 
 # ----------------------------------------------------------------------------------- sessions
@@ -176,10 +228,9 @@ def _upload_path(value) -> str:
 def _controls(names: list[str], values, avatar) -> dict | None:
     """Slider values -> the controls dict for render(): None when neutral or not animatable (the
     neutral Gaussians are cached by the avatar)."""
-    from model.head.rig import CONTROLS
     if not avatar.animatable:
         return None
-    c = {n: float(v) for n, v in zip(names, values) if v is not None and abs(float(v) - CONTROLS[n].neutral) > 1e-6}
+    c = {n: float(v) for n, v in zip(names, values) if v is not None and abs(float(v) - rig.CONTROLS[n].neutral) > 1e-6}
     return c or None
 
 
@@ -187,30 +238,6 @@ def render_view(avatar, yaw_deg: float, pitch_deg: float, controls=None, size: i
     """uint8 [size,size,3]: the avatar seen from an orbit camera framed on its head, white background."""
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), size)
     return to_uint8(avatar.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
-
-
-# gr.Model3D draws splats with gsplat.js, whose orbit camera circles the origin from 5 units away in a
-# y-down world (COLMAP-style), starting 0.5 rad round and 0.5 rad above, with fx = fy = 1132 px.
-VIEWER_HEIGHT_PX = 420
-VIEWER_START_YAW = 0.5  # rad
-VIEWER_DISTANCE = 5.0
-VIEWER_FOCAL_PX = 1132.0
-
-
-def write_viewer_splat(gaussians, head_center, head_radius: float, path: str | Path) -> Path:
-    """A display copy of the avatar for gr.Model3D (downloads keep the project's world frame):
-    centred on the head, flipped for the y-down viewer (x, y, z) -> (x, -y, -z) so it faces
-    the viewer's camera, turned by the start yaw so the first frame is frontal, and scaled so the head's
-    framing sphere fills ~80% of the viewer's height."""
-    from model.core.export import write_splat
-    from model.core.gaussians import Gaussians, quat_to_rotmat, rotmat_to_quat
-    c, s = np.cos(-VIEWER_START_YAW), np.sin(-VIEWER_START_YAW)
-    R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0])
-    scale = 0.8 * VIEWER_DISTANCE * (0.5 * VIEWER_HEIGHT_PX / VIEWER_FOCAL_PX) / head_radius
-    g = gaussians
-    means = scale * (g.means - np.asarray(head_center, np.float32)) @ R.T
-    quats = rotmat_to_quat(R[None] @ quat_to_rotmat(g.quats))
-    return write_splat(Gaussians(means, quats, g.scales * scale, g.opacities, g.sh[:, :1]), path)
 
 
 # ------------------------------------------------------------------------------------ handlers
@@ -230,8 +257,9 @@ def _summary(avatar, method_id: str, seconds: float) -> str:
 @user_errors
 @_gpu
 def reconstruct(photo, method_id, session, progress=gr.Progress()):
-    """Photo (upload / webcam / example) -> avatar in the session, .splat for the 3D viewer, the
-    frontal server render (Create and Animate tabs), .ply + .splat downloads, a summary, sliders reset."""
+    """Photo (upload / webcam / example) -> avatar in the session, the file the live viewer loads (its
+    live pack, or the .splat of a static method), the frontal server render (Create and Animate tabs),
+    .ply + .splat downloads, a summary, view sliders reset."""
     t0 = time.perf_counter()
     if photo is None:
         return (gr.skip(),) * 8  # the image was cleared: leave every output as it is
@@ -247,8 +275,11 @@ def reconstruct(photo, method_id, session, progress=gr.Progress()):
     progress(0.8, desc="exporting")
     ply = avatar.export_ply(session.file("avatar.ply"))
     splat = avatar.export_splat(session.file("avatar.splat"))
-    shown = write_viewer_splat(avatar.gaussians(), avatar.head_center, avatar.head_radius,
-                               session.file("viewer.splat"))
+    pack = avatar.live_pack() if hasattr(avatar, "live_pack") else None
+    shown = splat
+    if pack is not None:
+        shown = session.file("avatar.hslp")
+        shown.write_bytes(pack)
     view = render_view(avatar, 0.0, 0.0)
     seconds = time.perf_counter() - t0
     for w in avatar.metadata().get("warnings", []):
@@ -267,11 +298,10 @@ def make_view_fn(names: list[str]):
 
 
 def make_preset_fn(names: list[str]):
-    def preset(name):
-        from model.head.rig import CONTROLS
+    def preset(name: str) -> list[float]:
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return [PRESETS[name].get(n, CONTROLS[n].neutral) for n in names]
+        return [PRESETS[name].get(n, rig.CONTROLS[n].neutral) for n in names]
     return user_errors(preset)
 
 
@@ -381,6 +411,8 @@ def drive(video, session, progress=gr.Progress()):
     for i, c in enumerate(controls):  # hold the last tracked expression over frames without a face
         last = controls[i] = c if c is not None else last
     rendered = [render_view(avatar, 0.0, 0.0, c, VIDEO_PX) for c in progress.tqdm(controls, desc="rendering the performance")]
+    seq = session.file("drive_controls.json")
+    seq.write_text(json.dumps(rig.sequence_dict([i / fps for i in range(len(controls))], controls)))
     fps = int(round(fps))
     both = write_mp4((_side_by_side(s, r) for s, r in zip(frames, rendered)), session.file("drive_side_by_side.mp4"), fps)
     anim = write_mp4(rendered, session.file("drive_animation.mp4"), fps)
@@ -388,7 +420,57 @@ def drive(video, session, progress=gr.Progress()):
     if missed:
         note += f"; {missed} frame(s) without a face held the previous expression"
         gr.Warning(note)
-    return str(both), str(anim), note
+    return str(both), str(anim), note, str(seq)
+
+
+MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
+MAX_SEQUENCE_MB = 50
+
+
+def _read_sequence_file(value) -> tuple[list[float], list[dict]]:
+    path = Path(_upload_path(value))
+    if path.stat().st_size > MAX_SEQUENCE_MB * 1e6:
+        raise InputError(f"the sequence file is larger than {MAX_SEQUENCE_MB} MB")
+    try:
+        data = json.loads(path.read_text())
+        times, controls = rig.read_sequence(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"not a JSON control sequence ({type(e).__name__})") from None
+    except ValueError as e:
+        raise InputError(f"not a usable control sequence: {e}") from None
+    if len(controls) > MAX_SEQUENCE_FRAMES:
+        raise InputError(f"the sequence has {len(controls)} frames; the limit is {MAX_SEQUENCE_FRAMES}")
+    return times, controls
+
+
+@user_errors
+def load_sequence(value):
+    """An uploaded control sequence -> (the file, checked, for the live view to play; a note). The
+    viewer re-poses every frame itself; names the rig cannot show are reported, not fatal."""
+    times, controls = _read_sequence_file(value)
+    names = json.loads(Path(_upload_path(value)).read_text()).get("names", [])
+    unused = [n for n in names if n in rig.IGNORED_ARKIT]
+    fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    note = f"playing {len(controls)} frames ({fps:.0f} fps, {times[-1]:.1f} s) in the live view"
+    if unused:
+        note += f"; the rig has no counterpart for {', '.join(unused)} (ignored)"
+    return value, note
+
+
+@user_errors
+@_gpu
+def render_sequence(value, session, progress=gr.Progress()):
+    """The uploaded control sequence rendered on the server (mp4 at the sequence's frame rate, ≤ 30 fps)."""
+    from model.core.video import write_animation
+    avatar = _avatar(session, animatable=True)
+    times, controls = _read_sequence_file(value)
+    span = times[-1] - times[0]
+    fps = min(30, max(1, round((len(times) - 1) / span))) if span > 0 else 30
+    keep = np.unique(np.searchsorted(times, np.arange(times[0], times[-1] + 1e-9, 1.0 / fps)).clip(0, len(times) - 1))
+    progress(0.1, desc=f"rendering {len(keep)} frames")
+    path = write_animation(avatar, [controls[i] or None for i in keep], session.file("sequence.mp4"), size=VIDEO_PX,
+                           fps=int(fps))
+    return str(path), str(path)
 
 
 def _method_choices() -> list[tuple[str, str]]:
@@ -533,15 +615,14 @@ def warm_up(method_id: str = DEFAULT_METHOD) -> float:
     avatar = load_method(method_id).reconstruct(load_image(example_photos()[0]))
     render_view(avatar, 30.0, 0.0)
     if avatar.animatable:
-        from model.head.rig import CONTROLS
-        render_view(avatar, 0.0, 0.0, {next(iter(CONTROLS)): 0.5})
-    with tempfile.TemporaryDirectory() as d:
-        write_viewer_splat(avatar.gaussians(), avatar.head_center, avatar.head_radius, Path(d) / "w.splat")
+        render_view(avatar, 0.0, 0.0, {next(iter(rig.CONTROLS)): 0.5})
+    if hasattr(avatar, "live_pack"):
+        avatar.live_pack()
     return time.perf_counter() - t0
 
 
 def _control_sliders(controls: dict) -> list:
-    """One slider per rig control, grouped by what they move; returns them in CONTROLS order."""
+    """One slider per rig control, grouped by what they move; returns them in rig.CONTROLS order."""
     placed, sliders = {}, {}
     for title, prefixes in CONTROL_GROUPS + (("other", ("",)),):
         names = [n for n in controls if n not in placed and n.startswith(prefixes)]
@@ -558,8 +639,7 @@ def _control_sliders(controls: dict) -> list:
 
 def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_TTL_S) -> gr.Blocks:
     """The whole Space as a gr.Blocks with its queue configured (launch with `launch_kwargs()`)."""
-    from model.head.rig import CONTROLS
-    names = list(CONTROLS)
+    names = list(rig.CONTROLS)
     method_ids = [s.id for s in list_methods()]
     view_fn, preset_fn = make_view_fn(names), make_preset_fn(names)
     refresh_fn, select_fn = make_leaderboard_fns(Path(results_dir))
@@ -569,7 +649,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         gr.Markdown("# HeadSplat Hub\nOne portrait in, a full 360° head of 3D Gaussians out: rotate it, "
                     "animate it, download it, and compare methods on one documented evaluation.")
         with gr.Tabs():
-            with gr.Tab("Create", id="create"):
+            with gr.Tab("Create", id="create") as create_tab:
                 with gr.Row():
                     with gr.Column(scale=1):
                         photo = gr.Image(label="Portrait (one face)", sources=["upload", "webcam", "clipboard"],
@@ -578,15 +658,16 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                         create_btn = gr.Button("Reconstruct", variant="primary")
                         gr.Examples(example_photos(), inputs=[photo], label="Example portraits")
                         summary = gr.Markdown(elem_id="summary")
-                    with gr.Column(scale=1):
-                        viewer = gr.Model3D(label="360° view (drag to rotate; runs in your browser)",
-                                            height=VIEWER_HEIGHT_PX,
-                                            clear_color=(1.0, 1.0, 1.0, 1.0), elem_id="viewer")
-                    with gr.Column(scale=1):
-                        rendered = gr.Image(label="Server render", format="jpeg", height=420, interactive=False,
-                                            elem_id="rendered")
-                        yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)", elem_id="yaw")
-                        pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)", elem_id="pitch")
+                    with gr.Column(scale=2):
+                        gr.HTML(LIVE_VIEWER_HTML, elem_id="live-slot-create", padding=False)
+                        with gr.Row():
+                            yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)", elem_id="yaw")
+                            pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)", elem_id="pitch")
+                        live_src = gr.File(visible=False, elem_id="live-src")
+                        with gr.Accordion("Server render (when the live view cannot run)", open=False):
+                            rendered = gr.Image(label="Server render", format="jpeg", height=420,
+                                                interactive=False, elem_id="rendered")
+                            render_btn = gr.Button("Render on the server at this yaw/pitch")
                 with gr.Row():
                     downloads = gr.File(label="Downloads: 3DGS .ply and .splat", file_count="multiple",
                                         interactive=False)
@@ -594,25 +675,39 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                         turn_btn = gr.Button("Make a turntable video")
                         turn_video = gr.Video(label="Turntable", interactive=False)
                         turn_file = gr.File(label="turntable.mp4", interactive=False)
-            with gr.Tab("Animate", id="animate"):
-                gr.Markdown("Move the rig's sliders (HeadSplat avatars only); the view re-renders on the server.")
+            with gr.Tab("Animate", id="animate") as animate_tab:
+                gr.Markdown("Move the rig's sliders or pick a preset (HeadSplat avatars): the live view re-poses "
+                            "the avatar in your browser, with no server call. Drag to orbit, wheel or pinch to zoom.")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        preset = gr.Radio(list(PRESETS), value="neutral", label="Preset expressions")
-                        sliders = _control_sliders(CONTROLS)
-                    with gr.Column(scale=1):
-                        anim_view = gr.Image(label="Animated view", format="jpeg", height=512, interactive=False,
-                                             elem_id="anim-view")
-                        perf_btn = gr.Button("Render a preset performance (mp4)")
-                        perf_video = gr.Video(label="Performance", interactive=False)
-                        perf_file = gr.File(label="animation.mp4", interactive=False)
+                        preset = gr.Radio(list(PRESETS), value="neutral", label="Preset expressions",
+                                          elem_id="preset")
+                        sliders = _control_sliders(rig.CONTROLS)
+                    with gr.Column(scale=2):
+                        gr.HTML("", elem_id="live-slot-animate", padding=False)
+                        with gr.Row():
+                            seq_file = gr.File(label="Play a control sequence (.json: rig or ARKit names, "
+                                                     "LAM's format)", file_types=[".json"], elem_id="seq-file")
+                            with gr.Column():
+                                seq_note = gr.Markdown(elem_id="seq-note")
+                                seq_btn = gr.Button("Render the sequence on the server (mp4)")
+                        with gr.Accordion("Server render and videos", open=False):
+                            anim_view = gr.Image(label="Server render of the sliders", format="jpeg", height=512,
+                                                 interactive=False, elem_id="anim-view")
+                            anim_btn = gr.Button("Render the sliders on the server")
+                            perf_btn = gr.Button("Render a preset performance (mp4)")
+                            perf_video = gr.Video(label="Performance", interactive=False)
+                            perf_file = gr.File(label="animation.mp4", interactive=False)
                 gr.Markdown(f"### Drive with a video\nUpload or record a short clip (≤ {MAX_VIDEO_S:.0f} s) of "
-                            "one face; it is tracked and the avatar performs it.")
+                            "one face; it is tracked once, then the live view plays it in step with the clip "
+                            "(and an mp4 is rendered).")
                 with gr.Row():
-                    clip = gr.Video(label="Driving clip", sources=["upload", "webcam"], include_audio=False)
+                    clip = gr.Video(label="Driving clip", sources=["upload", "webcam"], include_audio=False,
+                                    elem_id="drive-clip")
                     with gr.Column():
                         drive_btn = gr.Button("Track and animate", variant="primary")
                         drive_note = gr.Markdown()
+                        drive_seq = gr.File(label="tracked controls (.json)", interactive=False, elem_id="drive-seq")
                     drive_video = gr.Video(label="Source | avatar", interactive=False)
                     drive_file = gr.File(label="avatar animation .mp4", interactive=False)
             with gr.Tab("Compare", id="compare"):
@@ -638,21 +733,34 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         heavy = dict(concurrency_id="heavy", concurrency_limit=HEAVY_CONCURRENCY)
         light = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, show_progress="hidden",
                      trigger_mode="always_last")
-        create_out = [session, viewer, rendered, anim_view, downloads, summary, yaw, pitch]
+        create_out = [session, live_src, rendered, anim_view, downloads, summary, yaw, pitch]
+        load_live = dict(fn=None, inputs=live_src, outputs=None, js=JS_LOAD)
         photo.change(reconstruct, [photo, method, session], create_out, api_name="reconstruct",
-                     preprocess=False, **heavy)
+                     preprocess=False, **heavy).then(**load_live)
         create_btn.click(reconstruct, [photo, method, session], create_out, api_name="reconstruct_again",
-                         preprocess=False, **heavy)
+                         preprocess=False, **heavy).then(**load_live)
+        create_tab.select(None, None, None, js=JS_ATTACH % "live-slot-create")
+        animate_tab.select(None, None, None, js=JS_ATTACH % "live-slot-animate")
+        # the live view follows the sliders in the page: no server call
+        gr.on([yaw.input, pitch.input], None, [yaw, pitch], None, js=JS_VIEW)
+        for name, s in zip(names, sliders):
+            s.input(None, s, None, js=JS_CONTROL % json.dumps(name))
+        preset.input(None, preset, sliders, js=JS_PRESET % (json.dumps(PRESETS), json.dumps(names),
+                                                            json.dumps([rig.CONTROLS[n].neutral for n in names])))
         view_in = [session, yaw, pitch, *sliders]
-        gr.on([yaw.input, pitch.input], view_fn, view_in, rendered, api_name="view", **light)
-        gr.on([s.input for s in sliders], view_fn, view_in, anim_view, api_name="animate_view", **light)
-        preset.input(preset_fn, preset, sliders, api_name="preset").then(view_fn, view_in, anim_view,
-                                                                         api_visibility="undocumented", **light)
+        render_btn.click(view_fn, view_in, rendered, api_name="view", **light)
+        anim_btn.click(view_fn, view_in, anim_view, api_name="animate_view", **light)
+        gr.api(preset_fn, api_name="preset")
         turn_btn.click(turntable, session, [turn_video, turn_file], api_name="turntable", **heavy)
         perf_btn.click(make_performance_fn(names), session, [perf_video, perf_file], api_name="performance",
                        **heavy)
-        drive_btn.click(drive, [clip, session], [drive_video, drive_file, drive_note], api_name="drive",
-                        preprocess=False, **heavy)
+        seq_file.upload(load_sequence, seq_file, [seq_file, seq_note], api_name="sequence",
+                        preprocess=False).success(None, seq_file, None, js=JS_PLAY % "null")
+        seq_btn.click(render_sequence, [seq_file, session], [perf_video, perf_file], api_name="render_sequence",
+                      preprocess=False, **heavy)
+        drive_btn.click(drive, [clip, session], [drive_video, drive_file, drive_note, drive_seq], api_name="drive",
+                        preprocess=False, **heavy).success(None, drive_seq, None,
+                                                           js=JS_PLAY % "'#drive-clip video'")
         compare_btn.click(compare, [photo, compare_ids, session], [grid, grid_table], api_name="compare",
                           preprocess=False, **heavy)
         lb_out = [lb_group, lb_table, lb_bars, lb_yaw, lb_status]
@@ -665,9 +773,11 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
 
 
 def launch_kwargs() -> dict:
-    """Arguments for demo.launch(): the upload size limit. (Session dirs need no blocking: gradio serves
-    only its own cached copies and allowed_paths, and the session root is neither.)"""
-    return {"max_file_size": f"{MAX_UPLOAD_MB}mb", "footer_links": ["api", "gradio"]}
+    """Arguments for demo.launch(): the upload size limit, the live viewer's bundle and style. (Session
+    dirs need no blocking: gradio serves only its own cached copies, allowed_paths and static paths,
+    and the session root is none of them.)"""
+    return {"max_file_size": f"{MAX_UPLOAD_MB}mb", "footer_links": ["api", "gradio"], "head": viewer_head(),
+            "css": LIVE_CSS}
 
 
 if __name__ == "__main__":

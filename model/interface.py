@@ -79,6 +79,11 @@ class GaussianAvatar(Avatar):
         from model.core.export import write_splat
         return write_splat(self.gaussians(controls), path)
 
+    def live_pack(self) -> bytes | None:
+        """The avatar as a live pack that the browser re-poses itself (model/ours/live.py documents the
+        format), or None when the method has none: the viewer then shows its .splat, not animated."""
+        return None
+
     def metadata(self) -> dict:
         return {**super().metadata(), "gaussians": len(self.gaussians())}
 

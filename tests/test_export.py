@@ -3,7 +3,7 @@ import pytest
 from plyfile import PlyData
 
 from model.core.camera import orbit_camera
-from model.core.export import read_ply, read_splat, write_ply, write_splat
+from model.core.export import read_ply, read_splat, to_file_frame, write_ply, write_splat
 from model.core.gaussians import Gaussians, normalize_quats
 from model.core.render import render
 
@@ -35,7 +35,9 @@ def test_ply_is_the_standard_3dgs_layout_for_third_party_readers(tmp_path):
     # opacity is a logit, scales are logs, f_rest is channel-major (R coefficients first)
     assert np.allclose(1 / (1 + np.exp(-v["opacity"])), g.opacities, atol=1e-6)
     assert np.allclose(np.exp(v["scale_1"]), g.scales[:, 1], rtol=1e-6)
-    assert np.allclose(v["f_rest_0"], g.sh[:, 1, 0]) and np.allclose(v["f_rest_3"], g.sh[:, 1, 1])
+    f = to_file_frame(g)  # files hold the 3DGS frame (y down): the y-odd SH terms change sign
+    assert np.allclose(v["f_rest_0"], f.sh[:, 1, 0]) and np.allclose(v["f_rest_3"], f.sh[:, 1, 1])
+    assert np.allclose(v["f_rest_0"], -g.sh[:, 1, 0])
 
 
 def test_splat_round_trip_keeps_geometry_and_quantises_colour(tmp_path):
@@ -57,3 +59,24 @@ def test_malformed_files_are_rejected_clearly(tmp_path):
     (tmp_path / "bad.ply").write_bytes(b"not a ply")
     with pytest.raises(ValueError, match="not a readable 3DGS"):
         read_ply(tmp_path / "bad.ply")
+
+
+def test_files_use_the_3dgs_frame_and_sh_turns_with_it(tmp_path):
+    """Files are y-down/z-forward (the head turned 180° about x); colours seen from a direction are
+    the same after the turn when seen from the turned direction (checked on the SH evaluation)."""
+    from model.core.gaussians import eval_sh
+    rng = np.random.default_rng(3)
+    n = 50
+    q = rng.normal(size=(n, 4))
+    g = Gaussians(rng.normal(size=(n, 3)), q / np.linalg.norm(q, axis=1, keepdims=True), rng.uniform(0.01, 0.1, (n, 3)),
+                  rng.uniform(0.1, 1, n), rng.normal(size=(n, 16, 3)) * 0.2)
+    f = to_file_frame(g)
+    assert np.allclose(f.means, g.means * [1, -1, -1])
+    # rotation matrices: R_file = R_x(180) R
+    from model.core.gaussians import quat_to_rotmat
+    assert np.allclose(quat_to_rotmat(f.quats), np.diag([1, -1, -1]) @ quat_to_rotmat(g.quats), atol=1e-6)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    assert np.allclose(eval_sh(f.sh, d * [1, -1, -1]), eval_sh(g.sh, d), atol=1e-5)
+    raw = np.fromfile(write_splat(g, tmp_path / "a.splat"), np.float32).reshape(n, 8)
+    assert np.allclose(np.sort(raw[:, 1]), np.sort(-g.means[:, 1]), atol=1e-6)  # y stored downwards

@@ -5,6 +5,13 @@ f_rest_* (channel-major: all R coefficients, then G, then B), opacity as a logit
 natural logs, rot_0..3 as a quaternion (w, x, y, z).
 .splat: 32 bytes a Gaussian, largest-and-most-opaque first: position 3×f32, scale 3×f32 (linear),
 RGBA 4×u8 (DC colour and opacity), rotation 4×u8 as round(q·128 + 128), q = (w, x, y, z).
+
+Frame of the files: the 3DGS/COLMAP convention that captures and their viewers use (OpenCV camera
+axes: +y down, +z forward), i.e. the head world of model/core/camera.py turned 180° about x:
+(x, y, z) -> (x, -y, -z). The head is then upright in SuperSplat, gsplat.js and the antimatter15
+viewer, and in three.js/Spark with the customary flip of captures (`mesh.quaternion.set(1, 0, 0, 0)`)
+it is upright and faces a default camera on +z (tests/test_browser.py checks this with Spark's own
+loader). The readers turn files back into the head world, so a write/read round trip is exact.
 """
 from __future__ import annotations
 
@@ -18,6 +25,27 @@ from plyfile import PlyData, PlyElement, PlyParseError
 from model.core.gaussians import Gaussians, normalize_quats
 
 _EPS = 1e-7
+_FLIP = np.array([1.0, -1.0, -1.0], np.float32)  # head world <-> file frame: 180° about x (its own inverse)
+
+
+def to_file_frame(g: Gaussians) -> Gaussians:
+    """Gaussians in the head world -> the files' frame (and back: the turn is its own inverse).
+    Means (x, y, z) -> (x, -y, -z); rotations q -> q_x(180°)·q, i.e. (w, x, y, z) -> (-x, w, -z, y)."""
+    w, x, y, z = normalize_quats(g.quats).T
+    q = np.stack([-x, w, -z, y], 1)
+    return Gaussians(g.means * _FLIP, q * np.where(q[:, :1] < 0, -1.0, 1.0), g.scales, g.opacities,
+                     _flip_sh(g.sh))
+
+
+def _flip_sh(sh: np.ndarray) -> np.ndarray:
+    """SH coefficients [N,K,3] of a colour field turned 180° about x: each real basis function is even
+    or odd under (y, z) -> (-y, -z), so the turn only flips signs."""
+    k = sh.shape[1]
+    if k == 1:
+        return sh
+    # signs of the real SH basis (3DGS order) under y -> -y, z -> -z, per band up to degree 3
+    signs = np.array([1, -1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1][:k], np.float32)
+    return sh * signs[None, :, None]
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -35,6 +63,8 @@ def _atomic_write(path: Path, write) -> Path:
 
 
 def write_ply(g: Gaussians, path: str | Path) -> Path:
+    """Gaussians in the head world -> a 3DGS .ply in the files' frame (see the module docstring)."""
+    g = to_file_frame(g)
     n, k = len(g), g.sh.shape[1]
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
@@ -71,11 +101,13 @@ def read_ply(path: str | Path) -> Gaussians:
     if k > 1:
         sh[:, 1:] = col(*[f"f_rest_{i}" for i in range(n_rest)]).reshape(-1, 3, k - 1).transpose(0, 2, 1)
     logit = col("opacity")[:, 0]
-    return Gaussians(col("x", "y", "z"), normalize_quats(col("rot_0", "rot_1", "rot_2", "rot_3")),
-                     np.exp(col("scale_0", "scale_1", "scale_2")), 1 / (1 + np.exp(-logit)), sh)
+    return to_file_frame(Gaussians(col("x", "y", "z"), normalize_quats(col("rot_0", "rot_1", "rot_2", "rot_3")),
+                                   np.exp(col("scale_0", "scale_1", "scale_2")), 1 / (1 + np.exp(-logit)), sh))
 
 
 def write_splat(g: Gaussians, path: str | Path) -> Path:
+    """Gaussians in the head world -> an antimatter15 .splat in the files' frame (DC colour only)."""
+    g = to_file_frame(g)
     order = np.argsort(-(g.scales.prod(1) * g.opacities), kind="stable")  # viewers stream big ones first
     n = len(g)
     buf = np.empty(n, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
@@ -93,5 +125,5 @@ def read_splat(path: str | Path) -> Gaussians:
         raise ValueError(f"{Path(path).name}: size {len(raw)} is not a multiple of 32 bytes")
     buf = np.frombuffer(raw, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
     rgba = buf["rgba"].astype(np.float32) / 255
-    return Gaussians.from_rgb(buf["pos"], normalize_quats((buf["rot"].astype(np.float32) - 128) / 128),
-                              buf["scale"], rgba[:, 3], rgba[:, :3])
+    return to_file_frame(Gaussians.from_rgb(buf["pos"], normalize_quats((buf["rot"].astype(np.float32) - 128) / 128),
+                                            buf["scale"], rgba[:, 3], rgba[:, :3]))

@@ -164,6 +164,17 @@ def read_sequence(data: Mapping) -> tuple[list[float], list[dict[str, float]]]:
     return times, out
 
 
+def sequence_dict(times: list[float], controls: list[Mapping[str, float]]) -> dict:
+    """Controls per frame -> the sequence JSON that read_sequence reads (LAM's format; every control
+    as a column, head pose in head_pose)."""
+    names = [n for n in CONTROLS if not n.startswith("head")]
+    return {"names": names,
+            "frames": [{"weights": [float(c.get(n, CONTROLS[n].neutral)) for n in names], "time": float(t)}
+                       for t, c in zip(times, controls)],
+            "head_pose": [[float(c.get("headPitch", 0.0)), float(c.get("headYaw", 0.0)), float(c.get("headRoll", 0.0))]
+                          for c in controls]}
+
+
 def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
     """Names checked (rig or ARKit names, see from_arkit; unknown -> ValueError listing the known
     ones), values clipped to their ranges."""

@@ -106,6 +106,10 @@ class HeadSplatAvatar(GaussianAvatar):
         quats, scales = bound_frames(quats, grow, b.face_slot, b.scales)
         return Gaussians(means, quats, scales, b.opacities, b.sh)
 
+    def live_pack(self) -> bytes:
+        from model.ours.live import write_pack
+        return write_pack(self)
+
     def retarget(self, image: np.ndarray) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image`."""
         return rig.retarget(detect_landmarks(load_image(image)), self.fitted)

@@ -1,0 +1,380 @@
+// The live viewer: draws a live pack with Spark (3D Gaussian splats on three.js) and re-poses it in the
+// page for every rig control, preset, head pose and sequence frame: no server call after the pack.
+//
+// Page API (for the app, tests and embedding), on the element #live-viewer:
+//   window.headsplat.viewer.load(urlOrFileData)   fetch and show a live pack (animatable), or a .splat
+//                                                 download of a static method (model/core/export.py)
+//   .setControls({name: value})                   rig or ARKit names; merged into the current pose
+//   .setView(yawDeg, pitchDeg)                    orbit camera, the server's framing (model.core.camera)
+//   .play(sequence, {video})                      a control sequence (LAM's JSON format) at its own
+//                                                 frame rate, or following a <video>'s clock
+//   .stop()
+//   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, ...}
+//   .readSplats() -> {centers, scales, quats, rgba}: what Spark holds now, unpacked (tests)
+import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
+import { PackedSplats, SparkRenderer, SplatFileType, SplatMesh, toHalf, unpackSplat, utils } from "@sparkjsdev/spark";
+import { MAGIC, PackError, readPack } from "./pack.js";
+import { Poser, normalizeControls } from "./pose.js";
+
+const FOV_Y_DEG = 20; // model.core.camera.framing_camera: fov 20 deg, the head's sphere fills 85%
+const FILL = 0.85;
+// Spark's packed encoding (its defaults: the renderer decodes with them): ln(scale) in 8 bits over
+// [-12, 9], centres as float16, rotations as an 8+8-bit octahedral axis and an 8-bit angle.
+const ENCODING = { rgbMin: 0, rgbMax: 1, lnScaleMin: -12, lnScaleMax: 9 };
+const LN_STEP = 254 / (ENCODING.lnScaleMax - ENCODING.lnScaleMin);
+const ELEMENT_ID = "live-viewer";
+const SETTLE_MS = 1500;
+
+class LiveViewer {
+  constructor() {
+    this.el = null;
+    this.pack = null;
+    this.poser = null;
+    this.controls = {};
+    this.ignored = [];
+    this.frames = 0;
+    this.poses = 0;
+    this.updateMs = [];
+    this.lastUpdateMs = null;
+    this.dirtyPose = false;
+    this.dirtyView = true;
+    this.playing = null;
+    this.sequenceFrame = -1;
+    this.error = null;
+    this.view = { yaw: 0, pitch: 0 };
+  }
+
+  // ----------------------------------------------------------------------------------- set-up
+  mount(el) {
+    if (this.el === el) return true;
+    if (!el) return false;
+    this.el = el;
+    el.classList.add("hs-live");
+    el.innerHTML = "";
+    this.message = document.createElement("div");
+    this.message.className = "hs-live-message";
+    this.message.hidden = true;
+    el.appendChild(this.message);
+    const probe = document.createElement("canvas").getContext("webgl2");
+    if (!probe) {
+      this.fail("Your browser has no WebGL2, so the live 3D view cannot run here. The server render shows the avatar instead.");
+      return false;
+    }
+    this.renderer = new THREE.WebGLRenderer({ antialias: false, alpha: false, preserveDrawingBuffer: true });
+    this.renderer.setClearColor(0xffffff, 1);
+    this.renderer.setPixelRatio(1);
+    el.appendChild(this.renderer.domElement);
+    this.renderer.domElement.style.touchAction = "none";
+    this.scene = new THREE.Scene();
+    this.spark = new SparkRenderer({ renderer: this.renderer });
+    this.scene.add(this.spark);
+    this.camera = new THREE.PerspectiveCamera(FOV_Y_DEG, 1, 0.01, 100);
+    this.orbit = new OrbitControls(this.camera, this.renderer.domElement);
+    this.orbit.enableDamping = false;
+    this.orbit.addEventListener("change", () => { this.dirtyView = true; });
+    new ResizeObserver(() => this.resize()).observe(el);
+    this.resize();
+    this.renderer.setAnimationLoop(() => this.tick());
+    return true;
+  }
+
+  resize() {
+    if (!this.renderer || !this.el) return;
+    const w = Math.max(1, this.el.clientWidth), h = Math.max(1, this.el.clientHeight || w);
+    this.renderer.setSize(w, h, false);
+    this.renderer.domElement.style.width = "100%";
+    this.renderer.domElement.style.height = "100%";
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.dirtyView = true;
+  }
+
+  fail(text) {
+    this.error = text;
+    if (this.message) {
+      this.message.textContent = text;
+      this.message.hidden = false;
+    }
+    if (this.renderer) this.renderer.domElement.style.visibility = "hidden";
+    this.el && this.el.dispatchEvent(new CustomEvent("headsplat-error", { detail: text, bubbles: true }));
+  }
+
+  ensureMounted() {
+    return this.mount(this.el || document.getElementById(ELEMENT_ID));
+  }
+
+  // ----------------------------------------------------------------------------------- loading
+  async load(src) {
+    const url = typeof src === "string" ? src : src && (src.url || src.path);
+    if (!url) return false;
+    if (!this.ensureMounted()) return false;
+    try {
+      const res = await fetch(url);
+      if (!res.ok) throw new PackError(`the avatar file could not be fetched (HTTP ${res.status})`);
+      const bytes = await res.arrayBuffer();
+      const head = String.fromCharCode(...new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength)));
+      if (head === MAGIC) this.show(readPack(bytes));
+      else await this.showStatic(bytes);
+    } catch (e) {
+      const why = e instanceof PackError ? e.message : `${e.name}: ${e.message}`;
+      this.fail(`The live view could not read this avatar (${why}). The server render shows it instead.`);
+      return false;
+    }
+    return true;
+  }
+
+  clear() {
+    this.stop();
+    if (this.mesh) {
+      this.scene.remove(this.mesh);
+      this.mesh.dispose && this.mesh.dispose();
+      this.mesh = null;
+    }
+    this.error = null;
+    this.message.hidden = true;
+    this.renderer.domElement.style.visibility = "visible";
+    this.pack = null;
+    this.poser = null;
+  }
+
+  /** A static method's .splat (the download's 3DGS frame, y down): shown, not animatable. */
+  async showStatic(bytes) {
+    if (bytes.byteLength === 0 || bytes.byteLength % 32) throw new PackError("neither a live pack nor a .splat file");
+    this.clear();
+    const n = bytes.byteLength / 32;
+    const pos = new Float32Array(bytes);
+    const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < 3; k++) {
+        const v = pos[i * 8 + k] * (k ? -1 : 1); // back to the head world (+y up)
+        lo[k] = Math.min(lo[k], v); hi[k] = Math.max(hi[k], v);
+      }
+    }
+    this.mesh = new SplatMesh({ fileBytes: new Uint8Array(bytes), fileType: SplatFileType.SPLAT });
+    this.mesh.quaternion.set(1, 0, 0, 0); // the customary flip of y-down captures
+    await this.mesh.initialized;
+    this.scene.add(this.mesh);
+    this.staticSplats = n;
+    // model.core.camera.head_extent: box centre, radius 25% beyond the box's inscribed-sphere scale
+    const c = lo.map((v, k) => 0.5 * (v + hi[k]));
+    const r = 0.5 * Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) / Math.sqrt(3) * 1.25;
+    this.frame(c, r);
+    this.el.dispatchEvent(new CustomEvent("headsplat-loaded", { detail: { splats: n, animatable: false }, bubbles: true }));
+  }
+
+  frame(center, radius) {
+    this.center = new THREE.Vector3(...center);
+    this.distance = radius / Math.sin(0.5 * FILL * THREE.MathUtils.degToRad(FOV_Y_DEG));
+    this.orbit.target.copy(this.center);
+    this.orbit.minDistance = 0.3 * this.distance;
+    this.orbit.maxDistance = 4 * this.distance;
+    this.setView(0, 0);
+  }
+
+  /** Move the viewer into another element (the app shows it on the Create and the Animate tab). */
+  attach(slot) {
+    const target = typeof slot === "string" ? document.getElementById(slot) : slot;
+    if (!target || !this.el || this.el.parentElement === target) return false;
+    target.appendChild(this.el);
+    this.resize();
+    return true;
+  }
+
+  show(pack) {
+    this.clear();
+    this.staticSplats = 0;
+    this.pack = pack;
+    this.poser = new Poser(pack);
+    const T = this.poser.T;
+    this.packed = new PackedSplats({ maxSplats: T, splatEncoding: ENCODING });
+    const arr = this.packed.ensureSplats(T);
+    this.packed.numSplats = T;
+    const { rgb, opacity } = this.poser;
+    for (let i = 0; i < T; i++) {
+      utils.setPackedSplatRgba(arr, i, rgb[i * 3] / 255, rgb[i * 3 + 1] / 255, rgb[i * 3 + 2] / 255,
+        opacity[i] / 255, ENCODING);
+    }
+    // per Gaussian: ln of its neutral scales; per used triangle: its encoded rotation (all of a
+    // triangle's Gaussians share it), so each re-pose encodes 24k rotations, not 100k
+    const sc = this.poser.s.scales;
+    this.lnScale = new Float64Array(T * 3);
+    for (let i = 0; i < T * 3; i++) this.lnScale[i] = Math.log(sc[i]);
+    this.faceQlo = new Uint32Array(this.poser.U);
+    this.faceQhi = new Uint32Array(this.poser.U);
+    this.scratch = new Uint32Array(4);
+    this.controls = {};
+    this.applyPose();
+    this.mesh = new SplatMesh({ packedSplats: this.packed });
+    this.scene.add(this.mesh);
+    this.frame(pack.header.head_center, pack.header.head_radius);
+    this.el.dispatchEvent(new CustomEvent("headsplat-loaded", { detail: { splats: T, animatable: true }, bubbles: true }));
+  }
+
+  // ----------------------------------------------------------------------------------- posing
+  setControls(values) {
+    Object.assign(this.controls, values || {});
+    this.dirtyPose = true;
+    // pose now, not at the next animation frame: a caller measuring stats() sees this update
+    if (this.poser) this.applyPose();
+  }
+
+  resetControls(values) {
+    this.controls = {};
+    this.setControls(values);
+  }
+
+  applyPose() {
+    if (!this.poser) return;
+    const t0 = performance.now();
+    const { ignored } = this.poser.pose(this.controls);
+    this.writePacked();
+    this.packed.needsUpdate = true;
+    if (this.mesh) this.mesh.updateVersion();
+    this.lastUpdateMs = performance.now() - t0;
+    this.updateMs.push(this.lastUpdateMs);
+    if (this.updateMs.length > 200) this.updateMs.shift();
+    this.ignored = ignored;
+    this.poses += 1;
+    this.dirtyPose = false;
+    this.dirtyView = true;
+  }
+
+  /** The re-posed Gaussians into Spark's packed words (its setPackedSplat* layout, written in one pass:
+   * calling those helpers per Gaussian cost ~50 ms for 100k, this ~5 ms). Colours stay as loaded. */
+  writePacked() {
+    const { centers, faceQuat: Q, faceGrow, U, T, s } = this.poser;
+    const arr = this.packed.packedArray, lnS = this.lnScale, qlo = this.faceQlo, qhi = this.faceQhi;
+    const scratch = this.scratch;
+    const lnG = new Float64Array(U);
+    for (let u = 0; u < U; u++) {
+      // Spark takes (x, y, z, w); the poser's are (w, x, y, z)
+      utils.setPackedSplatQuat(scratch, 0, Q[u * 4 + 1], Q[u * 4 + 2], Q[u * 4 + 3], Q[u * 4]);
+      qlo[u] = scratch[2] >>> 16;
+      qhi[u] = scratch[3] >>> 24;
+      lnG[u] = Math.log(faceGrow[u]);
+    }
+    const lo = ENCODING.lnScaleMin;
+    const slot = s.slot;
+    for (let i = 0; i < T; i++) {
+      const u = slot[i], o = i * 3, w = i * 4;
+      const g = lnG[u];
+      const sx = Math.min(255, Math.max(1, Math.round((lnS[o] + g - lo) * LN_STEP) + 1));
+      const sy = Math.min(255, Math.max(1, Math.round((lnS[o + 1] + g - lo) * LN_STEP) + 1));
+      const sz = Math.min(255, Math.max(1, Math.round((lnS[o + 2] - lo) * LN_STEP) + 1));
+      arr[w + 1] = toHalf(centers[o]) | (toHalf(centers[o + 1]) << 16);
+      arr[w + 2] = toHalf(centers[o + 2]) | (qlo[u] << 16);
+      arr[w + 3] = sx | (sy << 8) | (sz << 16) | (qhi[u] << 24);
+    }
+  }
+
+  setView(yawDeg, pitchDeg, distance) {
+    if (!this.camera || !this.center) return;
+    const y = THREE.MathUtils.degToRad(yawDeg), p = THREE.MathUtils.degToRad(pitchDeg);
+    const d = distance || this.distance;
+    // model.core.camera.orbit_position: yaw about +y towards +x, pitch towards +y
+    this.camera.position.set(this.center.x + d * Math.sin(y) * Math.cos(p), this.center.y + d * Math.sin(p),
+      this.center.z + d * Math.cos(y) * Math.cos(p));
+    this.camera.up.set(0, 1, 0);
+    this.camera.lookAt(this.center);
+    this.orbit.update();
+    this.view = { yaw: yawDeg, pitch: pitchDeg };
+    this.dirtyView = true;
+  }
+
+  // ----------------------------------------------------------------------------------- sequences
+  /** sequence: {names, frames: [{weights, time}], head_pose?} (LAM's format; the app writes it too). */
+  play(sequence, options = {}) {
+    if (!this.poser) throw new Error("load an avatar before playing a sequence");
+    const { names, frames } = sequence || {};
+    if (!Array.isArray(names) || !Array.isArray(frames) || frames.length === 0) {
+      throw new Error("a sequence needs a 'names' list and a non-empty 'frames' list");
+    }
+    const pose = sequence.head_pose || [];
+    const steps = frames.map((f, i) => {
+      const c = {};
+      names.forEach((n, k) => { c[n] = f.weights[k]; });
+      if (pose[i]) { c.headPitch = pose[i][0]; c.headYaw = pose[i][1]; c.headRoll = pose[i][2]; }
+      return { time: Number.isFinite(f.time) ? f.time : i / 30, controls: c };
+    });
+    const base = { ...this.controls };
+    this.playing = { steps, base, start: performance.now(), video: options.video || null,
+      loop: options.loop !== false, ignored: normalizeControls(this.pack.header, steps[0].controls).ignored };
+    this.sequenceFrame = -1;
+    return steps.length;
+  }
+
+  stop() {
+    if (this.playing) this.controls = { ...this.playing.base };
+    this.playing = null;
+    this.dirtyPose = true;
+  }
+
+  advance() {
+    const p = this.playing;
+    const steps = p.steps;
+    const duration = steps[steps.length - 1].time + (steps.length > 1 ? steps[1].time - steps[0].time : 1 / 30);
+    let t = p.video ? p.video.currentTime : (performance.now() - p.start) / 1000;
+    if (p.loop && duration > 0) t %= duration;
+    let lo = 0, hi = steps.length - 1; // the last step at or before t
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (steps[mid].time <= t) lo = mid; else hi = mid - 1;
+    }
+    if (lo !== this.sequenceFrame) {
+      this.sequenceFrame = lo;
+      this.controls = { ...p.base, ...steps[lo].controls };
+      this.applyPose();
+    }
+  }
+
+  // ----------------------------------------------------------------------------------- drawing
+  tick() {
+    if (!this.mesh) return;
+    if (this.playing) this.advance();
+    if (this.dirtyPose) this.applyPose();
+    if (this.dirtyView) this.settleUntil = performance.now() + SETTLE_MS;
+    // render on demand (software WebGL is slow), and for a moment after each change: Spark sorts the
+    // splats asynchronously, so the frames right after a change are still being put in order
+    if (!this.playing && !(performance.now() < this.settleUntil)) return;
+    this.orbit.update();
+    const t0 = performance.now();
+    this.renderer.render(this.scene, this.camera);
+    this.lastRenderMs = performance.now() - t0;
+    this.frames += 1;
+    this.dirtyView = false;
+  }
+
+  stats() {
+    const sorted = [...this.updateMs].sort((a, b) => a - b);
+    return {
+      splats: this.poser ? this.poser.T : this.staticSplats || 0, animatable: !!this.poser, frames: this.frames, poses: this.poses,
+      lastUpdateMs: this.lastUpdateMs, lastRenderMs: this.lastRenderMs, medianUpdateMs: sorted.length ? sorted[sorted.length >> 1] : null,
+      playing: !!this.playing, sequenceFrame: this.sequenceFrame, controls: { ...this.controls },
+      ignored: this.playing ? this.playing.ignored : this.ignored, error: this.error, view: { ...this.view },
+    };
+  }
+
+  readSplats() {
+    const T = this.poser ? this.poser.T : 0;
+    const out = { centers: new Float32Array(T * 3), scales: new Float32Array(T * 3), quats: new Float32Array(T * 4),
+      rgba: new Float32Array(T * 4) };
+    for (let i = 0; i < T; i++) {
+      const s = unpackSplat(this.packed.packedArray, i, ENCODING);
+      out.centers.set([s.center.x, s.center.y, s.center.z], i * 3);
+      out.scales.set([s.scales.x, s.scales.y, s.scales.z], i * 3);
+      out.quats.set([s.quaternion.w, s.quaternion.x, s.quaternion.y, s.quaternion.z], i * 4);
+      out.rgba.set([s.color.r, s.color.g, s.color.b, s.opacity], i * 4);
+    }
+    return out;
+  }
+}
+
+const viewer = new LiveViewer();
+window.headsplat = Object.assign(window.headsplat || {}, { viewer, attach: (slot) => viewer.attach(slot) });
+// Gradio renders components after this module runs: mount when #live-viewer appears.
+const tryMount = () => document.getElementById(ELEMENT_ID) && viewer.ensureMounted();
+if (!tryMount()) {
+  const obs = new MutationObserver(() => { if (tryMount()) obs.disconnect(); });
+  obs.observe(document.documentElement, { childList: true, subtree: true });
+}
