@@ -185,13 +185,15 @@ def load_method(method_id: str):
 
 def _gpu(fn):
     """Mark a handler as GPU work for a ZeroGPU Space (the `spaces` package exists only there);
-    elsewhere a no-op. Untested here: this machine has neither `spaces` nor a GPU."""
+    elsewhere a no-op. Tested with a stand-in `spaces` in tests/test_gpu_check.py."""
     if os.getenv("SPACES_ZERO_GPU"):
         try:
             import spaces
-            return spaces.GPU(fn)
-        except ImportError:
-            pass
+        except Exception as e:  # absent, or refusing to start (CPU-only torch, no SPACES_ZERO_DEVICE_API_URL)
+            log.warning("SPACES_ZERO_GPU is set but `spaces` is unusable (%s: %s); handlers run unwrapped",
+                        type(e).__name__, e)
+            return fn
+        return spaces.GPU(fn)
     return fn
 
 
@@ -454,7 +456,7 @@ def load_sequence(value):
     note = f"playing {len(controls)} frames ({fps:.0f} fps, {times[-1]:.1f} s) in the live view"
     if unused:
         note += f"; the rig has no counterpart for {', '.join(unused)} (ignored)"
-    return value, note
+    return _upload_path(value), note
 
 
 @user_errors

