@@ -6,6 +6,10 @@
 Both follow gsplat 1.5.3 "classic" rasterization (EWA splatting, +0.3 px² blur, near plane 0.01 m,
 alpha = min(0.999, o·exp(-σ)), alpha < 1/255 skipped, a pixel stops when T·(1-alpha) <= 1e-4).
 Colours are evaluated from SH per Gaussian for the camera centre before rasterizing.
+
+HEADSPLAT_BACKEND=cpu|gsplat (environment) forces what backend="auto" picks, e.g. to evaluate the same
+portrait on both backends (benchmarks/gpu_check.py); unset, empty or "auto" keeps the automatic choice.
+Explicit backend= arguments are never overridden.
 """
 from __future__ import annotations
 
@@ -46,6 +50,17 @@ def _gsplat_usable() -> bool:
     return _C is not None
 
 
+def _auto_backend() -> str:
+    """What backend="auto" renders with: HEADSPLAT_BACKEND when set (cpu | gsplat; a forced gsplat without
+    CUDA fails in the gsplat backend with its own message), else gsplat when usable, else cpu."""
+    forced = os.environ.get("HEADSPLAT_BACKEND", "").strip().lower()
+    if forced in ("", "auto"):
+        return "gsplat" if _gsplat_usable() else "cpu"
+    if forced not in BACKENDS:
+        raise ValueError(f"HEADSPLAT_BACKEND={forced!r}: choose 'auto' or one of {BACKENDS}")
+    return forced
+
+
 def available_backends() -> list[str]:
     """Backends that can run on this machine, preferred first."""
     return (["gsplat"] if _gsplat_usable() else []) + ["cpu"]
@@ -62,7 +77,7 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), bac
     if bg.shape not in ((3,), (h, w, 3)):
         raise ValueError(f"background must be an RGB triple or [{h},{w},3], got shape {bg.shape}")
     if backend == "auto":
-        backend = "gsplat" if _gsplat_usable() else "cpu"
+        backend = _auto_backend()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}")
     K = camera.K
