@@ -319,6 +319,17 @@ def turntable(session, progress=gr.Progress()):
     return str(path), str(path)
 
 
+@user_errors
+def lam_package(session):
+    """Our avatar as a LAM-style zip (offset.ply, skin.glb with 52 ARKit morph targets, animation.glb,
+    vertex_order.json; ~31k merged Gaussians) for LAM's web renderer and chat-avatar stacks."""
+    from model.ours.lam_export import export_lam_package
+    avatar = _avatar(session, animatable=True)
+    if not hasattr(avatar, "binding"):
+        raise InputError(f"a LAM package is made from a HeadSplat avatar, not from {session.method_id}")
+    return str(export_lam_package(avatar, session.file("avatar_lam.zip")))
+
+
 PERFORMANCE_FPS = 15
 
 
@@ -476,7 +487,8 @@ def render_sequence(value, session, progress=gr.Progress()):
 
 
 def _method_choices() -> list[tuple[str, str]]:
-    return [(f"{s.name}{'' if s.animatable else ' (static)'}", s.id) for s in list_methods()]
+    """Methods a visitor can run on a photo (external ones score predictions made elsewhere)."""
+    return [(f"{s.name}{'' if s.animatable else ' (static)'}", s.id) for s in list_methods() if s.kind != "external"]
 
 
 def _compare_ids() -> list[str]:
@@ -671,8 +683,11 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                                                 interactive=False, elem_id="rendered")
                             render_btn = gr.Button("Render on the server at this yaw/pitch")
                 with gr.Row():
-                    downloads = gr.File(label="Downloads: 3DGS .ply and .splat", file_count="multiple",
-                                        interactive=False)
+                    with gr.Column():
+                        downloads = gr.File(label="Downloads: 3DGS .ply and .splat (3DGS frame: y down)",
+                                            file_count="multiple", interactive=False, elem_id="downloads")
+                        lam_btn = gr.Button("Make a LAM-style package (.zip: ARKit-driven, for LAM's web renderer)")
+                        lam_file = gr.File(label="avatar_lam.zip", interactive=False, elem_id="lam-zip")
                     with gr.Column():
                         turn_btn = gr.Button("Make a turntable video")
                         turn_video = gr.Video(label="Turntable", interactive=False)
@@ -754,6 +769,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         anim_btn.click(view_fn, view_in, anim_view, api_name="animate_view", **light)
         gr.api(preset_fn, api_name="preset")
         turn_btn.click(turntable, session, [turn_video, turn_file], api_name="turntable", **heavy)
+        lam_btn.click(lam_package, session, lam_file, api_name="lam_package", **heavy)
         perf_btn.click(make_performance_fn(names), session, [perf_video, perf_file], api_name="performance",
                        **heavy)
         seq_file.upload(load_sequence, seq_file, [seq_file, seq_note], api_name="sequence",
