@@ -4,7 +4,9 @@ Per dataset x protocol: a bar per method and metric (the mean when coverage is c
 standard deviation over subjects as error bar) and every subject's value as a point (the spread,
 shown even when coverage is incomplete); for sweep-360, identity and hole fraction against yaw
 (mean over subjects per yaw); and the same views of each method side by side, from the JPEG
-thumbnails `run` saved, embedded as data URIs. Synthetic datasets are labelled SYNTHETIC in titles.
+thumbnails `run` saved, embedded as data URIs. Synthetic datasets are labelled SYNTHETIC in titles. Published numbers (results kind "reported") are
+drawn as red diamonds labelled "(reported, <dataset> <px>)", never as bars, and listed below the table's
+measured rows with the paper and table they come from.
 """
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ def metric_bars(results, metrics):
     from plotly.subplots import make_subplots
 
     from evaluation.protocols import higher_is_better
-    from evaluation.results import aggregate
+    from evaluation.results import aggregate, is_reported
     by_method = {}
+    reported = [r for r in results if is_reported(r)]
     for r in results:
-        by_method.setdefault(r["method"]["id"], []).append(r)
+        if not is_reported(r):
+            by_method.setdefault(r["method"]["id"], []).append(r)
     cols = min(3, len(metrics))
     rows = -(-len(metrics) // cols)
     titles = [f"{m} {'↑' if higher_is_better(m) else '↓' if higher_is_better(m) is False else ''}" for m in metrics]
@@ -51,6 +55,15 @@ def metric_bars(results, metrics):
                 fig.add_trace(go.Scatter(x=[label] * len(subj), y=[a["values"][s] for s in subj], mode="markers",
                                          marker={"color": "black", "size": 6, "symbol": "circle-open"},
                                          text=subj, hovertemplate="%{text}: %{y:.4g}<extra></extra>",
+                                         showlegend=False), row=rr, col=cc)
+        for r in reported:  # published numbers: a red diamond beside the bars, never a bar (not ranked)
+            v = r["metrics"].get(m)
+            if v is not None:
+                label = f"{r['method']['name']} (reported, {r['dataset']['name']} {r['resolution']}px)"
+                fig.add_trace(go.Scatter(x=[label], y=[v], mode="markers", name=f"{r['method']['id']} (reported)",
+                                         marker={"color": "#d62728", "size": 11, "symbol": "diamond"},
+                                         hovertemplate=f"{label}: %{{y:.4g}} ({r['source']['paper']}, "
+                                                       f"{r['source']['table']})<extra></extra>",
                                          showlegend=False), row=rr, col=cc)
     fig.update_layout(height=300 * rows, margin={"t": 40, "b": 30, "l": 40, "r": 20}, barmode="group")
     return fig
@@ -82,7 +95,7 @@ def yaw_curves(results):
 def _thumb_table(results, root: Path) -> str:
     by_subject = {}
     for r in results:
-        if r.get("thumbnails"):
+        if r.get("thumbnails") and r["kind"] == "result":
             by_subject.setdefault(r["subject"], {})[r["method"]["id"]] = r["thumbnails"]
     parts = []
     for sid, per_method in sorted(by_subject.items()):

@@ -8,6 +8,17 @@ Dataset ids (`load_dataset(spec)`):
 - `multiview:<folder>`  a folder in the multi-view format below (ground-truth cameras, views, frames).
 - `synthetic`           the project's deterministic synthetic set, generated into a cache folder in the
                         multi-view format on first use. SYNTHETIC: every table and plot labels it so.
+- `videos:<folder>`     every video (mp4/webm/mov, one face each) directly in <folder> is one subject: a
+                        source frame and sampled target frames, one fixed face crop per clip (frame
+                        sampling, crop and refusals: evaluation/videos.py). A folder holding SYNTHETIC.txt
+                        (written by evaluation.videos.synthetic_clips) is labelled SYNTHETIC; any other is real.
+- `nersemble:<folder>`  the NeRSemble benchmark's on-disk layout (<folder>/nvs/<participant>/...), read
+                        through its official toolkit (optional: pip install -r requirements-nersemble.txt);
+                        one subject per participant x sequence: one camera's frame in, the other cameras
+                        of the same instant as ground-truth views (evaluation/nersemble.py).
+
+Cross-reenactment pairing (every set with frames): a subject is driven by the next subject of its list
+(cyclic), so each clip is once a source and once a driver.
 
 Multi-view folder format (version 1):
 
@@ -118,6 +129,9 @@ class Subject:
     head_center: np.ndarray | None = None  # [3] metres, dataset world frame
     views: list[View] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # video frames [H,W,3] uint8; 0 = source
+    frame_ids: list[int] | None = None  # index in the clip of each entry of `frames` (videos sets)
+    # the subject whose frames drive this one in cross-reenactment (the dataset's pairing), loaded on demand
+    driver_loader: Callable[[], "Subject"] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -132,6 +146,9 @@ class Dataset:
     has_views: bool = False
     has_frames: bool = False
     root: Path | None = None
+    spec: str | None = None  # what load_dataset(spec, cache_dir) reopens this set from (None: not reopenable)
+    cache_dir: str | None = None
+    manifest: dict | None = field(default=None, repr=False)  # videos / nersemble sets: what was sampled
 
     def subject(self, subject_id: str) -> Subject:
         if subject_id not in self.subject_ids:
@@ -142,6 +159,11 @@ class Dataset:
     def label(self) -> str:
         """Name for tables and plots; synthetic data always says so."""
         return f"{self.slug} (SYNTHETIC)" if self.synthetic else self.slug
+
+    def ref(self) -> tuple:
+        """(spec, cache_dir, manifest_sha256): all a worker needs to open this dataset itself (open_ref) and
+        check that it sees the same pixels; a few hundred bytes whatever the number of subjects."""
+        return (self.spec, self.cache_dir, self.manifest_sha256)
 
     def record(self) -> dict:
         """The dataset block of a result file."""
@@ -222,8 +244,12 @@ def _file_hashes(root: Path) -> dict[str, str]:
             if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
 
 
-def multiview_folder(root: str | Path, dataset_id: str | None = None) -> Dataset:
-    """Open a folder in the multi-view format (see module docstring); verifies listed file hashes."""
+def multiview_folder(root: str | Path, dataset_id: str | None = None, verify: bool = True) -> Dataset:
+    """Open a folder in the multi-view format (see module docstring); verifies listed file hashes.
+
+    verify=False (workers of a distributed run): when the manifest lists its files, trust that list for
+    the dataset's hash instead of reading every file now, and check each subject's files against it as
+    that subject is loaded; opening then costs O(1) file reads, not O(subjects)."""
     root = Path(root).expanduser().resolve()
     mpath = root / "manifest.json"
     if not mpath.is_file():
@@ -234,6 +260,8 @@ def multiview_folder(root: str | Path, dataset_id: str | None = None) -> Dataset
     subjects = m.get("subjects")
     if not isinstance(subjects, list) or not subjects:
         raise ValueError(f"{mpath}: 'subjects' must be a non-empty list")
+    if not verify and isinstance(m.get("files"), dict) and m.get("sha256") == manifest_hash(m["files"]):
+        return _multiview_lazy(root, m, dataset_id)
     actual = _file_hashes(root)
     if "files" in m:
         if m["files"] != actual:
@@ -248,28 +276,70 @@ def multiview_folder(root: str | Path, dataset_id: str | None = None) -> Dataset
     has_views = any(p.startswith(f"{s}/views/") for s in subjects for p in actual)
     has_frames = any(p.startswith(f"{s}/frames/") for s in subjects for p in actual)
 
-    def load(sid: str) -> Subject:
-        d = root / sid
-        cams = json.loads((d / "cameras.json").read_text())
-        views = []
-        for name, cam in sorted(cams.get("views", {}).items()):
-            camera = Camera.from_dict(cam)
-            img = _read_rgb(d / "views" / f"{name}.png")
-            if img.shape[:2] != (camera.height, camera.width):
-                raise ValueError(f"{d}/views/{name}.png is {img.shape[1]}x{img.shape[0]}, its camera "
-                                 f"{camera.width}x{camera.height}")
-            mpath_ = d / "masks" / f"{name}.png"
-            mask = None
-            if mpath_.is_file():
-                from PIL import Image
-                mask = np.asarray(Image.open(mpath_).convert("L")) >= 128
-            views.append(View(name, camera, img, mask))
-        frames = [_read_rgb(p) for p in sorted((d / "frames").glob("*.png"))] if (d / "frames").is_dir() else []
-        return Subject(sid, _read_rgb(d / "input.png"), str(d), Camera.from_dict(cams["input"]),
-                       np.asarray(cams.get("head_center", (0.0, 0.0, 0.0)), np.float64), views, frames)
-
     return Dataset(dataset_id or f"multiview:{root}", m.get("id") or root.name, digest, bool(m.get("synthetic")),
-                   list(subjects), m.get("description", ""), load, has_views, has_frames, root)
+                   list(subjects), m.get("description", ""),
+                   _with_driver(lambda sid: _load_multiview_subject(root, sid), list(subjects)),
+                   has_views, has_frames, root)
+
+
+def _multiview_lazy(root: Path, m: dict, dataset_id: str | None) -> Dataset:
+    """A multi-view folder opened from its manifest's file list; each subject's files are hashed and
+    compared with that list when the subject is loaded (ValueError on any difference)."""
+    files, subjects = m["files"], list(m["subjects"])
+
+    def load(sid: str) -> Subject:
+        listed = {p: h for p, h in files.items() if p.startswith(f"{sid}/")}
+        d = root / sid
+        here = {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(d.rglob("*"))
+                if p.is_file() and not p.name.startswith(".")} if d.is_dir() else {}
+        if here != listed:
+            bad = sorted(set(here.items()) ^ set(listed.items()))[:3]
+            raise ValueError(f"{root}/{sid}: files differ from manifest.json (e.g. {[b[0] for b in bad]})")
+        return _load_multiview_subject(root, sid)
+
+    has_views = any(p.startswith(f"{s}/views/") for s in subjects for p in files)
+    has_frames = any(p.startswith(f"{s}/frames/") for s in subjects for p in files)
+    return Dataset(dataset_id or f"multiview:{root}", m.get("id") or root.name, m["sha256"], bool(m.get("synthetic")),
+                   subjects, m.get("description", ""), _with_driver(load, subjects), has_views, has_frames, root)
+
+
+def _next_subject(subjects: list[str], sid: str) -> str | None:
+    """Cross-reenactment pairing of every set: a subject is driven by the next one in its list (cyclic)."""
+    if len(subjects) < 2:
+        return None
+    return subjects[(subjects.index(sid) + 1) % len(subjects)]
+
+
+def _with_driver(load: Callable[[str], Subject], subjects: list[str]) -> Callable[[str], Subject]:
+    def wrapped(sid: str) -> Subject:
+        s = load(sid)
+        other = _next_subject(subjects, sid)
+        if other is not None:
+            s.driver_loader = lambda: load(other)
+        return s
+    return wrapped
+
+
+def _load_multiview_subject(root: Path, sid: str) -> Subject:
+    """One subject of a multi-view folder, read from disk (see the module docstring for the layout)."""
+    d = root / sid
+    cams = json.loads((d / "cameras.json").read_text())
+    views = []
+    for name, cam in sorted(cams.get("views", {}).items()):
+        camera = Camera.from_dict(cam)
+        img = _read_rgb(d / "views" / f"{name}.png")
+        if img.shape[:2] != (camera.height, camera.width):
+            raise ValueError(f"{d}/views/{name}.png is {img.shape[1]}x{img.shape[0]}, its camera "
+                             f"{camera.width}x{camera.height}")
+        mpath_ = d / "masks" / f"{name}.png"
+        mask = None
+        if mpath_.is_file():
+            from PIL import Image
+            mask = np.asarray(Image.open(mpath_).convert("L")) >= 128
+        views.append(View(name, camera, img, mask))
+    frames = [_read_rgb(p) for p in sorted((d / "frames").glob("*.png"))] if (d / "frames").is_dir() else []
+    return Subject(sid, _read_rgb(d / "input.png"), str(d), Camera.from_dict(cams["input"]),
+                   np.asarray(cams.get("head_center", (0.0, 0.0, 0.0)), np.float64), views, frames)
 
 
 def write_multiview(root: str | Path, dataset_id: str, subjects: list[dict], synthetic: bool,
@@ -316,7 +386,7 @@ def write_multiview(root: str | Path, dataset_id: str, subjects: list[dict], syn
 # ----------------------------------------------------------------------------------- synthetic
 
 def synthetic_dataset(cache_dir: str | Path | None = None, generator: str | None = None,
-                      rebuild: bool = False) -> Dataset:
+                      rebuild: bool = False, verify: bool = True) -> Dataset:
     """The synthetic multi-view + video set, generated once into <cache>/eval/<generator>/.
 
     `generator` names an entry of evaluation.synthetic.GENERATORS (pluggable: a template-based head
@@ -333,7 +403,7 @@ def synthetic_dataset(cache_dir: str | Path | None = None, generator: str | None
         write_multiview(root, "synthetic", subjects(), synthetic=True,
                         description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
     try:
-        ds = multiview_folder(root, dataset_id="synthetic")
+        ds = multiview_folder(root, dataset_id="synthetic", verify=verify)
     except ValueError:  # a damaged or stale cache: regenerate once
         write_multiview(root, "synthetic", subjects(), synthetic=True,
                         description=synthetic.DESCRIPTION[name], license=synthetic.LICENSE)
@@ -343,18 +413,124 @@ def synthetic_dataset(cache_dir: str | Path | None = None, generator: str | None
     return ds
 
 
-def load_dataset(spec: str, cache_dir: str | Path | None = None) -> Dataset:
-    """Dataset from its id (see module docstring)."""
+# ------------------------------------------------------------------------------------- videos
+
+VIDEOS_FORMAT = "headsplat-videos"
+
+
+def videos_folder(folder: str | Path, sampling=None) -> Dataset:
+    """The `videos:<folder>` dataset (see evaluation/videos.py for what is sampled and refused).
+
+    Opening decodes each clip's head (Sampling.search + every x cap frames), finds the source frame and
+    the crop, and hashes the pixels of every sampled crop into the manifest (Dataset.manifest); loading a
+    subject decodes its clip again and refuses pixels that differ from the manifest. ValueError naming
+    every clip that cannot be scored (nothing is written anywhere)."""
+    from evaluation import videos as V
+    s = sampling or V.Sampling()
+    folder = Path(folder).expanduser().resolve()
+    files = V.list_clips(folder)
+    clips, errors = {}, []
+    for cid, path in files.items():
+        try:
+            clip = V.read_clip(path, V.frames_needed(s))
+            p = V.plan(clip, s)
+        except V.ClipError as e:
+            errors.append(str(e))
+            continue
+        ids = [p["source"], *p["targets"]]
+        clips[cid] = {"file": path.name, "file_sha256": sha256_file(path), **p,
+                      "pixels": {f"frame{i:05d}": pixels_sha256(V.crop(clip.frames[i], p)) for i in ids}}
+        del clip
+    if errors:
+        raise ValueError(f"videos:{folder}: {len(errors)} of {len(files)} clip(s) cannot be scored: "
+                         + "; ".join(errors))
+    synthetic = (folder / V.SYNTHETIC_MARKER).is_file()
+    manifest = {"format": VIDEOS_FORMAT, "format_version": 1, "sampling": s.to_dict(), "clips": clips}
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    subjects = sorted(clips)
+
+    def load(sid: str) -> Subject:
+        c = clips[sid]
+        ids = [c["source"], *c["targets"]]
+        clip = V.read_clip(files[sid], max(ids) + 1)
+        crops = [V.crop(clip.frames[i], c) for i in ids]
+        bad = [i for i, cr in zip(ids, crops) if pixels_sha256(cr) != c["pixels"][f"frame{i:05d}"]]
+        if bad:
+            raise ValueError(f"{files[sid]}: frames {bad[:3]} decode to other pixels than the manifest's "
+                             "(the file or the decoder changed)")
+        return Subject(sid, crops[0], f"{files[sid]} (frame {ids[0]} of {c['frames_read']} read)",
+                       frames=crops, frame_ids=ids)
+
+    kind = "SYNTHETIC clips" if synthetic else "real clips"
+    ds = Dataset(f"videos:{folder}", f"videos-{folder.name}", digest, synthetic, subjects,
+                 f"{kind} in {folder}: source = first frame with a face, targets every {s.every}th frame "
+                 f"(at most {s.cap}), one face crop per clip", _with_driver(load, subjects),
+                 has_views=False, has_frames=True, root=folder)
+    ds.manifest = manifest
+    return ds
+
+
+def nersemble_folder(folder: str | Path, manager_factory=None) -> Dataset:
+    """The `nersemble:<folder>` dataset (evaluation/nersemble.py): the NeRSemble benchmark layout read
+    through the official toolkit (manager_factory: a stand-in with the toolkit's NVSDataManager methods)."""
+    from evaluation import nersemble as N
+    folder = Path(folder).expanduser().resolve()
+    index = N.index(folder, manager_factory)
+    subjects = sorted(index)
+
+    def load(sid: str) -> Subject:
+        d = N.load_subject(folder, index[sid], manager_factory)
+        return Subject(sid, d["input"], d["source"], d["input_camera"], d["head_center"],
+                       [View(name, cam, img, mask) for name, (cam, img, mask) in sorted(d["views"].items())])
+
+    digest = manifest_hash(N.file_hashes(folder, index))
+    ds = Dataset(f"nersemble:{folder}", f"nersemble-{folder.name}", digest, False, subjects,
+                 f"NeRSemble benchmark data in {folder} (real multi-view captures): input = camera "
+                 "nearest the rig's front, views = the other cameras at the same timestep", load,
+                 has_views=True, has_frames=False, root=folder)
+    ds.manifest = {"format": "nersemble-benchmark", "subjects": {k: v for k, v in index.items()}}
+    return ds
+
+
+def load_dataset(spec: str, cache_dir: str | Path | None = None, verify: bool = True) -> Dataset:
+    """Dataset from its id (see module docstring). Subjects are read one at a time (Dataset.subject), so
+    opening a set holds its index, not its images. verify=False: see multiview_folder (workers)."""
     spec = spec.strip()
+    cache = str(Path(cache_dir).expanduser().resolve()) if cache_dir is not None else None
     if spec == "portraits-bundled":
-        return portraits_bundled()
-    if spec == "portraits-group":
-        return portraits_group()
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        return synthetic_dataset(cache_dir, spec.partition(":")[2] or None)
-    if spec.startswith("portraits:"):
-        return portraits_folder(spec.partition(":")[2])
-    if spec.startswith("multiview:"):
-        return multiview_folder(spec.partition(":")[2])
-    raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, portraits-group, synthetic, portraits:<folder> "
-                     f"or multiview:<folder>")
+        ds = portraits_bundled()
+    elif spec == "portraits-group":
+        ds = portraits_group()
+    elif spec == "synthetic" or spec.startswith("synthetic:"):
+        ds = synthetic_dataset(cache_dir, spec.partition(":")[2] or None, verify=verify)
+        spec = f"synthetic:{ds.slug.removeprefix('synthetic-')}"
+    elif spec.startswith("portraits:"):
+        ds = portraits_folder(spec.partition(":")[2])
+        spec = ds.id
+    elif spec.startswith("multiview:"):
+        ds = multiview_folder(spec.partition(":")[2], verify=verify)
+        spec = ds.id
+    elif spec.startswith("videos:"):
+        ds = videos_folder(spec.partition(":")[2])
+        spec = ds.id
+    elif spec.startswith("nersemble:"):
+        ds = nersemble_folder(spec.partition(":")[2])
+        spec = ds.id
+    else:
+        raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, portraits-group, synthetic, portraits:<folder>, "
+                         f"multiview:<folder>, videos:<folder> or nersemble:<folder>")
+    ds.spec, ds.cache_dir = spec, cache
+    return ds
+
+
+def open_ref(ref: tuple) -> Dataset:
+    """The dataset a Dataset.ref() names, opened here (on a worker): by its spec, without re-reading every
+    file where the set's manifest allows; ValueError when this machine's copy is not the same data."""
+    spec, cache_dir, manifest = ref
+    if spec is None:
+        raise ValueError("this dataset was not opened by load_dataset and cannot be reopened on a worker")
+    ds = load_dataset(spec, cache_dir, verify=False)
+    if ds.manifest_sha256 != manifest:
+        raise ValueError(f"dataset {spec!r} on this machine has manifest {ds.manifest_sha256[:12]}, the run's is "
+                         f"{manifest[:12]}: the worker sees different data than the driver")
+    return ds

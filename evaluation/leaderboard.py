@@ -9,6 +9,11 @@ Rules (the same for the summary files, see `aggregate`):
   "rank" is the mean of the per-metric ranks over the protocol's primary metrics, then ranked again.
 - A protocol that does not apply to a method (e.g. reenactment of a non-animatable method) is listed
   as "skipped: <reason>", not as a failure.
+- Published numbers (results kind "reported") are shown below the measured rows of every table of their
+  protocol (or in a table of their own when nothing was measured under it), marked: index
+  "<method> [reported]", column `source` = "reported" (measured rows: "measured"), status naming the
+  paper, table, dataset and resolution. They get no rank, never change a rank, and never enter a mean:
+  they come from other data, other resolutions, and sometimes other metric implementations.
 
 Formats: markdown (written here: `tabulate`, which pandas needs for to_markdown, is not installed),
 CSV, HTML and LaTeX (pandas).
@@ -21,32 +26,64 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.results import aggregate
+from evaluation.results import aggregate, is_reported
 
 FORMATS = ("markdown", "csv", "html", "latex")
 
 
+REPORTED_MARK = "[reported]"
+
+
 def group_key(r: dict) -> tuple:
+    if is_reported(r):
+        return (r["dataset"]["id"], "reported", r["protocol"]["id"], "reported")
     return (r["dataset"]["id"], r["dataset"]["manifest_sha256"], r["protocol"]["id"], r["protocol"]["version"])
 
 
 def groups(results: list[dict]) -> dict[tuple, list[dict]]:
+    """Measured results by dataset x manifest x protocol x version; the published numbers of a protocol are
+    appended to each of its measured groups on real data (after the measured results; never beside
+    synthetic data), or form their own group."""
     g = defaultdict(list)
+    reported = defaultdict(list)
     for r in results:
-        g[group_key(r)].append(r)
+        (reported[r["protocol"]["id"]] if is_reported(r) else g[group_key(r)]).append(r)
+    for pid, rs in reported.items():
+        hosts = [k for k in g if k[2] == pid and not g[k][0]["dataset"].get("synthetic")]
+        for k in hosts:
+            g[k].extend(rs)
+        if not hosts:
+            for r in rs:
+                g[group_key(r)].append(r)
     return dict(sorted(g.items()))
+
+
+def reported_row(r: dict) -> dict:
+    """The table row of one published entry (never ranked)."""
+    src, ds = r["source"], r["dataset"]
+    verified = "" if src["verified"] else "; as quoted, not verified against the paper"
+    return {"name": f"{r['method']['name']} {REPORTED_MARK}", "source": "reported", "version": "",
+            "coverage": "reported", "failed": 0,
+            "status": (f"reported, not ranked: {src['paper']}, {src['table']} ({ds['name']}, "
+                       f"{r['resolution']} px){verified}"),
+            **{k: (v if v is not None else np.nan) for k, v in r["metrics"].items()}}
 
 
 def leaderboard(results: list[dict], metrics: list[str] | None = None) -> pd.DataFrame:
     """The table of one dataset x protocol group. Index: method id. Columns: name, coverage, failed,
     status, rank, then one column per metric (means; NaN when coverage is incomplete), then rank_<metric>."""
     from evaluation.protocols import PROTOCOLS, higher_is_better
+    reported = [r for r in results if is_reported(r)]
+    results = [r for r in results if not is_reported(r)] or reported[:1]
     keys = {group_key(r) for r in results}
     if len(keys) != 1:
         raise ValueError(f"leaderboard() needs results of one dataset x protocol, got {len(keys)} groups")
+    if {r["protocol"]["id"] for r in reported} - {results[0]["protocol"]["id"]}:
+        raise ValueError("leaderboard(): published numbers of another protocol than the table's")
     by_method = defaultdict(list)
     for r in results:
-        by_method[r["method"]["id"]].append(r)
+        if not is_reported(r):
+            by_method[r["method"]["id"]].append(r)
     rows, all_metrics = {}, set()
     for mid, rs in by_method.items():
         agg = aggregate(rs)
@@ -59,17 +96,21 @@ def leaderboard(results: list[dict], metrics: list[str] | None = None) -> pd.Dat
             status = "incomplete"
         else:
             status = "ok"
-        row = {"name": rs[0]["method"].get("name", mid), "version": rs[0]["method"]["version"],
+        if status == "ok" and all(r["metrics"].get("animated") == 0 for r in rs if r["status"] == "ok"):
+            status = "ok (cannot animate: scored at the source frame's pose)"
+        row = {"name": rs[0]["method"].get("name", mid), "source": "measured", "version": rs[0]["method"]["version"],
                "coverage": cov["label"], "failed": cov["failed"], "status": status}
         for k, a in agg["metrics"].items():
             row[k] = a["mean"] if a["mean"] is not None else np.nan
             all_metrics.add(k)
         rows[mid] = row
     proto = PROTOCOLS.get(results[0]["protocol"]["id"])
+    rep_metrics = {k for r in reported for k in r["metrics"]}
     if metrics is None:
-        primary = [m for m in (proto.primary if proto else ()) if m in all_metrics]
-        metrics = primary + sorted(all_metrics - set(primary))
-    df = pd.DataFrame.from_dict(rows, orient="index")
+        primary = [m for m in (proto.primary if proto else ()) if m in all_metrics | rep_metrics]
+        metrics = primary + sorted(all_metrics - set(primary)) + sorted(rep_metrics - all_metrics - set(primary))
+    df = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(
+        columns=["name", "source", "version", "coverage", "failed", "status"])
     df.index.name = "method"
     for k in metrics:
         if k not in df:
@@ -86,13 +127,24 @@ def leaderboard(results: list[dict], metrics: list[str] | None = None) -> pd.Dat
         df["rank"] = df[rank_cols].mean(axis=1, skipna=False).rank(method="min")
     else:
         df["rank"] = np.nan
-    ordered = ["name", "version", "coverage", "failed", "rank", *metrics, "status"]
+    ordered = ["name", "source", "version", "coverage", "failed", "rank", *metrics, "status"]
     df = df[ordered + [c for c in df.columns if c.startswith("rank_")]]
-    return df.sort_values(["rank", "name"], na_position="last")
+    df = df.sort_values(["rank", "name"], na_position="last")
+    if reported:  # appended after ranking: they neither get nor move a rank
+        rep = pd.DataFrame.from_dict({f"{r['method']['id']} {REPORTED_MARK}": reported_row(r) for r in reported},
+                                     orient="index")
+        rep = rep.reindex(columns=df.columns)
+        df = rep if df.empty else pd.concat([df, rep])
+        df.index.name = "method"
+    return df
 
 
 def title(results: list[dict]) -> str:
-    r = results[0]
+    measured = [r for r in results if not is_reported(r)]
+    if not measured:
+        r = results[0]
+        return f"{r['dataset']['name']} · {r['protocol']['id']} · published numbers only (not measured here)"
+    r = measured[0]
     ds = r["dataset"]
     label = ds.get("label") or ds["slug"]
     if ds.get("synthetic") and "SYNTHETIC" not in label:

@@ -426,7 +426,152 @@ class Reenactment(Protocol):
                       notes=[f"AKD: frames where mediapipe found no face (render or frame): {akd_fail}"])
 
 
-PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (InputView(), Sweep360(), MultiviewGT(), Reenactment())}
+class SelfReenactment(Protocol):
+    """Self-reenactment on real (or synthetic) clips, scored against each target frame.
+
+    Source = the clip's first usable frame (subject.frames[0]; evaluation/videos.py documents the
+    sampling). Each target frame is retargeted through the avatar's `retarget(image) -> controls` (the
+    method's own tracker: expression and head pose relative to the source), rendered at the avatar's
+    fitted input camera at the compared size, and compared with the real frame: PSNR/SSIM/LPIPS full and
+    masked by the target's face mask (module docstring), CSIM to the target frame, and through
+    evaluation.tracker (dlib's 68 points, a detector that does not drive the method): AKD-68 (px at the
+    compared size), AED (expression) and APD (head pose, degrees) between render and frame. A method that
+    cannot animate is rendered at the source frame's pose for every target and marked: metric
+    `animated` = 0 and a note (its numbers then measure how far the clip moves from the source)."""
+    id, version = "self-reenactment", "1"
+    description = ("clip source frame -> avatar; every sampled target frame retargeted (expression + head pose), "
+                   "rendered at the fitted camera, compared with the real frame: PSNR/SSIM/LPIPS full and "
+                   "face-masked, CSIM, AKD on dlib's 68 landmarks, AED/APD from the evaluation's dlib tracker; "
+                   "non-animatable methods scored at the source pose (animated = 0)")
+    primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib", "akd68", "aed", "apd")
+    N_THUMBS = 3
+
+    def applicable(self, dataset):
+        return None if dataset.has_frames else f"dataset {dataset.id!r} has no video frames"
+
+    def source(self, subject):
+        return subject.frames[0]
+
+    @staticmethod
+    def animates(avatar) -> bool:
+        return bool(getattr(avatar, "animatable", False)) and callable(getattr(avatar, "retarget", None))
+
+    def drive(self, avatar, frame, cam, notes: list):
+        """Render the avatar driven by one frame at cam; (RenderResult, retarget ok: bool | None)."""
+        from model.interface import InputError
+        if not self.animates(avatar):
+            return avatar.render(cam, None, WHITE), None
+        try:
+            controls = avatar.retarget(frame)
+        except InputError as e:  # the method's own tracker lost the face: neutral pose, counted
+            notes.append(f"retarget failed on a frame ({e}); rendered at the source pose")
+            return avatar.render(cam, None, WHITE), False
+        return avatar.render(cam, controls, WHITE), True
+
+    def run(self, avatar, subject, ctx):
+        from evaluation import tracker as T
+        if len(subject.frames) < 2:
+            return Output({}, [], status="failed", reason="fewer than 2 frames (a source and a target)")
+        src = subject.frames[0]
+        wh = fit_size(src.shape[1], src.shape[0], ctx.settings.size)
+        cam = avatar.input_camera.resized(*wh)
+        ids = subject.frame_ids or list(range(len(subject.frames)))
+        views, images, notes = [], {}, []
+        thumbs = set(np.linspace(1, len(subject.frames) - 1, self.N_THUMBS).round().astype(int).tolist())
+        for i, frame in enumerate(subject.frames[1:], start=1):
+            r, ok = self.drive(avatar, frame, cam, notes)
+            target = resize_image(frame, wh)
+            tgt = to_float(target)
+            mask = ctx.face_mask(target)
+            m = ctx.image_metrics(r.rgb, tgt, mask)
+            m.update(ctx.identity.scores(r.rgb, tgt))
+            tp, tt = ctx.track(r.rgb), ctx.track(target)
+            if tp is not None and tt is not None:
+                m.update(akd68=T.akd68(tp, tt), aed=T.aed(tp, tt), apd=T.apd(tp, tt))
+            else:
+                m.update(akd68=None, aed=None, apd=None)
+            name = f"frame{ids[i]:05d}"
+            views.append({"view": name, **m, "tracked": tp is not None and tt is not None, "retargeted": ok})
+            if i in thumbs:
+                images[name], images[f"{name}_real"] = r.rgb, tgt
+        return self.summarise(views, images, notes, avatar, ctx)
+
+    def summarise(self, views, images, notes, avatar, ctx):
+        keys = [k for k in views[0] if k not in ("view", "tracked", "retargeted") and not k.startswith("face_found")]
+        metrics = {k: _mean(v.get(k) for v in views) for k in keys}
+        metrics["frames_scored"] = float(len(views))
+        metrics["track_fail_rate"] = 1.0 - float(np.mean([v["tracked"] for v in views]))
+        metrics["animated"] = 1.0 if self.animates(avatar) else 0.0
+        for m in ctx.identity.available:
+            metrics[f"face_detect_fail_rate_{_short(m)}"] = _fail_rate(v.get(f"face_found_{_short(m)}") for v in views)
+        if not self.animates(avatar):
+            notes = [f"method {avatar.info.id!r} cannot animate: every frame is scored at the source frame's pose "
+                     "(animated = 0)"] + notes
+        notes.append(f"{len(views)} frame(s) scored; tracker (dlib 68) lost the face in "
+                     f"{sum(not v['tracked'] for v in views)} (render or frame): no AKD-68/AED/APD there")
+        return Output(metrics, views, images=images, notes=list(dict.fromkeys(notes)))
+
+
+class CrossReenactment(SelfReenactment):
+    """Cross-reenactment: the avatar of one clip's source frame driven by another clip's target frames
+    (the dataset's pairing: the next subject, cyclic). No ground truth exists, so: CSIM to the *source*
+    frame (identity kept), AED/APD to the *driver* frame (expression and pose transferred), measured by
+    evaluation.tracker. The render is compared at the source's compared size; AED/APD are scale-free."""
+    id, version = "cross-reenactment", "1"
+    description = ("source frame of one clip -> avatar; driven by the sampled frames of the next clip (cyclic): "
+                   "CSIM to the source frame, AED/APD to the driver frame (dlib tracker); non-animatable methods "
+                   "scored at the source pose (animated = 0)")
+    primary = ("csim_dlib", "aed", "apd")
+
+    def applicable(self, dataset):
+        if not dataset.has_frames:
+            return f"dataset {dataset.id!r} has no video frames"
+        return None if len(dataset.subject_ids) >= 2 else f"dataset {dataset.id!r} has one subject: no driver"
+
+    def run(self, avatar, subject, ctx):
+        from evaluation import tracker as T
+        if subject.driver_loader is None:
+            return Output({}, [], status="failed", reason="the dataset gives this subject no driver")
+        driver = subject.driver_loader()
+        if len(driver.frames) < 2:
+            return Output({}, [], status="failed", reason=f"driver {driver.id!r} has fewer than 2 frames")
+        src = subject.frames[0]
+        wh = fit_size(src.shape[1], src.shape[0], ctx.settings.size)
+        cam = avatar.input_camera.resized(*wh)
+        src_t = to_float(resize_image(src, wh))
+        ids = driver.frame_ids or list(range(len(driver.frames)))
+        views, images, notes = [], {}, [f"driven by subject {driver.id!r}"]
+        thumbs = set(np.linspace(1, len(driver.frames) - 1, self.N_THUMBS).round().astype(int).tolist())
+        for i, frame in enumerate(driver.frames[1:], start=1):
+            r, ok = self.drive(avatar, frame, cam, notes)
+            drv = resize_image(frame, fit_size(frame.shape[1], frame.shape[0], ctx.settings.size))
+            m = {k: v for k, v in ctx.identity.scores(r.rgb, src_t).items()}
+            tp, td = ctx.track(r.rgb), ctx.track(drv)
+            if tp is not None and td is not None:
+                m.update(aed=T.aed(tp, td), apd=T.apd(tp, td))
+            else:
+                m.update(aed=None, apd=None)
+            name = f"{driver.id}_frame{ids[i]:05d}"
+            views.append({"view": name, **m, "tracked": tp is not None and td is not None, "retargeted": ok})
+            if i in thumbs:
+                images[name], images[f"{name}_driver"] = r.rgb, to_float(drv)
+        return self.summarise(views, images, notes, avatar, ctx)
+
+
+PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (InputView(), Sweep360(), MultiviewGT(), Reenactment(),
+                                                       SelfReenactment(), CrossReenactment())}
+EXTRA_METRICS.update({
+    "akd68": (False, "AKD on dlib's 68 landmarks (a detector that does not drive any method): mean px distance "
+                     "between render and frame at the compared size (evaluation/tracker.py)"),
+    "aed": (False, "average expression distance: mean |difference| of 7 landmark ratios (eye and mouth openings, "
+                   "mouth width, brow heights, mouth-corner lift; evaluation/tracker.py), unitless"),
+    "apd": (False, "average pose distance: mean |difference| of yaw, pitch, roll (degrees) from 6-point PnP of "
+                   "dlib's landmarks on a generic face (evaluation/tracker.py)"),
+    "track_fail_rate": (False, "fraction of scored frames where the tracker lost the face in the render or the frame"),
+})
+# not ranked (no direction): what was scored and how
+NEUTRAL_METRICS = {"frames_scored": "target frames scored", "animated": "1 = driven by each frame; 0 = the method "
+                   "cannot animate and was scored at the source frame's pose"}
 EXTRA_METRICS["akd_fail_rate"] = (False, "fraction of reenacted frames without landmarks in the render or frame (no AKD)")
 
 
@@ -451,6 +596,23 @@ class Context:
         self.settings = settings
         self.identity = Identity()
         self._masks: dict[str, np.ndarray | None] = {}
+        self._tracks: dict[str, object] = {}
+
+    def reset(self) -> None:
+        """Forget per-image caches (face masks, target embeddings): called at each job, so a long-lived
+        worker's memory does not grow with the subjects it has seen. Pure memos: no number changes."""
+        self._masks.clear()
+        self._tracks.clear()
+        self.identity._cache.clear()
+
+    def track(self, image: np.ndarray):
+        """evaluation.tracker.track of an image (uint8 or float), memoised by its pixels."""
+        from evaluation.tracker import track
+        img = to_uint8(image)
+        k = pixels_sha256(img)
+        if k not in self._tracks:
+            self._tracks[k] = track(img)
+        return self._tracks[k]
 
     def face_mask(self, image: np.ndarray):
         k = pixels_sha256(image)
@@ -500,28 +662,190 @@ def method_record(method, spec=None) -> dict:
             "kind": getattr(spec, "kind", None), "class_id": info.id}
 
 
-def save_thumbnail(path: Path, rgb: np.ndarray, px: int = THUMB_PX) -> None:
+def thumbnail_jpeg(rgb: np.ndarray, px: int = THUMB_PX) -> bytes:
+    """rgb float [H,W,3] -> JPEG bytes of a thumbnail at most px on its long side (quality 85)."""
+    import io
+
     from PIL import Image
-    path.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(to_uint8(rgb))
     im.thumbnail((px, px), Image.LANCZOS)
-    tmp = path.with_suffix(".tmp.jpg")
-    im.save(tmp, quality=85)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def save_thumbnail(path: Path, rgb: np.ndarray, px: int = THUMB_PX) -> None:
+    from evaluation.results import atomic_write_bytes
+    atomic_write_bytes(path, thumbnail_jpeg(rgb, px), force=True)
+
+
+# ---------------------------------------------------------------------------------------- jobs
+# A job is one method on one subject under every protocol that needs computing for that pair, so the
+# avatar is reconstructed once. It runs wherever the engine puts it (evaluation.engines) and returns the
+# result dicts and thumbnail bytes; only the driver writes files (no shared filesystem is assumed).
+
+@dataclass(frozen=True)
+class Job:
+    method_id: str
+    subject_id: str
+    protocol_ids: tuple
+    dataset: tuple  # evaluation.datasets.Dataset.ref(): (spec, cache_dir, manifest_sha256), opened on the worker
+    settings: Settings
+    method: object = None  # a Method instance to use instead of the registry's (tests, external predictions)
+    strict: bool = False
+
+    def label(self) -> str:
+        return f"{self.method_id}/{self.subject_id}"
+
+
+@dataclass
+class JobOutput:
+    results: list  # [(protocol id, result dict)] in the job's protocol order
+    thumbnails: list  # [(path relative to the results folder, JPEG bytes)]
+
+
+class WorkerState:
+    """What one process keeps between jobs: opened datasets, loaded methods, the metric context (identity
+    models, LPIPS nets), the environment record. Per-subject caches are emptied at each job, so a worker's
+    memory does not grow with the number of subjects it has seen."""
+
+    def __init__(self):
+        self.datasets: dict = {}
+        self.methods: dict = {}
+        self.contexts: dict = {}
+        self._env = None
+        self._prov = None
+
+    def dataset(self, ref: tuple):
+        if ref not in self.datasets:
+            from evaluation.datasets import open_ref
+            self.datasets[ref] = open_ref(ref)
+        return self.datasets[ref]
+
+    def method(self, method_id: str):
+        if method_id not in self.methods:
+            from baselines.registry import get_spec
+            self.methods[method_id] = get_spec(method_id).load()
+        return self.methods[method_id]
+
+    def context(self, settings: Settings) -> "Context":
+        if settings not in self.contexts:
+            self.contexts[settings] = Context(settings)
+        ctx = self.contexts[settings]
+        ctx.reset()
+        return ctx
+
+    def environment(self) -> dict:
+        if self._env is None:
+            from evaluation import results as R
+            self._env = R.environment()
+        return self._env
+
+    def provenance(self) -> dict:
+        if self._prov is None:
+            from evaluation import metrics as metrics_mod
+            self._prov = metrics_mod.provenance()
+        return self._prov
+
+
+_WORKER = WorkerState()  # of this process, when it is an engine's worker
+
+
+def evaluate_job(job: Job, state: WorkerState | None = None) -> JobOutput:
+    """Compute one job (worker side; writes nothing). A method that raises gets "failed" results with the
+    error (job.strict re-raises instead)."""
+    from evaluation import results as R
+    state = state or _WORKER
+    dataset = state.dataset(job.dataset)
+    spec = None
+    if job.method is not None:
+        method = job.method
+    else:
+        from baselines.registry import get_spec
+        spec, method = get_spec(job.method_id), state.method(job.method_id)
+    mrec = method_record(method, spec)
+    ctx = state.context(job.settings)
+    env, prov, ds_rec = state.environment(), state.provenance(), dataset.record()
+    sid, mid, settings = job.subject_id, job.method_id, job.settings
+    subject = dataset.subject(sid)
+    avatars: dict[str, tuple] = {}  # source image key -> (avatar | exception, seconds)
+    out = JobOutput([], [])
+    for pid in job.protocol_ids:
+        proto = PROTOCOLS[pid]
+        t0 = time.perf_counter()
+        src = proto.source(subject)
+        key = pixels_sha256(src)
+        seeds = _seed(0)
+        fresh = key not in avatars
+        if fresh:
+            t = time.perf_counter()
+            try:
+                avatars[key] = (method.reconstruct(src), time.perf_counter() - t)
+            except Exception as e:  # noqa: BLE001 - recorded as a failed result, shown in the table
+                if job.strict:
+                    raise
+                avatars[key] = (e, time.perf_counter() - t)
+        avatar, rec_s = avatars[key]
+        t1 = time.perf_counter()
+        if isinstance(avatar, Exception):
+            o = Output({}, [], status="failed", reason=f"reconstruct: {type(avatar).__name__}: {avatar}")
+        else:
+            try:
+                o = proto.run(avatar, subject, ctx)
+            except Exception as e:  # noqa: BLE001
+                if job.strict:
+                    raise
+                print(traceback.format_exc(limit=-3), file=sys.stderr)
+                o = Output({}, [], status="failed", reason=f"{proto.id}: {type(e).__name__}: {e}")
+        t2 = time.perf_counter()
+        thumbs = {}
+        if settings.thumbs and o.images:
+            for name, img in o.images.items():
+                rel = (R.result_dir(".", dataset.slug, proto.id, mid) / R.THUMBS_DIR / R.slug(sid)
+                       / f"{R.slug(name)}.jpg").as_posix().removeprefix("./")
+                out.thumbnails.append((rel, thumbnail_jpeg(img)))
+                thumbs[name] = rel
+        res = R.new_result(
+            method=mrec, dataset=ds_rec, protocol=_protocol_record(proto, settings), subject=sid,
+            status=o.status, reason=o.reason, metrics=o.metrics, views=o.views, curves=o.curves,
+            thumbnails=thumbs, provenance={"metrics": prov}, environment_info=env, seeds=seeds,
+            notes=o.notes + ctx.identity.notes(),
+            timings={"reconstruct_s": rec_s, "protocol_s": t2 - t1, "total_s": time.perf_counter() - t0,
+                     "reconstruct_reused": not fresh})
+        out.results.append((pid, res))
+    return out
+
+
+def _protocol_record(proto: Protocol, settings: Settings) -> dict:
+    return {"id": proto.id, "version": proto.version, "description": proto.description,
+            "config": proto.config(settings)}
+
+
+def _summary_view(r: dict, datasets: dict) -> dict:
+    """The fields results.summarize reads (no views/curves; one shared copy of the dataset record, whose
+    subject list has one entry per subject: a summary of N subjects then holds O(N) memory, not O(N^2))."""
+    d = r["dataset"]
+    key = (d["id"], d["manifest_sha256"])
+    return {"method": r["method"], "dataset": datasets.setdefault(key, d), "protocol": r["protocol"],
+            "subject": r["subject"], "status": r["status"], "reason": r["reason"], "metrics": r["metrics"],
+            "date": r["date"]}
 
 
 def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out: str | Path,
                    force: bool = False, settings: Settings = Settings(), methods: dict | None = None,
-                   progress: bool = True, strict: bool = False, log=print) -> list[Path]:
+                   progress: bool = True, strict: bool = False, log=print, engine: str = "serial",
+                   workers: int | None = None, address: str | None = None, stats: dict | None = None) -> list[Path]:
     """Evaluate methods on a dataset under protocols; write one result per subject + a summary.
 
     methods: optional {id: Method instance} (tests, external code); otherwise ids come from
-    baselines.registry. Existing results are kept (and not recomputed) unless force. A method that
-    raises on a subject gets a "failed" result with the error (strict=True re-raises instead).
+    baselines.registry. Existing results are kept (and not recomputed) unless force or stale. A method that
+    raises on a subject gets a "failed" result with the error (strict=True re-raises instead); so does a job
+    whose worker process died on every attempt. engine: serial | local | ray (evaluation.engines), with
+    workers / address; the files written do not depend on it (apart from timings and host fields).
+    stats: a dict filled with the run's figures (engine, jobs, jobs_per_min, peak worker RSS, ...).
+    Ctrl-C: results already written stay; the same call later computes only what is missing.
     Returns the paths of the result files written."""
-    from tqdm import tqdm
-
-    from evaluation import metrics as metrics_mod
+    from evaluation import engines as E
     from evaluation import results as R
     out = Path(out)
     protos = []
@@ -531,15 +855,16 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
             log(f"[skip] protocol {pid}: {why}")
         else:
             protos.append(PROTOCOLS[pid])
-    env = R.environment()
-    prov = metrics_mod.provenance()
-    ctx = Context(settings)
-    written: list[Path] = []
     ds_rec = dataset.record()
-    jobs = [(mid, sid) for mid in method_ids for sid in dataset.subject_ids]
-    bar = tqdm(total=len(jobs) * len(protos), disable=not progress, desc="evaluate", unit="run", file=sys.stderr)
-    by_method: dict[str, dict[str, list]] = {}
+    if engine != "serial" and dataset.spec is None:
+        raise ValueError(f"dataset {dataset.id!r} cannot be reopened by a worker (no spec): use engine 'serial'")
+    state = WorkerState()  # the serial engine's worker is this process: it reuses what the driver opened
+    state.datasets[dataset.ref()] = dataset
+    by_method: dict[str, set] = {}
     load_errors: list[str] = []
+    jobs: list[Job] = []
+    overwrite: dict[tuple, bool] = {}  # (method, subject, protocol) -> the file exists and may be replaced
+    records: dict[str, dict] = {}
     for mid in method_ids:
         spec = None
         if methods and mid in methods:
@@ -554,81 +879,85 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                     raise
                 log(f"[error] method {mid}: cannot be loaded ({type(e).__name__}: {e}); no results written")
                 load_errors.append(mid)
-                bar.update(len(dataset.subject_ids) * len(protos))
                 continue
-        mrec = method_record(method, spec)
-        avatars: dict[str, tuple] = {}  # image key -> (avatar | exception, seconds)
+            state.methods[mid] = method
+        mrec = records[mid] = method_record(method, spec)
         for sid in dataset.subject_ids:
-            subject = None
+            todo = []
             for proto in protos:
-                bar.set_postfix_str(f"{mid} / {sid} / {proto.id}")
+                by_method.setdefault(mid, set()).add(proto.id)
                 path = R.result_path(out, dataset.slug, proto.id, mid, sid)
                 stale = None
                 if path.exists() and not force:
                     stale = _stale(path, mrec, proto, settings)
                     if not stale:
                         log(f"[keep] {path} exists (use --force to recompute)")
-                        by_method.setdefault(mid, {}).setdefault(proto.id, [])
-                        bar.update()
                         continue
                     log(f"[stale] {path}: {stale}; recomputing")
-                subject = subject or dataset.subject(sid)
-                t0 = time.perf_counter()
-                src = proto.source(subject)
-                key = pixels_sha256(src)
-                seeds = _seed(0)
-                fresh = key not in avatars
-                if fresh:
-                    t = time.perf_counter()
-                    try:
-                        avatars[key] = (method.reconstruct(src), time.perf_counter() - t)
-                    except Exception as e:  # noqa: BLE001 - recorded as a failed result, shown in the table
-                        if strict:
-                            raise
-                        avatars[key] = (e, time.perf_counter() - t)
-                avatar, rec_s = avatars[key]
-                t1 = time.perf_counter()
-                if isinstance(avatar, Exception):
-                    o = Output({}, [], status="failed", reason=f"reconstruct: {type(avatar).__name__}: {avatar}")
-                else:
-                    try:
-                        o = proto.run(avatar, subject, ctx)
-                    except Exception as e:  # noqa: BLE001
-                        if strict:
-                            raise
-                        tb = traceback.format_exc(limit=-3)
-                        print(tb, file=sys.stderr)
-                        o = Output({}, [], status="failed", reason=f"{proto.id}: {type(e).__name__}: {e}")
-                t2 = time.perf_counter()
-                thumbs = {}
-                if settings.thumbs and o.images:
-                    for name, img in o.images.items():
-                        tp = R.result_dir(out, dataset.slug, proto.id, mid) / R.THUMBS_DIR / R.slug(sid) / f"{R.slug(name)}.jpg"
-                        save_thumbnail(tp, img)
-                        thumbs[name] = tp.relative_to(out).as_posix()
-                if o.status == "failed":
-                    log(f"[fail] {mid} / {sid} / {proto.id}: {o.reason}")
-                res = R.new_result(
-                    method=mrec, dataset=ds_rec, protocol={"id": proto.id, "version": proto.version,
-                                                           "description": proto.description,
-                                                           "config": proto.config(settings)},
-                    subject=sid, status=o.status, reason=o.reason, metrics=o.metrics, views=o.views,
-                    curves=o.curves, thumbnails=thumbs, provenance={"metrics": prov}, environment_info=env,
-                    seeds=seeds, notes=o.notes + ctx.identity.notes(),
-                    timings={"reconstruct_s": rec_s, "protocol_s": t2 - t1, "total_s": time.perf_counter() - t0,
-                             "reconstruct_reused": not fresh})
-                written.append(R.write_result(path, res, force=force or bool(stale)))
-                by_method.setdefault(mid, {}).setdefault(proto.id, [])
-                bar.update()
-    bar.close()
+                overwrite[(mid, sid, proto.id)] = force or bool(stale)
+                todo.append(proto.id)
+            if todo:
+                jobs.append(Job(mid, sid, tuple(todo), dataset.ref(), settings,
+                                methods[mid] if methods and mid in methods else None, strict))
+
+    fn = evaluate_job if engine != "serial" else _SerialJob(state)
+    run_stats = E.RunStats(engine, 0, 0)
+    env = R.environment()
+    written: list[Path] = []
+    try:
+        for oc in E.run_jobs(fn, jobs, engine=engine, workers=workers, address=address, progress=progress,
+                             label=Job.label, stats=run_stats, strict=strict):
+            job = oc.job
+            if oc.error is not None:
+                if strict:
+                    raise RuntimeError(f"job {job.label()}: {oc.error}")
+                log(f"[fail] {job.label()}: {oc.error}")
+                results = [(pid, R.new_result(
+                    method=records[job.method_id], dataset=ds_rec, protocol=_protocol_record(PROTOCOLS[pid], settings),
+                    subject=job.subject_id, status="failed", reason=f"{pid}: {oc.error}", environment_info=env,
+                    timings={"attempts": oc.attempts})) for pid in job.protocol_ids]
+                thumbnails = []
+            else:
+                results, thumbnails = oc.value.results, oc.value.thumbnails
+            for rel, data in thumbnails:
+                R.atomic_write_bytes(out / rel, data, force=True)
+            for pid, res in results:
+                if res["status"] == "failed" and oc.error is None:
+                    log(f"[fail] {job.method_id} / {job.subject_id} / {pid}: {res['reason']}")
+                path = R.result_path(out, dataset.slug, pid, job.method_id, job.subject_id)
+                written.append(R.write_result(path, res, force=overwrite[(job.method_id, job.subject_id, pid)]))
+    except KeyboardInterrupt:
+        log(f"[interrupted] {run_stats.jobs} of {len(jobs)} job(s) finished; their results are kept and the same "
+            f"command resumes the rest")
+        raise
+    finally:
+        if stats is not None:
+            stats.update(run_stats.to_dict(), jobs_planned=len(jobs), results_written=len(written))
+    if jobs:
+        log(f"[engine] {run_stats.line()}")
     # summaries are derived from all result files of each method x protocol (fresh or kept)
-    for mid, per_proto in by_method.items():
-        for pid in per_proto:
+    for mid, pids in by_method.items():
+        for pid in sorted(pids):
             d = R.result_dir(out, dataset.slug, pid, mid)
-            res = [R.load_result(p) for p in sorted(d.glob("*.json")) if p.name != R.SUMMARY_NAME]
-            res = [r for r in res if r["kind"] == "result"]
+            shared: dict = {}
+            res = []
+            for p in sorted(d.glob("*.json")):
+                if p.name != R.SUMMARY_NAME:
+                    r = R.load_result(p)
+                    if r["kind"] == "result":
+                        res.append(_summary_view(r, shared))
             if res:
                 R.write_result(d / R.SUMMARY_NAME, R.summarize(res), force=True)
     if load_errors:
         raise MethodLoadError(f"method(s) could not be loaded: {', '.join(load_errors)} (other results were written)")
     return written
+
+
+class _SerialJob:
+    """evaluate_job bound to the driver's own WorkerState (the serial engine runs jobs in this process)."""
+
+    def __init__(self, state: WorkerState):
+        self.state = state
+
+    def __call__(self, job: Job) -> JobOutput:
+        return evaluate_job(job, self.state)

@@ -12,6 +12,17 @@ implementations and weight hashes, per-view raw values, git commit + dirty flag,
 hardware, seeds, timings and date. Files are written atomically and never overwritten without
 `force`; `load_result` rejects malformed or foreign files with a message naming the file and field.
 (Validation is by hand: jsonschema is not installed here and the schema is small.)
+
+Published numbers (kind "reported", e.g. results/reported/*.json): a method's metric values as a paper
+states them, with the paper, link, table, dataset, protocol and resolution they come from. They are
+context, not measurements: the leaderboard shows them below the measured rows of the same protocol with a
+distinct marker, never ranks them and never mixes them into means (evaluation/leaderboard.py).
+
+    {"schema": "headsplat-eval", "schema_version": 1, "kind": "reported", "status": "reported",
+     "method": {"id", "name", "paper", "link"}, "dataset": {"id", "name", "synthetic": false},
+     "protocol": {"id"}, "resolution": int px, "metrics": {name: number},
+     "metric_notes": {name: str} (optional), "source": {"paper", "link", "table", "verified": bool,
+     "quoted_from": str}, "notes": [str], "date": str}
 """
 from __future__ import annotations
 
@@ -141,6 +152,18 @@ _SUMMARY_FIELDS = {
     "method": (dict, True), "dataset": (dict, True), "protocol": (dict, True),
     "subjects": (list, True), "coverage": (dict, True), "metrics": (dict, True), "date": (str, True),
 }
+_REPORTED_FIELDS = {
+    "schema": (str, True), "schema_version": (int, True), "kind": (str, True), "status": (str, True),
+    "method": (dict, True), "dataset": (dict, True), "protocol": (dict, True), "resolution": (int, True),
+    "metrics": (dict, True), "metric_notes": (dict, False), "source": (dict, True), "notes": (list, False),
+    "date": (str, True),
+}
+_REPORTED_SUB = {
+    "method": {"id": str, "name": str, "paper": str, "link": str},
+    "dataset": {"id": str, "name": str, "synthetic": bool},
+    "protocol": {"id": str},
+    "source": {"paper": str, "link": str, "table": str, "verified": bool, "quoted_from": str},
+}
 _SUB = {
     "method": {"id": str, "version": str, "config": dict},
     "dataset": {"id": str, "slug": str, "manifest_sha256": str, "synthetic": bool, "subjects": list},
@@ -166,8 +189,10 @@ def validate(d, source: str = "<result>") -> dict:
         raise ResultError(f"{source}: schema_version {d.get('schema_version')!r} is not supported "
                           f"(this code reads version {SCHEMA_VERSION})")
     kind = d.get("kind")
-    if kind not in ("result", "summary"):
-        raise ResultError(f"{source}: kind must be 'result' or 'summary', got {kind!r}")
+    if kind not in ("result", "summary", "reported"):
+        raise ResultError(f"{source}: kind must be 'result', 'summary' or 'reported', got {kind!r}")
+    if kind == "reported":
+        return _validate_reported(d, source)
     spec = _RESULT_FIELDS if kind == "result" else _SUMMARY_FIELDS
     for name, (types, required) in spec.items():
         if name not in d:
@@ -201,6 +226,33 @@ def validate(d, source: str = "<result>") -> dict:
             for kk in ("mean", "std"):
                 _check_number_or_null(f"{source}: metrics.{k}.{kk}", agg.get(kk))
     return d
+
+
+def _validate_reported(d: dict, source: str) -> dict:
+    for name, (types, required) in _REPORTED_FIELDS.items():
+        if name not in d:
+            if required:
+                raise ResultError(f"{source}: missing field {name!r}")
+            continue
+        if not isinstance(d[name], types) or (isinstance(d[name], bool) and types is not bool):
+            raise ResultError(f"{source}: field {name!r} must be {types.__name__}, got {type(d[name]).__name__}")
+    for name, sub in _REPORTED_SUB.items():
+        for key, t in sub.items():
+            if not isinstance(d[name].get(key), t):
+                raise ResultError(f"{source}: {name}.{key} missing or not {t.__name__}")
+    if d["status"] != "reported":
+        raise ResultError(f"{source}: a reported entry has status 'reported', got {d['status']!r}")
+    if d["dataset"]["synthetic"]:
+        raise ResultError(f"{source}: published numbers on synthetic data are not accepted")
+    if not d["metrics"]:
+        raise ResultError(f"{source}: no metric values")
+    for k, v in d["metrics"].items():
+        _check_number_or_null(f"{source}: metrics.{k}", v)
+    return d
+
+
+def is_reported(r: dict) -> bool:
+    return r.get("kind") == "reported"
 
 
 # -------------------------------------------------------------------------------------- file I/O
@@ -274,13 +326,17 @@ def iter_result_files(root: str | Path):
     return sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
 
 
-def load_results(root: str | Path, kind: str = "result") -> list[dict]:
+def load_results(root: str | Path, kind: str = "result", reported: bool = True) -> list[dict]:
     """Every file of `kind` under `root`, validated. A malformed or foreign .json is an error, not skipped:
-    a leaderboard silently built from part of the files would be wrong without saying so."""
+    a leaderboard silently built from part of the files would be wrong without saying so.
+
+    kind "result" also returns the published numbers (kind "reported") unless reported=False: the
+    leaderboard places them (see evaluation.leaderboard); anything that averages results must skip
+    them (results.is_reported)."""
     out = []
     for p in iter_result_files(root):
         d = load_result(p)
-        if d["kind"] == kind:
+        if d["kind"] == kind or (kind == "result" and reported and d["kind"] == "reported"):
             d["_path"] = str(p)
             out.append(d)
     return out
