@@ -63,6 +63,11 @@ BUILTIN: tuple[MethodSpec, ...] = (
     MethodSpec("template-texture", "Template + projected texture",
                "fitted template with the photo projected as texture only: no symmetric fusion, no prior",
                "baselines.template_texture:TemplateTexture", animatable=True, license="Apache-2.0"),
+    MethodSpec("lam-import", "LAM (imported package)",
+               "LAM avatar packages made elsewhere for a dataset's photos (folder format in baselines/lam.py; "
+               "HEADSPLAT_LAM_PACKAGES=DIR), aligned to each photo by our landmark fit, animated by ARKit weights",
+               "baselines.lam:LamImport", animatable=True, kind="external", link="https://github.com/aigc3d/LAM",
+               license="Apache-2.0"),
 )
 
 

@@ -1,0 +1,326 @@
+"""Our avatar as a LAM avatar package: the zip that LAM's web renderer (npm gaussian-splat-renderer-for-lam)
+and chat-avatar stacks animate from ARKit weights. baselines/lam.py documents the layout and reads it.
+
+What goes in (all in the package's glTF frame: our head world's axes, translated by LAM_ORIGIN):
+- Gaussians: ours has ~100k; LAM's renderer expects one Gaussian per mesh vertex and LAM's own avatars
+  have 20k. We merge ours, never drop them: each merged Gaussian is one cluster of our Gaussians that
+  share a template triangle and a block of UV texels (block side chosen so that the count is closest
+  to `target`, within 20k-40k), moment-matched (weights opacity x footprint area: mean, covariance
+  including the members' spread, colour, opacity). Clusters never straddle a triangle, so they ride
+  on one piece of the rig (upper and lower lip never merge across the mouth slit).
+- skin.glb: one skinned mesh with one vertex per merged Gaussian: the weighted mean of its members'
+  points on the template surface; offset.ply holds the rest (hair thickness). Triangles: a Delaunay
+  triangulation of the vertices' UVs, long 3D edges (seams, islands) removed; LAM's renderer hides
+  the mesh, other tools show it. 52 morph targets named by ARKit (mesh.extras.targetNames), each the
+  displacement of the merged Gaussians under that ARKit weight at 1, through rig.from_arkit (so
+  ARKIT_MAP's folding; IGNORED_ARKIT names are empty targets): the rig linearised. Joints hip ->
+  neckUpper -> head (LAM's names: its renderer looks the "hip" and "head" bones up by name); the head
+  joint sits on our neck pivot and carries the rig's head-rotation weight (the neck fade), neckUpper
+  the rest. The origin of our head world in the file is recorded in the scene extras (ORIGIN_KEY).
+- offset.ply: LAM's meaning of the 3DGS properties: x, y, z the offset from the vertex, f_dc RGB in
+  [0, 1] (LAM's renderer reads colour there, not SH), opacity logit, log scales, (w, x, y, z).
+- animation.glb: 12 gentle head clips on the same joints (LAM's renderer loads that file and plays its
+  idle/speak clips; it does not start without it). vertex_order.json: vertex indices sorted by height,
+  as LAM's tool writes it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from model.core.gaussians import covariances, normalize_quats, rotmat_to_quat
+from model.head import rig
+
+LAM_ORIGIN = np.array([0.0, 1.67, 0.0])  # where LAM's exports put a head (p2-1: head joint - NECK_PIVOT)
+ORIGIN_KEY = "headsplat_origin"  # scene extras of skin.glb: our head world's origin in the file's frame
+MIN_GAUSSIANS, MAX_GAUSSIANS = 20_000, 40_000
+MAX_BYTES = 15 * 1000 * 1000
+ARKIT_NAMES = rig.ARKIT_NAMES
+_FLOAT, _UBYTE, _UINT = 5126, 5121, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+
+
+# ------------------------------------------------------------------------------------------ merging
+def cluster_ids(faces: np.ndarray, uv: np.ndarray, res: int, target: int) -> np.ndarray:
+    """Cluster index [N] of each Gaussian: same template triangle (faces [N]) and same block of
+    `side` x `side` texels of a res x res atlas (uv [N,2]); side is chosen from a few candidates so
+    that the number of clusters is closest to target, preferring counts within 20k-40k."""
+    best = None
+    for side in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0):
+        cells = np.floor(uv * res / side).astype(np.int64)
+        key = (faces.astype(np.int64) * (res + 1) + cells[:, 0]) * (res + 1) + cells[:, 1]
+        _, ids = np.unique(key, return_inverse=True)
+        n = int(ids.max()) + 1
+        score = (not MIN_GAUSSIANS <= n <= MAX_GAUSSIANS, abs(n - target))
+        if best is None or score < best[0]:
+            best = (score, ids)
+    return best[1]
+
+
+def _segment_sum(ids: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((k,) + values.shape[1:], np.float64)
+    np.add.at(out, ids, values)
+    return out
+
+
+# Plain moment matching (SPREAD = 1) leaves faint gaps between merged strips (a merged Gaussian's tails
+# are thinner than a row of its members); inflating the members' spread closes them. Measured on
+# astronaut at 31k Gaussians (PSNR vs our render, front / 45° / back): 1.0 -> 25.6/26.3/26.9 dB,
+# 1.5 -> 26.0/26.8/28.2, 2.0 -> 25.1/26.0/28.5; 4.32 (sigma 0.6 of the new spacing) -> 23.5 (halos).
+SPREAD = 1.5
+
+
+def merge(ids: np.ndarray, means, quats, scales, opacities, rgb):
+    """Merge Gaussians into clusters ids [N] (0..K-1): weighted mean, colour and opacity, covariance =
+    members' mean covariance + SPREAD x their positional covariance. Weights: opacity x area of the
+    two largest axes. Returns (weights [N] normalised per cluster, means [K,3], quats [K,4], scales [K,3],
+    opacities [K], rgb [K,3])."""
+    k = int(ids.max()) + 1
+    s = np.sort(scales, axis=1)
+    w = np.maximum(opacities * s[:, 2] * s[:, 1], 1e-20).astype(np.float64)
+    w = w / _segment_sum(ids, w, k)[ids]
+    mu = _segment_sum(ids, w[:, None] * means, k)
+    d = means - mu[ids]
+    cov = _segment_sum(ids, w[:, None, None] * (covariances(quats, scales) + SPREAD * d[:, :, None] * d[:, None, :]), k)
+    evals, evecs = np.linalg.eigh(cov)
+    evecs[:, :, 2] *= np.sign(np.linalg.det(evecs))[:, None]  # a proper rotation
+    out_scales = np.sqrt(np.maximum(evals, 1e-12))
+    return (w, mu.astype(np.float32), rotmat_to_quat(evecs), out_scales.astype(np.float32),
+            _segment_sum(ids, w * opacities, k).astype(np.float32),
+            np.clip(_segment_sum(ids, w[:, None] * rgb, k), 0, 1).astype(np.float32))
+
+
+def uv_triangles(uv: np.ndarray, points: np.ndarray, max_edge_ratio: float = 3.0) -> np.ndarray:
+    """Triangles [F,3] over points [K,3] from a Delaunay triangulation of their UVs [K,2], without the
+    triangles that have a 3D edge longer than max_edge_ratio x the median edge (seams, separate islands)."""
+    from scipy.spatial import Delaunay
+    tri = Delaunay(uv).simplices
+    e = np.stack([np.linalg.norm(points[tri[:, i]] - points[tri[:, (i + 1) % 3]], axis=1) for i in range(3)], 1)
+    keep = e.max(1) <= max_edge_ratio * np.median(e)
+    tri = tri[keep]
+    # glTF's front faces are counter-clockwise; orient each triangle's normal away from the head's centre
+    p = points[tri]
+    n = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    flip = ((p.mean(1) - points.mean(0)) * n).sum(1) < 0
+    tri[flip] = tri[flip][:, ::-1]
+    return tri.astype(np.uint32)
+
+
+# ------------------------------------------------------------------------------------------ glTF
+class _Blob:
+    """Accumulates binary glTF data: buffer views and accessors (4-byte aligned)."""
+
+    def __init__(self, gltf):
+        self.gltf, self.data = gltf, bytearray()
+
+    def view(self, array: np.ndarray, target: int | None = None) -> int:
+        import pygltflib
+        self.data += b"\0" * (-len(self.data) % 4)
+        raw = np.ascontiguousarray(array).tobytes()
+        self.gltf.bufferViews.append(pygltflib.BufferView(buffer=0, byteOffset=len(self.data), byteLength=len(raw),
+                                                          target=target))
+        self.data += raw
+        return len(self.gltf.bufferViews) - 1
+
+    def accessor(self, array: np.ndarray, kind: str, target: int | None = None, minmax: bool = False,
+                 normalized: bool = False) -> int:
+        import pygltflib
+        ctype = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UBYTE, np.dtype(np.uint32): _UINT}[array.dtype]
+        acc = pygltflib.Accessor(bufferView=self.view(array, target), componentType=ctype, count=len(array), type=kind,
+                                 normalized=normalized)
+        if minmax:
+            acc.min, acc.max = array.min(0).tolist(), array.max(0).tolist()
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def sparse_target(self, delta: np.ndarray, eps: float = 1e-7) -> int:
+        """A morph target's POSITION displacements [N,3] as a sparse accessor (only moving vertices;
+        none at all -> an accessor without data, which glTF defines as zeros)."""
+        import pygltflib
+        moving = np.flatnonzero(np.abs(delta).max(1) > eps).astype(np.uint32)
+        acc = pygltflib.Accessor(componentType=_FLOAT, count=len(delta), type="VEC3",
+                                 min=(delta.min(0) if len(moving) else np.zeros(3)).tolist(),
+                                 max=(delta.max(0) if len(moving) else np.zeros(3)).tolist())
+        if len(moving):
+            acc.sparse = pygltflib.Sparse(
+                count=len(moving),
+                indices=pygltflib.AccessorSparseIndices(bufferView=self.view(moving), componentType=_UINT),
+                values=pygltflib.AccessorSparseValues(bufferView=self.view(delta[moving].astype(np.float32))))
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def glb(self) -> bytes:
+        import pygltflib
+        self.data += b"\0" * (-len(self.data) % 4)
+        self.gltf.buffers = [pygltflib.Buffer(byteLength=len(self.data))]
+        self.gltf.set_binary_blob(bytes(self.data))
+        return b"".join(self.gltf.save_to_bytes())
+
+
+def _skeleton_nodes(head: np.ndarray) -> tuple[list, dict]:
+    """Joint nodes hip -> neckUpper -> head for a head joint at `head` [3] (file frame, metres)."""
+    import pygltflib
+    pos = {"hip": head + np.array([0.0, -0.57, 0.035]), "neckUpper": head + np.array([0.0, -0.045, -0.004]),
+           "head": head}
+    nodes = [pygltflib.Node(name="hip", translation=pos["hip"].tolist(), children=[1]),
+             pygltflib.Node(name="neckUpper", translation=(pos["neckUpper"] - pos["hip"]).tolist(), children=[2]),
+             pygltflib.Node(name="head", translation=(pos["head"] - pos["neckUpper"]).tolist())]
+    return nodes, pos
+
+
+def skin_glb(vertices, triangles, joints, weights, targets: dict, head: np.ndarray, origin: np.ndarray) -> bytes:
+    """skin.glb bytes. vertices [K,3], triangles [F,3], joints [K,4] uint8 into (hip, neckUpper, head),
+    weights [K,4], targets {ARKit name: [K,3] displacement}, head joint position [3], origin [3]."""
+    import pygltflib
+    gltf = pygltflib.GLTF2(asset=pygltflib.Asset(generator="HeadSplat Hub model/ours/lam_export.py", version="2.0"))
+    blob = _Blob(gltf)
+    joint_nodes, pos = _skeleton_nodes(head)
+    # node 0: scene root; 1..3: joints (children indices shifted by 1); 4: the skinned mesh
+    for n in joint_nodes:
+        n.children = [c + 1 for c in (n.children or [])] or None
+    names = list(targets)
+    attrs = pygltflib.Attributes(POSITION=blob.accessor(vertices.astype(np.float32), "VEC3", _ARRAY_BUFFER, minmax=True),
+                                 JOINTS_0=blob.accessor(joints.astype(np.uint8), "VEC4", _ARRAY_BUFFER),
+                                 WEIGHTS_0=blob.accessor(weights.astype(np.float32), "VEC4", _ARRAY_BUFFER))
+    indices = blob.accessor(triangles.reshape(-1, 1).astype(np.uint32), "SCALAR", _ELEMENT_ARRAY_BUFFER)
+    morph = [{"POSITION": blob.sparse_target(targets[n])} for n in names]
+    ibm = np.stack([np.linalg.inv(_translation(pos[k])).T for k in ("hip", "neckUpper", "head")])  # column-major
+    gltf.meshes = [pygltflib.Mesh(name="head_final", primitives=[pygltflib.Primitive(
+        attributes=attrs, indices=indices, mode=pygltflib.TRIANGLES, targets=morph)],
+        weights=[0.0] * len(names), extras={"targetNames": names})]
+    gltf.skins = [pygltflib.Skin(name="headsplat", joints=[1, 2, 3], skeleton=1,
+                                 inverseBindMatrices=blob.accessor(ibm.reshape(3, 16).astype(np.float32), "MAT4"))]
+    gltf.nodes = [pygltflib.Node(name="headsplat_avatar", children=[1, 4]), *joint_nodes,
+                  pygltflib.Node(name="head_final", mesh=0, skin=0)]
+    gltf.scenes = [pygltflib.Scene(name="Scene", nodes=[0], extras={ORIGIN_KEY: [float(x) for x in origin]})]
+    gltf.scene = 0
+    return blob.glb()
+
+
+def _translation(t) -> np.ndarray:
+    M = np.eye(4)
+    M[:3, 3] = t
+    return M
+
+
+# Clip roles in the order LAM's renderer groups them (hello, idle, listen, speak, think): (name, seconds,
+# yaw, pitch, roll amplitudes in radians, cycles). Small, slow head motions: a body idle in LAM's files.
+CLIPS = (("hello", 2.2, 0.05, -0.08, 0.02, 1), ("idle", 10.0, 0.04, 0.02, 0.015, 2),
+         ("listen_1", 3.0, 0.03, 0.05, 0.03, 1), ("listen_2", 3.0, -0.03, 0.04, -0.03, 1),
+         ("speak_1", 2.0, 0.05, 0.03, 0.02, 2), ("speak_2", 2.0, -0.05, 0.03, -0.02, 2),
+         ("speak_3", 3.0, 0.06, 0.04, 0.0, 3), ("speak_4", 2.3, -0.04, 0.05, 0.02, 2),
+         ("speak_5", 3.0, 0.03, 0.02, -0.03, 2), ("think_1", 1.2, 0.08, -0.06, 0.05, 1),
+         ("think_2", 3.0, 0.1, -0.05, 0.06, 1), ("think_3", 1.3, 0.05, -0.03, 0.03, 1))
+
+
+def animation_glb(head: np.ndarray) -> bytes:
+    """animation.glb bytes: the joints of skin.glb (same names and rest pose) and CLIPS on the head joint."""
+    import pygltflib
+    from scipy.spatial.transform import Rotation
+    from model.head.fitting import rotation_from_euler
+    gltf = pygltflib.GLTF2(asset=pygltflib.Asset(generator="HeadSplat Hub model/ours/lam_export.py", version="2.0"))
+    blob = _Blob(gltf)
+    gltf.nodes, _ = _skeleton_nodes(head)
+    gltf.scenes, gltf.scene = [pygltflib.Scene(name="Scene", nodes=[0])], 0
+    for name, seconds, yaw, pitch, roll, cycles in CLIPS:
+        t = np.linspace(0.0, seconds, int(seconds * 15) + 1, dtype=np.float32)
+        phase = np.sin(2 * np.pi * cycles * t / seconds)  # starts and ends at rest
+        R = np.stack([rotation_from_euler(yaw * p, pitch * np.sin(np.pi * p), roll * p) for p in phase])
+        q = Rotation.from_matrix(R).as_quat().astype(np.float32)  # glTF order (x, y, z, w)
+        sampler = pygltflib.AnimationSampler(input=blob.accessor(t[:, None], "SCALAR", minmax=True),
+                                             output=blob.accessor(q, "VEC4"), interpolation="LINEAR")
+        gltf.animations.append(pygltflib.Animation(name=name, samplers=[sampler], channels=[
+            pygltflib.AnimationChannel(sampler=0, target=pygltflib.AnimationChannelTarget(node=2, path="rotation"))]))
+    return blob.glb()
+
+
+def offset_ply(offsets, rgb, opacities, scales, quats) -> bytes:
+    """offset.ply bytes in LAM's layout (see the module docstring); arrays [K,...] float32."""
+    from plyfile import PlyData, PlyElement
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
+             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    op = np.clip(opacities, 1e-3, 1 - 1e-3)  # LAM clamps the same way before its logit
+    cols = [offsets, np.zeros_like(offsets), rgb, np.log(op / (1 - op))[:, None], np.log(np.maximum(scales, 1e-12)),
+            normalize_quats(quats)]
+    data = np.concatenate(cols, 1).astype(np.float32)
+    arr = np.empty(len(data), dtype=[(n, "<f4") for n in names])
+    for i, n in enumerate(names):
+        arr[n] = data[:, i]
+    out = io.BytesIO()
+    PlyData([PlyElement.describe(arr, "vertex")], text=False, byte_order="<").write(out)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ export
+def package_contents(avatar, target: int = 32_000) -> dict:
+    """The package's members as bytes {"offset.ply", "skin.glb", "animation.glb", "vertex_order.json"},
+    plus "stats" (counts, cluster sizes). avatar: model.ours.avatar.HeadSplatAvatar."""
+    fitted, b = avatar.fitted, avatar.binding
+    tpl = fitted.template
+    g0 = avatar.gaussians()
+    rgb = np.clip(g0.rgb, 0, 1)
+    uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
+    res = int(avatar.info.parameters.get("uv_res", 256))
+    ids = cluster_ids(b.faces, uv, res, target)
+    w, means, quats, scales, opac, crgb = merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales,
+                                                g0.opacities.astype(np.float64), rgb.astype(np.float64))
+    k = len(means)
+    avg = lambda x: _segment_sum(ids, w.reshape(-1, *([1] * (x.ndim - 1))) * x, k)  # noqa: E731 - per-cluster mean
+    surface = avg(b.sample @ rig.deform(fitted, None))  # [K,3] vertex on the template surface
+    # one rig evaluation per ARKit name; IGNORED_ARKIT names (no rig motion) give empty targets
+    targets = {}
+    for name in ARKIT_NAMES:
+        controls = rig.validate({name: 1.0})
+        moved = avatar.gaussians(controls).means if any(controls.values()) else g0.means
+        targets[name] = avg(moved.astype(np.float64) - g0.means).astype(np.float32)
+    neck_w = np.clip(avg(b.sample @ rig.rig_of(fitted).neck_w), 0.0, 1.0)
+    joints = np.zeros((k, 4), np.uint8)
+    joints[:, 0], joints[:, 1] = 2, 1  # head, neckUpper
+    weights = np.zeros((k, 4), np.float32)
+    weights[:, 0], weights[:, 1] = neck_w, 1.0 - neck_w
+    cuv = avg(uv)
+    origin = LAM_ORIGIN
+    vertices = surface + origin
+    head = fitted.neck_pivot + origin
+    order = np.argsort(vertices[:, 1], kind="stable")  # LAM's vertex_order: vertex indices by height
+    sizes = np.bincount(ids)
+    return {
+        "offset.ply": offset_ply((means - surface).astype(np.float32), crgb, opac, scales, quats),
+        "skin.glb": skin_glb(vertices, uv_triangles(cuv, surface), joints, weights, targets, head, origin),
+        "animation.glb": animation_glb(head),
+        "vertex_order.json": json.dumps(order.tolist(), separators=(",", ":")).encode(),
+        "stats": {"gaussians": k, "source_gaussians": len(ids), "mean_cluster": round(float(sizes.mean()), 3),
+                  "max_cluster": int(sizes.max())},
+    }
+
+
+def export_lam_package(avatar, path: str | Path, target: int = 32_000) -> Path:
+    """Write `avatar` (model.ours.avatar.HeadSplatAvatar) as a LAM package zip at `path` (its members in
+    a folder named after the file, as LAM's renderer expects). Atomic: on any error (including a package
+    over MAX_BYTES) nothing is written. Returns the path."""
+    if not MIN_GAUSSIANS <= target <= MAX_GAUSSIANS:
+        raise ValueError(f"target must be within {MIN_GAUSSIANS}..{MAX_GAUSSIANS} Gaussians (LAM's sizes), got {target}")
+    path = Path(path)
+    if path.suffix.lower() != ".zip":
+        raise ValueError(f"a LAM package is a .zip, got {path.name!r}")
+    members = package_contents(avatar, target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for name in ("offset.ply", "skin.glb", "animation.glb", "vertex_order.json"):
+                zf.writestr(f"{path.stem}/{name}", members[name])
+        size = os.path.getsize(tmp)
+        if size > MAX_BYTES:
+            raise ValueError(f"the LAM package would be {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,232 @@
+"""LAM avatar packages: import (a real LAM package when shared/ has it), export of ours, round trip,
+malformed packages, and the registered method on a folder of packages."""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_fill_holes
+
+from baselines.lam import LamImport, LamPackageError, align_to_photo, load_lam_package, read_package
+from baselines.registry import get_spec
+from model.core.camera import framing_camera
+from model.core.image_io import to_uint8
+from model.head import rig
+from model.head.landmarks import detect_landmarks, inter_ocular
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "lam" / "p2-1.zip"
+
+
+def coverage(alpha: np.ndarray) -> float:
+    """Opaque share (alpha > 0.5) of the silhouette with its holes filled: 1 = no holes."""
+    solid = alpha > 0.5
+    return float(solid.sum() / max(binary_fill_holes(solid).sum(), 1))
+
+
+def lip_gap(avatar, controls=None) -> float:
+    """Inner-lip distance (landmarks 13/14) of a frontal render / outer-eye-corner distance."""
+    cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, size=512)
+    lm = detect_landmarks(to_uint8(avatar.render(cam, controls).rgb))
+    return float(np.linalg.norm(lm.points[13, :2] - lm.points[14, :2]) / inter_ocular(lm.points))
+
+
+def app_presets() -> dict:
+    """app.PRESETS, read from app.py's source (importing the app would import gradio)."""
+    import ast
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "app.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PRESETS")
+    return ast.literal_eval(node.value)
+
+
+def psnr(a, b) -> float:
+    return float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12)))
+
+
+# ------------------------------------------------------------------------------ the real LAM package
+@pytest.fixture(scope="module")
+def lam_fixture():
+    if not FIXTURE.is_file():
+        pytest.skip(f"missing LAM fixture {FIXTURE} (shared/ is absent)")
+    t0 = time.perf_counter()
+    avatar = load_lam_package(FIXTURE)
+    return avatar, time.perf_counter() - t0
+
+
+def test_fixture_imports_fast_and_in_our_frame(lam_fixture):
+    avatar, seconds = lam_fixture
+    assert seconds <= 2.0
+    pk = avatar.package
+    assert len(pk) == 20018 and len(pk.targets) == 51 and "tongueOut" not in pk.targets
+    assert pk.origin_source == "head joint"
+    g = avatar.gaussians()
+    lo, hi = g.means.min(0), g.means.max(0)
+    assert 0.15 < hi[1] - lo[1] < 0.5 and abs(avatar.head_center).max() < 0.06  # metres, around our origin
+    # the face looks down +z: the nose tip (frontmost opaque point) is in front of the head centre
+    front = g.means[g.opacities > 0.5]
+    assert front[:, 2].max() - avatar.head_center[2] > 0.08
+
+
+def test_fixture_renders_a_solid_head_front_and_back(lam_fixture):
+    avatar, _ = lam_fixture
+    for yaw in (0.0, np.pi):
+        cam = framing_camera(avatar.head_center, avatar.head_radius, yaw, 0.0, size=256)
+        assert coverage(avatar.render(cam).alpha) > 0.99
+
+
+def test_fixture_jaw_opens_and_controls_are_checked(lam_fixture):
+    avatar, _ = lam_fixture
+    assert lip_gap(avatar, {"jawOpen": 1.0}) > lip_gap(avatar) + 0.1
+    # an ARKit name LAM has a target for moves exactly that target's vertices
+    d = avatar.gaussians({"cheekPuff": 1.0}).means - avatar.gaussians().means
+    assert np.allclose(d, avatar.package.targets["cheekPuff"], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown rig control 'jawOpenn'"):
+        avatar.gaussians({"jawOpenn": 1.0})
+    turned = avatar.gaussians({"headYaw": 0.5}).means
+    assert (turned - avatar.gaussians().means)[:, 0].max() > 0.02  # the face turns towards +x
+
+
+# ------------------------------------------------------------------------------ our export, round trip
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    import skimage.data
+
+    from model.ours.avatar import HeadSplat
+    from model.ours.lam_export import export_lam_package
+    avatar = HeadSplat().reconstruct(skimage.data.astronaut())
+    path = export_lam_package(avatar, tmp_path_factory.mktemp("lam") / "astronaut.zip")
+    return avatar, path, load_lam_package(path)
+
+
+def test_export_layout_and_sizes(ours):
+    _, path, lam = ours
+    assert path.stat().st_size <= 15_000_000
+    names = sorted(zipfile.ZipFile(path).namelist())
+    assert names == [f"astronaut/{n}" for n in ("animation.glb", "offset.ply", "skin.glb", "vertex_order.json")]
+    assert 20_000 <= len(lam.package) <= 40_000
+    assert sorted(lam.package.targets) == sorted(rig.ARKIT_NAMES)
+    assert lam.package.origin_source == "headsplat" and lam.package.has_animation
+    assert {"hip", "head"} <= set(lam.package.joint_names)  # the bones LAM's renderer looks up by name
+
+
+def test_round_trip_renders_and_animates_like_ours(ours):
+    avatar, _, lam = ours
+    for yaw in (0.0, np.pi):
+        cam = framing_camera(avatar.head_center, avatar.head_radius, yaw, 0.0, size=256)
+        assert psnr(avatar.render(cam).rgb, lam.render(cam).rgb) > 24.0
+    cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, size=256)
+    base = psnr(avatar.render(cam).rgb, lam.render(cam).rgb)
+    for name, controls in app_presets().items():
+        ours_img, lam_img = avatar.render(cam, controls).rgb, lam.render(cam, controls).rgb
+        # the package follows the preset about as closely as it matches ours at rest, and closer
+        # than its own neutral pose does (so it moved, and the same way)
+        assert psnr(ours_img, lam_img) > base - 1.5, name
+        if controls:
+            assert psnr(ours_img, lam_img) > psnr(ours_img, lam.render(cam).rgb) + 0.2, name
+    assert lip_gap(lam, {"jawOpen": 1.0}) > lip_gap(lam) + 0.1
+
+
+def test_export_is_atomic_and_checks_its_arguments(ours, tmp_path):
+    from model.ours.lam_export import export_lam_package
+    avatar = ours[0]
+    with pytest.raises(ValueError, match="LAM's sizes"):
+        export_lam_package(avatar, tmp_path / "x.zip", target=100_000)
+    with pytest.raises(ValueError, match=r"\.zip"):
+        export_lam_package(avatar, tmp_path / "x.tar")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ malformed packages
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _write(tmp_path: Path, members: dict[str, bytes], name="bad.zip") -> Path:
+    p = tmp_path / name
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    return p
+
+
+def _expect(tmp_path: Path, path: Path, message: str):
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(LamPackageError, match=message):
+        read_package(path)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_malformed_packages_are_refused_with_the_reason(ours, tmp_path):
+    good = _members(ours[1])
+    noise = {"__MACOSX/astronaut/._skin.glb": b"x", "astronaut/.DS_Store": b"\0" * 64}
+    assert len(read_package(_write(tmp_path, {**good, **noise}, "noisy.zip"))) == len(ours[2].package)
+
+    _expect(tmp_path, _write(tmp_path, {k: v for k, v in good.items() if not k.endswith("skin.glb")}),
+            "missing member.*skin.glb")
+    order = json.loads(good["astronaut/vertex_order.json"])
+    _expect(tmp_path, _write(tmp_path, {**good, "astronaut/vertex_order.json": json.dumps(order[:-1]).encode()}),
+            "vertex_order.json must be a permutation")
+    # an offset.ply with one Gaussian fewer than the mesh has vertices
+    from plyfile import PlyData, PlyElement
+    v = PlyData.read(io.BytesIO(good["astronaut/offset.ply"]))["vertex"].data
+    buf = io.BytesIO()
+    PlyData([PlyElement.describe(v[:-1], "vertex")]).write(buf)
+    _expect(tmp_path, _write(tmp_path, {**good, "astronaut/offset.ply": buf.getvalue()}),
+            "offset.ply has .* Gaussians but skin.glb's mesh has")
+    # a morph target whose displacements do not match the vertex count
+    import pygltflib
+    g = pygltflib.GLTF2.load_from_bytes(good["astronaut/skin.glb"])
+    target = g.meshes[0].primitives[0].targets[0]["POSITION"]
+    g.accessors[target].count -= 1
+    _expect(tmp_path, _write(tmp_path, {**good, "astronaut/skin.glb": b"".join(g.save_to_bytes())}),
+            "morph target 'browDownLeft' has .* displacements for")
+    _expect(tmp_path, _write(tmp_path, {**good, "../x": b"escape"}), "unsafe entry name '../x'")
+
+
+def test_zip_bomb_is_refused_before_inflating(ours, tmp_path):
+    good = _members(ours[1])
+    p = _write(tmp_path, good, "bomb.zip")
+    # forge a member whose header declares 10 GB uncompressed (central directory and local header)
+    with zipfile.ZipFile(p, "a", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("astronaut/huge.bin")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, b"\0" * 1_000_000)
+    raw = bytearray(p.read_bytes())
+    idx = raw.rfind(b"PK\x01\x02")  # last central-directory entry: huge.bin
+    raw[idx + 24:idx + 28] = (0xFFFFFFF0).to_bytes(4, "little")
+    p.write_bytes(bytes(raw))
+    _expect(tmp_path, p, "refused as a zip bomb")
+    _expect(tmp_path, _write(tmp_path, {"a.txt": b"not a package"}, "empty.zip"), "missing member")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip at all")
+    _expect(tmp_path, tmp_path / "junk.zip", "not a zip archive")
+
+
+# ------------------------------------------------------------------------------ the registered method
+def test_registered_method_reads_a_folder_and_aligns_to_the_photo(ours, tmp_path, monkeypatch):
+    import shutil
+
+    import skimage.data
+    from PIL import Image
+    assert get_spec("lam-import").kind == "external"
+    monkeypatch.delenv("HEADSPLAT_LAM_PACKAGES", raising=False)
+    with pytest.raises(LamPackageError, match="HEADSPLAT_LAM_PACKAGES"):
+        LamImport()
+    photo = skimage.data.astronaut()
+    (tmp_path / "astronaut").mkdir()
+    Image.fromarray(photo).save(tmp_path / "astronaut" / "input.png")
+    shutil.copy(ours[1], tmp_path / "astronaut" / "avatar.zip")
+    monkeypatch.setenv("HEADSPLAT_LAM_PACKAGES", str(tmp_path))
+    avatar = get_spec("lam-import").load().reconstruct(photo)
+    meta = avatar.metadata()["alignment"]
+    # our own avatar comes back in the photo's frame: a near-identity similarity, landmarks on the photo
+    assert abs(meta["scale"] - 1) < 0.05 and meta["rotation_deg"] < 5 and meta["nme"] < 0.08
+    cam = avatar.input_camera
+    assert psnr(avatar.render(cam).rgb, ours[0].render(cam).rgb) > 20.0
+    with pytest.raises(LamPackageError, match="no LAM package for this photo"):
+        LamImport(tmp_path).reconstruct(photo[::-1].copy())
+    assert align_to_photo(ours[2], photo).metadata()["alignment"]["nme"] == meta["nme"]
