@@ -5,8 +5,9 @@ Pipeline, one feed-forward pass (no optimisation loop):
 2. photo evidence (model.head.segmentation): person mask, skin tone, hair colour and height;
 3. geometry: the fitted surface, offset along its normals by a hair volume over the scalp;
 4. texture: every texel of the UV atlas samples the photo where its point is visible, with a
-   confidence (model.ours.texture.project_texture); low-confidence texels take their mirror texel's
-   shading-corrected colour (symmetric fusion); what neither backs comes from the full-head prior;
+   confidence (model.ours.texture.project_texture); texels the photo does not see take their mirror
+   texel's texture, pasted in the gradient domain so no seam shows (symmetric fusion; a texel the
+   photo sees keeps its own colour); what neither backs comes from the full-head prior;
 5. one Gaussian per texel (several along a stretched texel's long side), bound to its triangle by
    barycentric coordinates plus the normal offset, oriented by the triangle's tangent frame and sized
    by the texel footprint. Under the rig, a new expression is one template deformation plus a
@@ -29,7 +30,7 @@ from model.core.image_io import load_image, to_float
 from model.core.render import compositing_weights
 from model.head import rig
 from model.head.fitting import FittedHead, fit
-from model.head.landmarks import detect_landmarks
+from model.head.landmarks import Landmarks, detect_landmarks
 from model.head.mesh import barycentric_matrix, vertex_normals
 from model.head.segmentation import PhotoEvidence, photo_evidence
 from model.head.template import REGIONS, TEMPLATE_VERSION
@@ -44,8 +45,9 @@ from model.ours.binding import (
 )
 from model.ours.texture import complete, fuse_symmetric, project_texture
 
-# 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette
-METHOD_VERSION = "0.4.0"
+# 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
+# 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain
+METHOD_VERSION = "0.5.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -110,9 +112,11 @@ class HeadSplatAvatar(GaussianAvatar):
         from model.ours.live import write_pack
         return write_pack(self)
 
-    def retarget(self, image: np.ndarray) -> dict:
-        """Controls that make this avatar perform the expression and head pose of `image`."""
-        return rig.retarget(detect_landmarks(load_image(image)), self.fitted)
+    def retarget(self, image) -> dict:
+        """Controls that make this avatar perform the expression and head pose of `image` (an RGB
+        image, or the model.head.landmarks.Landmarks already detected on one)."""
+        landmarks = image if isinstance(image, Landmarks) else detect_landmarks(load_image(image))
+        return rig.retarget(landmarks, self.fitted)
 
     def metadata(self) -> dict:
         return {**super().metadata(), "template_version": TEMPLATE_VERSION, "fit_nme": float(self.fitted.nme),
@@ -286,8 +290,9 @@ class HeadSplat(Method):
         avatar.timings["total"] = round(t["view_fit"] - t["start"], 4)
         return avatar
 
-    def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
-        """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
+    def projected_texture(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence):
+        """The photo's evidence in UV space before any fusion: (layout, hair [V] metres, surface [V,3]
+        metres, rgb [T,3] in [0,1], conf [T]) — project_texture on the hair-offset surface."""
         tpl = fitted.template
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
@@ -300,6 +305,12 @@ class HeadSplat(Method):
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(photo, ev.person_core, points, normals,
                                     fitted.camera, surface, tpl.faces)
+        return layout, hair, surface, rgb, conf
+
+    def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
+        """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
+        tpl = fitted.template
+        layout, hair, surface, rgb, conf = self.projected_texture(photo, fitted, ev)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
@@ -320,7 +331,7 @@ class HeadSplat(Method):
         along_u = fu >= fv
         texel, bary = split_texels(layout, tpl.face_uvs, counts, along_u)
         k, along_u, f = counts[texel], along_u[texel], layout.face[texel]
-        sample = barycentric_matrix(tpl.faces[f], bary, len(vertices))
+        sample = barycentric_matrix(tpl.faces[f], bary, len(surface))
         # A Gaussian's sigma ~0.6 of its share of the texel: neighbours overlap enough to close the
         # surface, little blur.
         st = 0.6 * fu[texel] / np.where(along_u, k, 1)

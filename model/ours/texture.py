@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 from scipy.ndimage import gaussian_filter
 
 from model.core.camera import Camera
@@ -23,7 +24,6 @@ _GROUPS = (("scalp",), ("face_skin", "ears", "neck", "lips", "brows"), ("eyes",)
 # cos(angle between normal and view ray): no trust below the first, full trust above the second
 # (full trust up to ~70 degrees from the view axis).
 FACING_TRUST = (0.05, 0.35)
-SHADING_SUPPORT = 0.3  # local shading ratio fully trusted from this observed-texel density on
 
 
 def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, normals: np.ndarray,
@@ -121,44 +121,110 @@ def smooth_fill(layout: UVLayout, values: np.ndarray, weights: np.ndarray, sigma
     return out, support
 
 
-def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, shading_sigma: float | None = None):
-    """Fill low-confidence texels from their mirror texel, matching low-frequency shading first.
+# The photo "sees" a texel from this confidence on (complete() treats conf < 0.05 as unbacked): its
+# own colour is kept, never its mirror's. Below it (grazing > ~86°, on an occlusion edge, outside
+# the person mask, hidden) the photo's colour is not evidence and the mirror may fill in.
+SEEN_CONF = 0.05
+# A seam's correction fades over ~res/SEAM_FADE texels into a filled patch (screened Poisson): beyond,
+# the patch takes the two halves' overall shading ratio, so one shadow at the edge of what the photo
+# saw does not darken the whole patch.
+SEAM_FADE = 25.0
+LOG_EPS = 0.02  # colours are pasted in log(rgb + LOG_EPS): shading differences are ratios
+# A pasted texel is at most this much brighter or darker than its mirror: a grazing, half-background
+# texel on the patch's border must not relight the whole patch.
+MAX_RATIO = 2.5
 
-    The mirror's colour is rescaled by the ratio of the low-passed observed texture on this side of
-    the face to that on the mirror's side (each estimated from its own side only), so a lit half
-    and a shaded half meet without a seam; where this side has too few observations for a local
-    ratio, by the ratio of the two halves overall. Returns the fused (rgb [T,3], conf [T]).
+
+@lru_cache(maxsize=4)
+def _grid_edges(layout: UVLayout) -> tuple[np.ndarray, np.ndarray]:
+    """4-neighbour pairs (a [E], b [E]) of valid texels in the same region group: the UV grid's
+    graph for gradient-domain work (no edge from hair to skin, nor to another group's island)."""
+    group = np.full(len(layout.face), -1, np.int64)
+    for k, (sel, _) in enumerate(_group_masks(layout, 1.0)):
+        group[sel] = k
+    g = layout.grid
+    a_all, b_all = [], []
+    for a, b in ((g[:, :-1], g[:, 1:]), (g[:-1], g[1:])):
+        a, b = a.ravel(), b.ravel()
+        ok = (a >= 0) & (b >= 0)
+        a, b = a[ok], b[ok]
+        ok = (group[a] == group[b]) & (group[a] >= 0)
+        a_all.append(a[ok])
+        b_all.append(b[ok])
+    return np.concatenate(a_all), np.concatenate(b_all)
+
+
+def poisson_fill(layout: UVLayout, target: np.ndarray, conf: np.ndarray, fill: np.ndarray,
+                 source: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """Gradient-domain paste: values [F,C] for the texels `fill` [T] bool that keep the UV gradients
+    of source [T,C] inside the patch and meet the seen texels around it (conf >= SEEN_CONF, value
+    target [T,C]) without a seam.
+
+    Solved for the correction d = x - source on the patch: a screened discrete Laplace equation on
+    the UV grid (4-neighbours within a region group) whose boundary values are target - source at
+    the bordering seen texels (clipped to ±log MAX_RATIO, as is d: the values are log colours), each edge weighted by that texel's confidence (edges to anything else
+    are free: Neumann), and whose screening pulls d towards far [T,C] over ~res/SEAM_FADE texels.
+    One sparse LU factorisation, one solve per channel.
     """
-    sigma = shading_sigma or layout.res / 20
+    from scipy.sparse.linalg import splu
+    idx = np.flatnonzero(fill)
+    if len(idx) == 0:
+        return np.zeros((0, source.shape[1]))
+    n = len(idx)
+    local = np.full(len(fill), -1, np.int64)
+    local[idx] = np.arange(n)
+    a, b = _grid_edges(layout)
+    seen = conf >= SEEN_CONF
+    both = fill[a] & fill[b]
+    la, lb = local[a[both]], local[b[both]]
+    screen = (SEAM_FADE / layout.res) ** 2  # decay length 1/sqrt(screen) texels
+    diag = np.full(n, screen)
+    rhs = screen * far[idx].astype(np.float64)
+    np.add.at(diag, la, 1.0)
+    np.add.at(diag, lb, 1.0)
+    for p, q in ((a, b), (b, a)):  # p in the patch, q a seen texel outside it
+        edge = fill[p] & ~fill[q] & seen[q]
+        w = np.clip(conf[q[edge]] / 0.5, 0, 1)
+        np.add.at(diag, local[p[edge]], w)
+        jump = np.clip(target[q[edge]] - source[q[edge]], -np.log(MAX_RATIO), np.log(MAX_RATIO))
+        np.add.at(rhs, local[p[edge]], w[:, None] * jump)
+    off = -np.ones(len(la))
+    A = sp.csc_matrix((np.concatenate([off, off, diag]),
+                       (np.concatenate([la, lb, np.arange(n)]), np.concatenate([lb, la, np.arange(n)]))),
+                      shape=(n, n))
+    d = splu(A).solve(np.ascontiguousarray(rhs))
+    return source[idx] + np.clip(d, -np.log(MAX_RATIO), np.log(MAX_RATIO))
+
+
+def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
+    """Texels the photo does not see (conf < SEEN_CONF) whose mirror texel it sees take the mirror's
+    texture, pasted in the gradient domain (poisson_fill, on log colour); every texel the photo sees
+    keeps its own colour, so a 3/4 view's far side shows its own eye rather than a ghost of the near
+    one, and where the two halves disagree the visible one wins. Away from the seam a patch takes the
+    ratio of its half's brightness to the other half's (median over texels seen on both sides).
+    rgb [T,3] in [0,1], conf [T] -> fused (rgb [T,3], conf [T]); a filled texel's confidence is its
+    mirror's."""
     m = layout.mirror
     has = m >= 0
-    right = layout.rc[:, 1] >= layout.res / 2  # u >= 0.5: the subject's left half
-    low = np.zeros_like(rgb, dtype=np.float64)
-    support = np.zeros(len(rgb))
-    for side in (right, ~right):
-        lo, sup = smooth_fill(layout, rgb, np.where(side, conf, 0.0), sigma)
-        low[side], support[side] = lo[side], sup[side]
     mi = np.where(has, m, 0)
-    raw = np.clip((low + 0.02) / (low[mi] + 0.02), 0.4, 2.5)
-    # Where this side is barely observed, its low-pass is an extrapolation from a few edge texels
-    # (often a shadow beside the nose): there use this half's overall ratio to the other half,
-    # measured where both are well observed, and the local ratio only as far as this side's own
-    # support reaches.
-    ratio = np.ones_like(rgb)
-    for side in (right, ~right):
-        both = side & has & (support > 0.5) & (support[mi] > 0.5)
-        overall = np.median(raw[both], axis=0) if both.sum() > 50 else np.ones(3)
-        sel = side & has
-        trust = np.clip(support[sel] / SHADING_SUPPORT, 0, 1)[:, None]
-        ratio[sel] = overall + trust * (raw[sel] - overall)
-    mir_rgb = np.where(has[:, None], rgb[mi] * ratio, 0.0)
-    mir_conf = np.where(has, conf[mi], 0.0)
-    w_self = conf
-    w_mir = (1 - conf) * mir_conf
-    total = w_self + w_mir
-    fused = (w_self[:, None] * rgb + w_mir[:, None] * mir_rgb) / np.maximum(total, 1e-8)[:, None]
-    fused = np.where(total[:, None] > 1e-8, fused, rgb)
-    return np.clip(fused, 0, 1), np.clip(total, 0, 1).astype(np.float32)
+    seen = conf >= SEEN_CONF
+    mirror_seen = has & seen[mi]
+    fill = ~seen & mirror_seen
+    fused = rgb.astype(np.float64)
+    if fill.any():
+        log = np.log(fused + LOG_EPS)
+        # the mirror's texture where the mirror is seen (the patch's source field), else the texel's own
+        source = np.where(mirror_seen[:, None], log[mi], log)
+        right = layout.rc[:, 1] >= layout.res / 2  # u >= 0.5: the subject's left half
+        both = seen & mirror_seen
+        far = np.zeros((len(rgb), 3))
+        for side in (right, ~right):
+            if (both & side).sum() > 50:  # too few pairs: no global ratio, the seam alone decides
+                far[side] = np.clip(np.median((log - source)[both & side], axis=0), -np.log(MAX_RATIO),
+                                    np.log(MAX_RATIO))
+        fused[fill] = np.exp(poisson_fill(layout, log, conf, fill, source, far)) - LOG_EPS
+    out_conf = np.where(fill, conf + (1 - conf) * conf[mi], conf)
+    return np.clip(fused, 0, 1), np.clip(out_conf, 0, 1).astype(np.float32)
 
 
 @lru_cache(maxsize=4)
