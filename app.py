@@ -84,7 +84,11 @@ CONTROL_GROUPS = (  # how the rig sliders are laid out; controls not listed go t
 LIVE_VIEWER_HTML = ('<div id="live-viewer" style="width:100%;aspect-ratio:1/1;max-height:70vh;position:relative">'
                     '</div><div class="hs-hint">drag to orbit · wheel or pinch to zoom · the avatar is drawn '
                     'and animated in your browser</div>')
+MIRROR_HTML = ('<video id="mirror-cam" autoplay muted playsinline style="width:100%;transform:scaleX(-1);'
+               'background:#eee;aspect-ratio:4/3"></video><div id="mirror-notice" class="hs-hint"></div>'
+               '<a id="mirror-download" hidden></a>')
 LIVE_CSS = """
+.hs-hidden { display: none !important; }
 #live-viewer canvas { display: block; }
 #live-viewer .hs-live-message { position: absolute; inset: 0; display: flex; align-items: center;
   justify-content: center; text-align: center; padding: 1.5em; background: #f6f6f6; color: #333; }
@@ -136,6 +140,7 @@ class Session:
         self.avatar = None
         self.method_id: str | None = None
         self.photo_key: str | None = None  # hash of the photo the avatar was made from
+        self.mirror_since = self.mirror_last = 0.0  # monotonic seconds: the mirror stream's start, last frame
 
     def file(self, name: str) -> Path:
         return self.dir / name
@@ -436,6 +441,63 @@ def drive(video, session, progress=gr.Progress()):
     return str(both), str(anim), note, str(seq)
 
 
+MIRROR_MAX_SIDE = 640  # the page sends frames at most this large; larger ones are downscaled here too
+MIRROR_MAX_S = 300.0  # a mirror stream ends after this long (the page stops too)
+MIRROR_DARK = 0.08  # mean luminance below this: "too dark"
+MIRROR_BLUR = 12.0  # variance of the Laplacian (grey levels²) below this: "blurred"
+
+
+def _frame_quality(image: np.ndarray) -> str | None:
+    """Why a frame without a face may have none: too dark or blurred (None: neither)."""
+    import cv2
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if grey.mean() / 255 < MIRROR_DARK:
+        return "too dark"
+    if cv2.Laplacian(grey, cv2.CV_64F).var() < MIRROR_BLUR:
+        return "blurred"
+    return None
+
+
+def mirror_frame(payload, session) -> str:
+    """One webcam frame from the page -> JSON {t, controls | null, notice | null, server_ms[, stop]}.
+    The frame is decoded in memory and never stored or logged; a frame the rig cannot follow (no face,
+    several faces, dark, blurred) gives controls null and a notice, and the page holds the last pose."""
+    import base64
+
+    from model.head.landmarks import detect_all
+    t0 = time.perf_counter()
+    try:
+        msg = json.loads(payload or "{}")
+        t = float(msg["t"])
+        raw = base64.b64decode(str(msg["jpeg"]).partition(",")[2], validate=True)
+    except (ValueError, KeyError, TypeError):
+        return json.dumps({"t": None, "controls": None, "notice": "a malformed frame was ignored"})
+
+    def answer(controls=None, notice=None, stop=False):
+        out = {"t": t, "controls": controls, "notice": notice, "server_ms": round(1000 * (time.perf_counter() - t0), 1)}
+        return json.dumps({**out, "stop": True} if stop else out)
+
+    if not isinstance(session, Session) or session.avatar is None or not session.avatar.animatable:
+        return answer(notice="create an animatable avatar first (Create tab, HeadSplat)", stop=True)
+    now = time.monotonic()
+    if now - session.mirror_last > 5.0:  # a new stream (frames stop for seconds between streams)
+        session.mirror_since = now
+    session.mirror_last = now
+    if now - session.mirror_since > MIRROR_MAX_S:
+        return answer(notice=f"the mirror stops after {MIRROR_MAX_S / 60:.0f} minutes: start it again", stop=True)
+    try:
+        image = load_image(raw, max_side=MIRROR_MAX_SIDE)
+    except InputError:
+        return answer(notice="a frame could not be decoded: holding the last pose")
+    faces = detect_all(image)
+    if len(faces) > 1:
+        return answer(notice="several faces in view: holding the last pose")
+    if not faces:
+        why = _frame_quality(image)
+        return answer(notice=f"no face found ({why})" if why else "no face in view: holding the last pose")
+    return answer(controls=session.avatar.retarget(faces[0]))
+
+
 MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
 MAX_SEQUENCE_MB = 50
 
@@ -479,7 +541,8 @@ def render_sequence(value, session, progress=gr.Progress()):
     times, controls = _read_sequence_file(value)
     span = times[-1] - times[0]
     fps = min(30, max(1, round((len(times) - 1) / span))) if span > 0 else 30
-    keep = np.unique(np.searchsorted(times, np.arange(times[0], times[-1] + 1e-9, 1.0 / fps)).clip(0, len(times) - 1))
+    grid = np.arange(times[0], times[-1] + 0.5 / fps, 1.0 / fps)  # the output frames' times, seconds
+    keep = (np.searchsorted(times, grid + 1e-6, side="right") - 1).clip(0, len(times) - 1)  # last frame at or before
     progress(0.1, desc=f"rendering {len(keep)} frames")
     path = write_animation(avatar, [controls[i] or None for i in keep], session.file("sequence.mp4"), size=VIDEO_PX,
                            fps=int(fps))
@@ -727,6 +790,25 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                         drive_seq = gr.File(label="tracked controls (.json)", interactive=False, elem_id="drive-seq")
                     drive_video = gr.Video(label="Source | avatar", interactive=False)
                     drive_file = gr.File(label="avatar animation .mp4", interactive=False)
+            with gr.Tab("Mirror", id="mirror") as mirror_tab:
+                gr.Markdown("Your webcam drives your avatar: the page sends downscaled frames one at a time, the "
+                            "server turns each into rig controls (frames are never stored), and the live view "
+                            f"follows at display rate. A stream stops after {MIRROR_MAX_S / 60:.0f} minutes or when "
+                            "the tab is hidden. Record a session to replay it, download it as JSON (ARKit-style "
+                            "names) or render it on the Animate tab.")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        gr.HTML(MIRROR_HTML, padding=False)
+                        with gr.Row():
+                            mirror_start = gr.Button("Start the mirror", variant="primary", elem_id="mirror-start")
+                            mirror_stop = gr.Button("Stop", elem_id="mirror-stop")
+                        with gr.Row():
+                            rec_start = gr.Button("Record", elem_id="mirror-rec")
+                            rec_stop = gr.Button("Stop recording and replay", elem_id="mirror-rec-stop")
+                        mirror_in = gr.Textbox(elem_id="mirror-frame", elem_classes="hs-hidden", show_label=False)
+                        mirror_out = gr.Textbox(elem_id="mirror-out", elem_classes="hs-hidden", show_label=False)
+                    with gr.Column(scale=1):
+                        gr.HTML("", elem_id="live-slot-mirror", padding=False)
             with gr.Tab("Compare", id="compare"):
                 gr.Markdown("The photo from the Create tab through each method: one row per method, the photo "
                             f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}).")
@@ -758,6 +840,16 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                          preprocess=False, **heavy).then(**load_live)
         create_tab.select(None, None, None, js=JS_ATTACH % "live-slot-create")
         animate_tab.select(None, None, None, js=JS_ATTACH % "live-slot-animate")
+        mirror_tab.select(None, None, None, js=JS_ATTACH % "live-slot-mirror")
+        mirror_start.click(None, None, None, js="() => { window.headsplat.mirror.start(); return []; }")
+        mirror_stop.click(None, None, None, js="() => { window.headsplat.mirror.stop(); return []; }")
+        rec_start.click(None, None, None, js="() => { window.headsplat.mirror.recordStart(); return []; }")
+        rec_stop.click(None, None, None, js="() => { const s = window.headsplat.mirror.recordStop(); "
+                                            "if (s.frames.length) window.headsplat.viewer.play(s); return []; }")
+        # one frame in flight per visitor (the page waits for each answer): no queue, no progress UI
+        mirror_in.change(mirror_frame, [mirror_in, session], mirror_out, api_name="mirror_frame", queue=False,
+                        show_progress="hidden")
+        mirror_out.change(None, mirror_out, None, js="(s) => { window.headsplat.mirror.onResult(s); return []; }")
         # the live view follows the sliders in the page: no server call
         gr.on([yaw.input, pitch.input], None, [yaw, pitch], None, js=JS_VIEW)
         for name, s in zip(names, sliders):

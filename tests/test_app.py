@@ -2,6 +2,7 @@
 with the real registry methods (ours + baselines). One server for the module; ~40 s in all."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +18,9 @@ from skimage import data
 
 import app
 from model.core.export import read_ply, read_splat
+from model.head import rig
 from model.head.rig import CONTROLS
+from model.ours.live import read_pack
 from tests.helpers import free_port
 
 NEUTRAL = [CONTROLS[n].neutral for n in CONTROLS]
@@ -65,14 +68,15 @@ def _non_white(img: np.ndarray) -> float:
 
 def test_create_rotate_animate_download(server, files, tmp_path):
     c = client(server, tmp_path)
-    viewer, view, anim, downloads, summary, yaw, pitch = c.predict(handle_file(files / "astronaut.png"), "ours",
-                                                             api_name="/reconstruct")
+    live, view, anim, downloads, summary, yaw, pitch = c.predict(handle_file(files / "astronaut.png"), "ours",
+                                                           api_name="/reconstruct")
     assert "HeadSplat" in summary and "animatable: yes" in summary and (yaw, pitch) == (0, 0)
     ply, splat = sorted(downloads, key=lambda p: Path(p).suffix)  # .ply, .splat
     g = read_ply(ply)  # the download loads back as 3DGS
     n = int(summary.split("·")[1].split("Gaussians")[0].replace(",", ""))
     assert len(g) == n > 10_000
-    assert len(read_splat(splat)) == n and len(read_splat(viewer)) == n
+    assert len(read_splat(splat)) == n
+    assert read_pack(Path(live).read_bytes()).header["counts"]["gaussians"] == n  # what the live viewer loads
     assert np.allclose(np.sort(read_splat(splat).means, axis=0), np.sort(g.means, axis=0), atol=1e-6)
 
     front = _img(view)
@@ -136,8 +140,10 @@ def test_videos_turntable_and_driving(server, files, tmp_path):
 
     astro = data.astronaut()
     clip = _clip(tmp_path / "talk.mp4", [np.roll(astro, 4 * i, axis=1) for i in range(12)], fps=12)
-    both, anim, note = c.predict(handle_file(clip), api_name="/drive")
+    both, anim, note, seq = c.predict(handle_file(clip), api_name="/drive")
     assert "tracked 12/12 frames" in note
+    times, controls = rig.read_sequence(json.loads(Path(seq).read_text()))  # the live view plays this
+    assert len(controls) == 12 and times[1] == pytest.approx(1 / 12)
     frames = imageio.get_reader(both).get_data(0)
     assert frames.shape[0] == app.VIDEO_PX and frames.shape[1] == 2 * app.VIDEO_PX  # square source | avatar
     assert imageio.get_reader(anim).count_frames() == 12
@@ -231,3 +237,45 @@ def test_footer_names_the_render_backend(server):
     html = [b.value for b in server.demo.blocks.values() if type(b).__name__ == "HTML"]
     backend = available_backends()[0]
     assert any("Renderer backend" in h and ("CPU" if backend == "cpu" else "gsplat") in h for h in html)
+
+
+def _frame(image: np.ndarray, t: float = 1.0) -> str:
+    """A mirror frame as the page sends it: JSON {t, jpeg data URL}."""
+    import base64
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=85)
+    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
+
+
+def test_mirror_frames_become_controls_and_bad_frames_hold_the_pose(server, files, tmp_path):
+    c = client(server, tmp_path)
+    astro = data.astronaut()
+    first = json.loads(c.predict(_frame(astro), api_name="/mirror_frame"))
+    assert first["controls"] is None and first["stop"] and "create an animatable avatar" in first["notice"]
+    c.predict(handle_file(files / "astronaut.png"), "ours", api_name="/reconstruct")
+    r = json.loads(c.predict(_frame(astro, 7.5), api_name="/mirror_frame"))
+    assert r["t"] == 7.5 and r["notice"] is None and set(r["controls"]) <= set(CONTROLS)
+    assert abs(r["controls"]["headYaw"]) < 0.1 and r["controls"].get("jawOpen", 0) < 0.3  # the photo itself
+    two = np.asarray(Image.open(files / "two_faces.png").convert("RGB"))
+    for image, notice in [(data.coffee(), "no face"), (np.full((480, 640, 3), 6, np.uint8), "too dark"),
+                          (two, "several faces")]:
+        r = json.loads(c.predict(_frame(image), api_name="/mirror_frame"))
+        assert r["controls"] is None and notice in r["notice"] and not r.get("stop")
+    r = json.loads(c.predict('{"t": 1, "jpeg": "data:image/jpeg;base64,!!!"}', api_name="/mirror_frame"))
+    assert r["controls"] is None and "malformed" in r["notice"]
+
+
+def test_control_sequences_upload_and_render(server, files, tmp_path):
+    c = client(server, tmp_path)
+    c.predict(handle_file(files / "astronaut.png"), "ours", api_name="/reconstruct")
+    seq = tmp_path / "seq.json"
+    seq.write_text(json.dumps(rig.sequence_dict([i / 10 for i in range(6)], [{"jawOpen": i / 5} for i in range(6)])))
+    path, note = c.predict(handle_file(seq), api_name="/sequence")
+    assert "playing 6 frames (10 fps" in note
+    video, mp4 = c.predict(handle_file(seq), api_name="/render_sequence")
+    assert imageio.get_reader(mp4).count_frames() == 6
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"names": ["jawOpen"], "frames": []}')
+    with pytest.raises(AppError, match="no frames"):
+        c.predict(handle_file(bad), api_name="/sequence")

@@ -9,6 +9,7 @@
 //   .play(sequence, {video})                      a control sequence (LAM's JSON format) at its own
 //                                                 frame rate, or following a <video>'s clock
 //   .pause() / .seek(frameIndex) / .stop()         hold a sequence frame, go to one, end playback
+//   .follow(controls | null)                      ease towards these controls at display rate (mirror)
 //   .setBackground(cssColor)                      the clear colour (white by default, as the server's)
 //   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, settled,
 //                error, ...}   settled: no change is waiting to be drawn (Spark has sorted and drawn)
@@ -17,6 +18,7 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { PackedSplats, SparkRenderer, SplatFileType, SplatMesh, toHalf, unpackSplat, utils } from "@sparkjsdev/spark";
+import { Mirror } from "./mirror.js";
 import { MAGIC, PackError, readPack } from "./pack.js";
 import { Poser, normalizeControls } from "./pose.js";
 
@@ -28,6 +30,7 @@ const ENCODING = { rgbMin: 0, rgbMax: 1, lnScaleMin: -12, lnScaleMax: 9 };
 const LN_STEP = 254 / (ENCODING.lnScaleMax - ENCODING.lnScaleMin);
 const ELEMENT_ID = "live-viewer";
 const SETTLE_MS = 1500;
+const FOLLOW_TAU_MS = 60; // mirror smoothing: time constant of the easing towards the latest controls
 
 class LiveViewer {
   constructor() {
@@ -323,6 +326,26 @@ class LiveViewer {
     return this.sequenceFrame;
   }
 
+  /** Ease the pose towards `controls` (the mirror's latest frame) at display rate; null ends it. */
+  follow(controls) {
+    this.following = controls ? { ...controls } : null;
+    this.lastFollowT = performance.now();
+  }
+
+  easeTowards() {
+    const now = performance.now();
+    const a = 1 - Math.exp(-(now - this.lastFollowT) / FOLLOW_TAU_MS);
+    this.lastFollowT = now;
+    let moved = 0;
+    for (const [k, target] of Object.entries(this.following)) {
+      const v = this.controls[k] || 0;
+      const next = v + a * (target - v);
+      moved = Math.max(moved, Math.abs(next - v));
+      this.controls[k] = next;
+    }
+    if (moved > 1e-4) this.dirtyPose = true;
+  }
+
   stop() {
     if (this.playing) {
       this.controls = { ...this.playing.base };
@@ -353,6 +376,7 @@ class LiveViewer {
   tick() {
     if (!this.mesh) return;
     if (this.playing && !this.playing.paused) this.advance();
+    else if (this.following && this.poser) this.easeTowards();
     if (this.dirtyPose) this.applyPose();
     if (this.dirtyView) this.settleUntil = performance.now() + SETTLE_MS;
     // render on demand (software WebGL is slow): after a change, whenever Spark has a new sort order
@@ -410,7 +434,8 @@ class LiveViewer {
 }
 
 const viewer = new LiveViewer();
-window.headsplat = Object.assign(window.headsplat || {}, { viewer, attach: (slot) => viewer.attach(slot) });
+const mirror = new Mirror(viewer);
+window.headsplat = Object.assign(window.headsplat || {}, { viewer, mirror, attach: (slot) => viewer.attach(slot) });
 // Gradio renders components after this module runs: mount when #live-viewer appears.
 const tryMount = () => document.getElementById(ELEMENT_ID) && viewer.ensureMounted();
 if (!tryMount()) {
