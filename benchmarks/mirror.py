@@ -1,0 +1,170 @@
+"""The mirror's server side on loopback: speed of frame -> controls, throughput for 1 and 5 visitors, and
+how well the tracking path recovers controls that are known (renders of the astronaut's avatar).
+
+    python -m benchmarks.mirror [--frames 40] [--seconds 8]
+
+- frame -> controls: the app's mirror handler (JPEG decode, landmarks, retargeting) on 640-px frames,
+  in process, median ms (frames rendered at the photo's fitted camera, 640 px);
+- end to end: a gradio_client per visitor sends frames one at a time (as the page does) to the running
+  app; updates per second for one visitor and for 5 at once, and the round-trip median (ms). The
+  browser's own drawing is not included (benchmarks.live_viewer measures it);
+- accuracy: the avatar rendered (640 px) under known controls -- a sweep of jawOpen, eyeBlink*,
+  mouthSmile* and head pose, and frames of the recorded ARKit performance
+  (../shared/fixtures/lam/test_expression_1s.json, when present) -- fed through the same path: mean
+  absolute error per control, head pose error (degrees), correlation with the performance's curves.
+Prints one JSON line last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+CHECKED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight")
+
+
+def _payload(image: np.ndarray, t: float = 0.0) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=85)
+    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=40, help="ARKit frames sampled for the accuracy figures")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each throughput run")
+    args = ap.parse_args(argv)
+
+    from gradio_client import Client
+    from skimage import data
+
+    import app
+    from model.core.image_io import to_uint8
+    from model.head import rig
+    from tests.helpers import SHARED_FIXTURES, free_port
+
+    avatar = app.load_method("ours").reconstruct(data.astronaut())
+    session = app.Session(app.session_root())
+    session.avatar = avatar
+    # the photo's own camera at 640 px: head controls are relative to the photo's pose (model.head.rig)
+    c0 = avatar.input_camera
+    scale = 640 / max(c0.width, c0.height)
+    cam = c0.resized(round(c0.width * scale) // 2 * 2, round(c0.height * scale) // 2 * 2)
+
+    def frame(controls):
+        return to_uint8(avatar.render(cam, controls or None, background=(1.0, 1.0, 1.0)).rgb)
+
+    def track(image):
+        return json.loads(app.mirror_frame(_payload(image), session))
+
+    out: dict = {"benchmark": "mirror", "frame_px": 640}
+    # ---- speed, in process
+    still = frame({})
+    track(still)
+    ms = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        track(still)
+        ms.append(1000 * (time.perf_counter() - t0))
+    out["frame_to_controls_ms_median"] = round(statistics.median(ms), 1)
+
+    # ---- accuracy on renders with known controls
+    truth = [{}]
+    for v in (0.25, 0.5, 0.75, 1.0):
+        truth += [{"jawOpen": v}, {"eyeBlinkLeft": v, "eyeBlinkRight": v}, {"mouthSmileLeft": v, "mouthSmileRight": v}]
+    for a in (-0.25, -0.1, 0.1, 0.25):
+        truth += [{"headYaw": a}, {"headPitch": a / 2}, {"headRoll": a / 2}]
+    err = {k: [] for k in CHECKED}
+    pose_err = []
+    for c in truth:
+        r = track(frame(c))["controls"] or {}
+        for k in CHECKED:
+            err[k].append(abs(r.get(k, 0.0) - c.get(k, 0.0)))
+        pose_err.append(max(abs(np.degrees(r.get(k, 0.0) - c.get(k, 0.0))) for k in ("headYaw", "headPitch", "headRoll")))
+    out["mae"] = {k: round(float(np.mean(v)), 3) for k, v in err.items()}
+    out["head_pose_error_deg_max"] = round(float(np.max(pose_err)), 2)
+    out["head_pose_error_deg_median"] = round(float(np.median(pose_err)), 2)
+
+    seq_path = SHARED_FIXTURES / "lam" / "test_expression_1s.json"
+    if seq_path.is_file():
+        _, controls = rig.read_sequence(json.loads(seq_path.read_text()))
+        picks = np.linspace(0, len(controls) - 1, args.frames).round().astype(int)
+        curves = {"jawOpen": ("jawOpen",), "blink": ("eyeBlinkLeft", "eyeBlinkRight"),
+                  "smile": ("mouthSmileLeft", "mouthSmileRight")}
+        true_c = {k: [] for k in curves}
+        got_c = {k: [] for k in curves}
+        for i in picks:
+            c = {k: v for k, v in controls[i].items() if not k.startswith("head")}
+            r = track(frame(c))["controls"] or {}
+            for name, keys in curves.items():
+                true_c[name].append(np.mean([c.get(k, 0.0) for k in keys]))
+                got_c[name].append(np.mean([r.get(k, 0.0) for k in keys]))
+        out["arkit_correlation"] = {k: round(float(np.corrcoef(true_c[k], got_c[k])[0, 1]), 3) for k in curves}
+        out["arkit_frames"] = len(picks)
+    else:
+        out["notes"] = [f"{seq_path} absent: no ARKit correlation"]
+
+    # ---- throughput through the running app (gradio_client, one frame in flight per visitor)
+    app.warm_up()
+    demo = app.build_app()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **app.launch_kwargs())
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            photo = f"{d}/astronaut.png"
+            from PIL import Image
+            Image.fromarray(data.astronaut()).save(photo)
+            from gradio_client import handle_file
+            payload = _payload(still)
+
+            def visitor(results: list, barrier: threading.Barrier):
+                cl = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=d)
+                cl.predict(handle_file(photo), "ours", api_name="/reconstruct")
+                barrier.wait()
+                rt, t_end = [], time.perf_counter() + args.seconds
+                while time.perf_counter() < t_end:
+                    t0 = time.perf_counter()
+                    cl.predict(payload, api_name="/mirror_frame")
+                    rt.append(time.perf_counter() - t0)
+                results.append(rt)
+
+            for n in (1, 5):
+                results: list = []
+                barrier = threading.Barrier(n)
+                threads = [threading.Thread(target=visitor, args=(results, barrier)) for _ in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                rates = [len(r) / args.seconds for r in results]
+                out[f"updates_per_s_{n}_visitors_min"] = round(min(rates), 2)
+                out[f"round_trip_ms_median_{n}_visitors"] = round(1000 * statistics.median(x for r in results for x in r), 1)
+    finally:
+        demo.close()
+    out["targets"] = {
+        "frame_to_controls_ms<=80": out["frame_to_controls_ms_median"] <= 80,
+        "round_trip_ms<=200 (1 visitor, without the browser's drawing)": out["round_trip_ms_median_1_visitors"] <= 200,
+        "updates_per_s>=10 (1 visitor)": out["updates_per_s_1_visitors_min"] >= 10,
+        "updates_per_s>=6 (each of 5)": out["updates_per_s_5_visitors_min"] >= 6,
+        "mae<=0.1": all(v <= 0.1 for v in out["mae"].values()),
+        "head_pose_error_deg<=3": out["head_pose_error_deg_max"] <= 3,
+    }
+    if "arkit_correlation" in out:
+        out["targets"]["arkit_correlation>=0.8"] = all(v >= 0.8 for v in out["arkit_correlation"].values())
+    print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
