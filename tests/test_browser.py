@@ -17,14 +17,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-import app
 from model.core.camera import framing_camera
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import free_port, shared_fixture
+from tests.helpers import CHROMIUM, shared_fixture
+from tests.helpers import CHROMIUM_FLAGS as FLAGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 V = "window.headsplat.viewer"
 
@@ -33,18 +30,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not i
 
 
 @pytest.fixture(scope="module")
-def url():
-    app.warm_up()
-    demo = app.build_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def page(url, tmp_path_factory):
+def page(app_url, tmp_path_factory):
     """One browser page with the astronaut's avatar loaded in the live viewer (shared by the tests)."""
     from playwright.sync_api import sync_playwright
     photo = tmp_path_factory.mktemp("photo") / "astronaut.png"
@@ -55,7 +41,7 @@ def page(url, tmp_path_factory):
         pg = browser.new_page(viewport={"width": 1000, "height": 900})
         pg.requests = []  # every request the page makes, for the no-network checks
         pg.on("request", lambda r: pg.requests.append(r.url))
-        pg.goto(url)
+        pg.goto(app_url)
         pg.wait_for_selector("#photo input[type=file]", state="attached", timeout=30_000)
         t0 = time.perf_counter()
         pg.locator("#photo input[type=file]").set_input_files(str(photo))

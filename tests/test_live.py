@@ -115,6 +115,7 @@ def test_node_unit_tests_of_the_reader_and_the_rules_pass():
 
 
 def test_static_methods_have_no_live_pack():
-    from baselines.registry import get_method
     from skimage import data
+
+    from baselines.registry import get_method
     assert get_method("billboard").reconstruct(data.astronaut()).live_pack() is None

@@ -5,7 +5,7 @@
 // Frames are never stored: the page keeps only the latest canvas, the server decodes them in memory.
 //
 // Page API: window.headsplat.mirror.start() / .stop() / .recordStart() / .recordStop() -> sequence
-//           .stats() -> {running, updates, sent, lastLatencyMs, medianLatencyMs, notice, recording}
+//           .stats() -> {running, updates, sent, lastLatencyMs, medianLatencyMs, notice, notices, recording}
 
 export const MAX_SIDE = 640; // frames are downscaled to this long side before sending
 export const MAX_SECONDS = 300; // a stream stops by itself after this long
@@ -20,6 +20,7 @@ export class Mirror {
     this.sent = 0;
     this.latencies = [];
     this.notice = "";
+    this.notices = []; // the distinct notices shown, oldest first (the last 20): what a visitor was told
     this.recording = null;
   }
 
@@ -118,6 +119,10 @@ export class Mirror {
 
   say(text) {
     this.notice = text;
+    if (text && this.notices[this.notices.length - 1] !== text) {
+      this.notices.push(text);
+      if (this.notices.length > 20) this.notices.shift();
+    }
     const n = this.el("mirror-notice");
     if (n) n.textContent = text;
   }
@@ -154,6 +159,7 @@ export class Mirror {
     return { running: this.running, updates: this.updates, sent: this.sent,
       lastLatencyMs: this.latencies.length ? this.latencies[this.latencies.length - 1] : null,
       medianLatencyMs: sorted.length ? sorted[sorted.length >> 1] : null, notice: this.notice,
+      notices: [...this.notices],
       recording: !!this.recording };
   }
 }

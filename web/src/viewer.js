@@ -10,6 +10,8 @@
 //                                                 frame rate, or following a <video>'s clock
 //   .pause() / .seek(frameIndex) / .stop()         hold a sequence frame, go to one, end playback
 //   .follow(controls | null)                      ease towards these controls at display rate (mirror)
+//   .setMaxFps(n)                                 cap the drawing rate (0: display rate); a software-
+//                                                 WebGL page (tests) stays responsive with a low cap
 //   .setBackground(cssColor)                      the clear colour (white by default, as the server's)
 //   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, settled,
 //                error, ...}   settled: no change is waiting to be drawn (Spark has sorted and drawn)
@@ -383,6 +385,8 @@ class LiveViewer {
     // for it, and for a short moment after each change
     const running = this.playing && !this.playing.paused;
     if (!running && !this.needsFrame && !this.sortPending() && !(performance.now() < this.settleUntil)) return;
+    if (this.maxFps && performance.now() - (this.lastFrameT || 0) < 1000 / this.maxFps) return;
+    this.lastFrameT = performance.now();
     this.needsFrame = false;
     this.orbit.update();
     const t0 = performance.now();
@@ -394,6 +398,10 @@ class LiveViewer {
 
   sortPending() {
     return !!(this.spark && (this.spark.sorting || this.spark.sortDirty));
+  }
+
+  setMaxFps(fps) {
+    this.maxFps = Math.max(0, Number(fps) || 0);
   }
 
   setBackground(color) {
