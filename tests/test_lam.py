@@ -106,7 +106,9 @@ def test_export_layout_and_sizes(ours):
     _, path, lam = ours
     assert path.stat().st_size <= 15_000_000
     names = sorted(zipfile.ZipFile(path).namelist())
-    assert names == [f"astronaut/{n}" for n in ("animation.glb", "offset.ply", "skin.glb", "vertex_order.json")]
+    # the folder's own entry first: LAM's loader finds the avatar's folder by it
+    assert names == ["astronaut/"] + [f"astronaut/{n}" for n in ("animation.glb", "offset.ply", "skin.glb",
+                                                                  "vertex_order.json")]
     assert 20_000 <= len(lam.package) <= 40_000
     assert sorted(lam.package.targets) == sorted(rig.ARKIT_NAMES)
     assert lam.package.origin_source == "headsplat" and lam.package.has_animation

@@ -302,8 +302,8 @@ def package_contents(avatar, target: int = 32_000) -> dict:
 
 def export_lam_package(avatar, path: str | Path, target: int = 32_000) -> Path:
     """Write `avatar` (model.ours.avatar.HeadSplatAvatar) as a LAM package zip at `path` (its members in
-    a folder named after the file, as LAM's renderer expects). Atomic: on any error (including a package
-    over MAX_BYTES) nothing is written. Returns the path."""
+    a folder named after the file, that folder's own entry first, as LAM's renderer expects). Atomic: on
+    any error (including a package over MAX_BYTES) nothing is written. Returns the path."""
     if not MIN_GAUSSIANS <= target <= MAX_GAUSSIANS:
         raise ValueError(f"target must be within {MIN_GAUSSIANS}..{MAX_GAUSSIANS} Gaussians (LAM's sizes), got {target}")
     path = Path(path)
@@ -314,6 +314,10 @@ def export_lam_package(avatar, path: str | Path, target: int = 32_000) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            # the folder as an entry of its own, first (as LAM's own packages have it): LAM's renderer takes
+            # the avatar's folder from the zip's directory entries and refuses a zip without one
+            # ("file fold is not found"); implicit folders in member names do not count
+            zf.mkdir(path.stem)
             for name in ("offset.ply", "skin.glb", "animation.glb", "vertex_order.json"):
                 zf.writestr(f"{path.stem}/{name}", members[name])
         size = os.path.getsize(tmp)
