@@ -31,11 +31,11 @@ import numpy as np
 
 import web
 from baselines.registry import get_method, list_methods
-from model.head import rig
 from model.core.camera import framing_camera
 from model.core.errors import InputError
 from model.core.image_io import load_image, to_uint8
 from model.core.render import available_backends
+from model.head import rig
 
 log = logging.getLogger("headsplat.app")
 
@@ -502,7 +502,8 @@ MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
 MAX_SEQUENCE_MB = 50
 
 
-def _read_sequence_file(value) -> tuple[list[float], list[dict]]:
+def _read_sequence_file(value) -> tuple[list[str], list[float], list[dict]]:
+    """An uploaded control sequence -> (its names as written, frame times [s], validated controls)."""
     path = Path(_upload_path(value))
     if path.stat().st_size > MAX_SEQUENCE_MB * 1e6:
         raise InputError(f"the sequence file is larger than {MAX_SEQUENCE_MB} MB")
@@ -515,15 +516,14 @@ def _read_sequence_file(value) -> tuple[list[float], list[dict]]:
         raise InputError(f"not a usable control sequence: {e}") from None
     if len(controls) > MAX_SEQUENCE_FRAMES:
         raise InputError(f"the sequence has {len(controls)} frames; the limit is {MAX_SEQUENCE_FRAMES}")
-    return times, controls
+    return list(data["names"]), times, controls
 
 
 @user_errors
 def load_sequence(value):
     """An uploaded control sequence -> (the file, checked, for the live view to play; a note). The
     viewer re-poses every frame itself; names the rig cannot show are reported, not fatal."""
-    times, controls = _read_sequence_file(value)
-    names = json.loads(Path(_upload_path(value)).read_text()).get("names", [])
+    names, times, controls = _read_sequence_file(value)
     unused = [n for n in names if n in rig.IGNORED_ARKIT]
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     note = f"playing {len(controls)} frames ({fps:.0f} fps, {times[-1]:.1f} s) in the live view"
@@ -538,7 +538,7 @@ def render_sequence(value, session, progress=gr.Progress()):
     """The uploaded control sequence rendered on the server (mp4 at the sequence's frame rate, ≤ 30 fps)."""
     from model.core.video import write_animation
     avatar = _avatar(session, animatable=True)
-    times, controls = _read_sequence_file(value)
+    _, times, controls = _read_sequence_file(value)
     span = times[-1] - times[0]
     fps = min(30, max(1, round((len(times) - 1) / span))) if span > 0 else 30
     grid = np.arange(times[0], times[-1] + 0.5 / fps, 1.0 / fps)  # the output frames' times, seconds
@@ -693,8 +693,6 @@ def warm_up(method_id: str = DEFAULT_METHOD) -> float:
     render_view(avatar, 30.0, 0.0)
     if avatar.animatable:
         render_view(avatar, 0.0, 0.0, {next(iter(rig.CONTROLS)): 0.5})
-    if hasattr(avatar, "live_pack"):
-        avatar.live_pack()
     return time.perf_counter() - t0
 
 

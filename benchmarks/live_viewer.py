@@ -25,9 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 V = "window.headsplat.viewer"
 READ = f"""() => {{
   const r = {V}.readSplats();
@@ -57,7 +54,7 @@ def main(argv=None) -> dict:
     from model.core.camera import framing_camera
     from model.core.gaussians import Gaussians
     from model.head import rig
-    from tests.helpers import SHARED_FIXTURES, free_port
+    from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, SHARED_FIXTURES, free_port
 
     avatar = app.load_method("ours").reconstruct(data.astronaut())  # what the server builds for this photo
     poses = [("preset " + k, v) for k, v in app.PRESETS.items()]
@@ -80,7 +77,7 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory() as d, sync_playwright() as p:
             photo = Path(d) / "astronaut.png"
             Image.fromarray(data.astronaut()).save(photo)
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))

@@ -29,16 +29,6 @@ import numpy as np
 CHECKED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight")
 
 
-def _payload(image: np.ndarray, t: float = 0.0) -> str:
-    import base64
-    import io
-
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=85)
-    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=40, help="ARKit frames sampled for the accuracy figures")
@@ -51,7 +41,7 @@ def main(argv=None) -> dict:
     import app
     from model.core.image_io import to_uint8
     from model.head import rig
-    from tests.helpers import SHARED_FIXTURES, free_port
+    from tests.helpers import SHARED_FIXTURES, free_port, mirror_frame_payload
 
     avatar = app.load_method("ours").reconstruct(data.astronaut())
     session = app.Session(app.session_root())
@@ -65,7 +55,7 @@ def main(argv=None) -> dict:
         return to_uint8(avatar.render(cam, controls or None, background=(1.0, 1.0, 1.0)).rgb)
 
     def track(image):
-        return json.loads(app.mirror_frame(_payload(image), session))
+        return json.loads(app.mirror_frame(mirror_frame_payload(image), session))
 
     out: dict = {"benchmark": "mirror", "frame_px": 640}
     # ---- speed, in process
@@ -126,7 +116,7 @@ def main(argv=None) -> dict:
             from PIL import Image
             Image.fromarray(data.astronaut()).save(photo)
             from gradio_client import handle_file
-            payload = _payload(still)
+            payload = mirror_frame_payload(still)
 
             def visitor(results: list, barrier: threading.Barrier):
                 cl = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=d)

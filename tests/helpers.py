@@ -50,3 +50,22 @@ def node(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make test` installs it); Playwright drives it
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def needs_chromium():
+    """Skip mark for browser tests: they need Debian's chromium (`make test` installs it)."""
+    import pytest
+    return pytest.mark.skipif(not CHROMIUM.exists(), reason=f"chromium is not installed at {CHROMIUM} "
+                                                             "(apt-get install -y chromium; `make test` does it)")
+
+
+def mirror_frame_payload(image, t: float = 0.0) -> str:
+    """A mirror frame as the page sends it (web/src/mirror.js): JSON {t, jpeg data URL}; image RGB uint8."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=85)
+    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})

@@ -21,7 +21,7 @@ from model.core.export import read_ply, read_splat
 from model.head import rig
 from model.head.rig import CONTROLS
 from model.ours.live import read_pack
-from tests.helpers import free_port
+from tests.helpers import free_port, mirror_frame_payload
 
 NEUTRAL = [CONTROLS[n].neutral for n in CONTROLS]
 
@@ -239,28 +239,19 @@ def test_footer_names_the_render_backend(server):
     assert any("Renderer backend" in h and ("CPU" if backend == "cpu" else "gsplat") in h for h in html)
 
 
-def _frame(image: np.ndarray, t: float = 1.0) -> str:
-    """A mirror frame as the page sends it: JSON {t, jpeg data URL}."""
-    import base64
-    import io
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=85)
-    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
-
-
 def test_mirror_frames_become_controls_and_bad_frames_hold_the_pose(server, files, tmp_path):
     c = client(server, tmp_path)
     astro = data.astronaut()
-    first = json.loads(c.predict(_frame(astro), api_name="/mirror_frame"))
+    first = json.loads(c.predict(mirror_frame_payload(astro), api_name="/mirror_frame"))
     assert first["controls"] is None and first["stop"] and "create an animatable avatar" in first["notice"]
     c.predict(handle_file(files / "astronaut.png"), "ours", api_name="/reconstruct")
-    r = json.loads(c.predict(_frame(astro, 7.5), api_name="/mirror_frame"))
+    r = json.loads(c.predict(mirror_frame_payload(astro, 7.5), api_name="/mirror_frame"))
     assert r["t"] == 7.5 and r["notice"] is None and set(r["controls"]) <= set(CONTROLS)
     assert abs(r["controls"]["headYaw"]) < 0.1 and r["controls"].get("jawOpen", 0) < 0.3  # the photo itself
     two = np.asarray(Image.open(files / "two_faces.png").convert("RGB"))
     for image, notice in [(data.coffee(), "no face"), (np.full((480, 640, 3), 6, np.uint8), "too dark"),
                           (two, "several faces")]:
-        r = json.loads(c.predict(_frame(image), api_name="/mirror_frame"))
+        r = json.loads(c.predict(mirror_frame_payload(image), api_name="/mirror_frame"))
         assert r["controls"] is None and notice in r["notice"] and not r.get("stop")
     r = json.loads(c.predict('{"t": 1, "jpeg": "data:image/jpeg;base64,!!!"}', api_name="/mirror_frame"))
     assert r["controls"] is None and "malformed" in r["notice"]

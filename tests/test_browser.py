@@ -19,14 +19,13 @@ from skimage import data
 
 from model.core.camera import framing_camera
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import CHROMIUM, shared_fixture
+from tests.helpers import CHROMIUM, needs_chromium, shared_fixture
 from tests.helpers import CHROMIUM_FLAGS as FLAGS
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 V = "window.headsplat.viewer"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed at /usr/bin/chromium "
-                                                              "(apt-get install -y chromium; `make test` does it)")
+pytestmark = needs_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from model.core.camera import framing_camera
 from model.core.image_io import to_uint8
 from model.head import rig
 from model.head.landmarks import detect_landmarks, inter_ocular
-
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "lam" / "p2-1.zip"
+from tests.helpers import shared_fixture
 
 
 def coverage(alpha: np.ndarray) -> float:
@@ -50,10 +49,9 @@ def psnr(a, b) -> float:
 # ------------------------------------------------------------------------------ the real LAM package
 @pytest.fixture(scope="module")
 def lam_fixture():
-    if not FIXTURE.is_file():
-        pytest.skip(f"missing LAM fixture {FIXTURE} (shared/ is absent)")
+    fixture = shared_fixture("lam", "p2-1.zip")
     t0 = time.perf_counter()
-    avatar = load_lam_package(FIXTURE)
+    avatar = load_lam_package(fixture)
     return avatar, time.perf_counter() - t0
 
 

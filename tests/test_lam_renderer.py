@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import CHROMIUM, SHARED_FIXTURES, node, shared_fixture
+from tests.helpers import CHROMIUM, SHARED_FIXTURES, needs_chromium, node, shared_fixture
 from tests.helpers import CHROMIUM_FLAGS as FLAGS
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -32,8 +32,7 @@ WEB = Path(__file__).resolve().parents[1] / "web"
 SIZE = 256  # software WebGL draws LAM's 30k splats at ~1 frame per second at this size
 FOV = 22  # degrees (LAM's own camera has 50: the head would be ~70 px wide)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed at /usr/bin/chromium "
-                                                              "(apt-get install -y chromium; `make test` does it)")
+pytestmark = needs_chromium()
 
 
 def _sequence() -> dict:

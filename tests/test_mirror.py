@@ -14,15 +14,14 @@ from skimage import data
 
 from model.core.camera import framing_camera
 from model.core.image_io import to_uint8
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 
 FLAGS = CHROMIUM_FLAGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 V = "window.headsplat.viewer"
 M = "window.headsplat.mirror"
 FPS = 10
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed at /usr/bin/chromium "
-                                                              "(apt-get install -y chromium; `make test` does it)")
+pytestmark = needs_chromium()
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> Path:

@@ -115,7 +115,9 @@ export class Poser {
       const e1x = X[i1] - X[i0], e1y = X[i1 + 1] - X[i0 + 1], e1z = X[i1 + 2] - X[i0 + 2];
       const e2x = X[i2] - X[i0], e2y = X[i2 + 1] - X[i0 + 1], e2z = X[i2 + 2] - X[i0 + 2];
       const n0 = e1y * e2z - e1z * e2y, n1 = e1z * e2x - e1x * e2z, n2 = e1x * e2y - e1y * e2x;
-      for (const i of [i0, i1, i2]) { N[i] += n0; N[i + 1] += n1; N[i + 2] += n2; }
+      N[i0] += n0; N[i0 + 1] += n1; N[i0 + 2] += n2;
+      N[i1] += n0; N[i1 + 1] += n1; N[i1 + 2] += n2;
+      N[i2] += n0; N[i2 + 1] += n1; N[i2 + 2] += n2;
     }
     for (let v = 0; v < V; v++) {
       const h = s.hair[v];

@@ -212,6 +212,7 @@ class LiveViewer {
     for (let i = 0; i < T * 3; i++) this.lnScale[i] = Math.log(sc[i]);
     this.faceQlo = new Uint32Array(this.poser.U);
     this.faceQhi = new Uint32Array(this.poser.U);
+    this.faceLnGrow = new Float64Array(this.poser.U);
     this.scratch = new Uint32Array(4);
     this.controls = {};
     this.applyPose();
@@ -256,7 +257,7 @@ class LiveViewer {
     const { centers, faceQuat: Q, faceGrow, U, T, s } = this.poser;
     const arr = this.packed.packedArray, lnS = this.lnScale, qlo = this.faceQlo, qhi = this.faceQhi;
     const scratch = this.scratch;
-    const lnG = new Float64Array(U);
+    const lnG = this.faceLnGrow;
     for (let u = 0; u < U; u++) {
       // Spark takes (x, y, z, w); the poser's are (w, x, y, z)
       utils.setPackedSplatQuat(scratch, 0, Q[u * 4 + 1], Q[u * 4 + 2], Q[u * 4 + 3], Q[u * 4]);
