@@ -326,7 +326,9 @@ def test_nersemble_layout_runs_the_multiview_protocol(tmp_path):
 def test_nersemble_without_the_toolkit_says_how_to_install(tmp_path, monkeypatch):
     import sys
     (tmp_path / "nvs" / "017" / "sequences").mkdir(parents=True)
-    monkeypatch.setitem(sys.modules, "nersemble_benchmark", None)
+    # None in sys.modules makes `import` raise ImportError, also for submodules a test before imported
+    for name in ["nersemble_benchmark"] + [m for m in sys.modules if m.startswith("nersemble_benchmark.")]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ValueError, match="requirements-nersemble.txt"):
         D.load_dataset(f"nersemble:{tmp_path}")
 
