@@ -94,11 +94,7 @@ def main(argv=None) -> int:
                                                                    size=args.size)
             for y in (0.0, np.pi / 4, np.pi)}
     # the subsampling alone: our Gaussians merged as the exporter does, rendered without the package
-    b, tpl = ours.binding, ours.fitted.template
-    uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
-    ids = lam_export.cluster_ids(b.faces, uv, int(ours.info.parameters.get("uv_res", 256)), 32_000)
-    _, m, q, s, o, c = lam_export.merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales,
-                                        g0.opacities.astype(np.float64), np.clip(g0.rgb, 0, 1).astype(np.float64))
+    _, _, m, q, s, o, c, _ = lam_export.merged(ours)
     merged = Gaussians.from_rgb(m, q, s, o, c)
     from model.core.render import render
     ref = {k: ours.render(cam).rgb for k, cam in cams.items()}

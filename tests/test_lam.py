@@ -114,18 +114,17 @@ def test_export_layout_and_sizes(ours):
 
 
 def test_round_trip_renders_and_animates_like_ours(ours):
+    """The issue's bar: the package renders within 28 dB of ours, at rest (front and back) and under
+    every preset of the app (the morph targets are our rig linearised)."""
     avatar, _, lam = ours
     for yaw in (0.0, np.pi):
         cam = framing_camera(avatar.head_center, avatar.head_radius, yaw, 0.0, size=256)
-        assert psnr(avatar.render(cam).rgb, lam.render(cam).rgb) > 24.0
+        assert psnr(avatar.render(cam).rgb, lam.render(cam).rgb) > 28.0
     cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, size=256)
-    base = psnr(avatar.render(cam).rgb, lam.render(cam).rgb)
     for name, controls in app_presets().items():
         ours_img, lam_img = avatar.render(cam, controls).rgb, lam.render(cam, controls).rgb
-        # the package follows the preset about as closely as it matches ours at rest, and closer
-        # than its own neutral pose does (so it moved, and the same way)
-        assert psnr(ours_img, lam_img) > base - 1.5, name
-        if controls:
+        assert psnr(ours_img, lam_img) > 28.0, name
+        if controls:  # it moved, and the same way: closer to ours under the preset than its own rest pose is
             assert psnr(ours_img, lam_img) > psnr(ours_img, lam.render(cam).rgb) + 0.2, name
     assert lip_gap(lam, {"jawOpen": 1.0}) > lip_gap(lam) + 0.1
 
@@ -230,3 +229,25 @@ def test_registered_method_reads_a_folder_and_aligns_to_the_photo(ours, tmp_path
     with pytest.raises(LamPackageError, match="no LAM package for this photo"):
         LamImport(tmp_path).reconstruct(photo[::-1].copy())
     assert align_to_photo(ours[2], photo).metadata()["alignment"]["nme"] == meta["nme"]
+
+
+def test_export_merges_flat_regions_and_keeps_detail():
+    """cluster_ids on a made-up atlas: two triangles, each a 64 x 64 grid of Gaussians (one per texel of
+    a 256 atlas), the left half of each flat grey, the right half random colours. At a third of the
+    count, clusters stay within a triangle, hit the target, and the flat half merges far more."""
+    from model.ours.lam_export import cluster_ids
+    rng = np.random.default_rng(0)
+    g = (np.arange(64) + 0.5) / 256
+    u, v = np.meshgrid(g, g, indexing="ij")
+    uv = np.concatenate([np.stack([u.ravel(), v.ravel()], 1), np.stack([u.ravel() + 0.5, v.ravel()], 1)])
+    faces = np.repeat([0, 1], 64 * 64)
+    means = np.concatenate([uv * 0.1, np.zeros((len(uv), 1))], 1)  # a flat sheet, 0.4 mm between Gaussians
+    flat = (uv[:, 0] % 0.5) < 32 / 256
+    rgb = np.where(flat[:, None], 0.5, rng.random((len(uv), 3)))
+    target = len(uv) // 3
+    ids = cluster_ids(faces, uv, 256, target, means, rgb, np.ones(len(uv)), head_radius=0.1)
+    k = ids.max() + 1
+    assert 0.9 * target <= k <= target
+    assert all(len(np.unique(faces[ids == c])) == 1 for c in range(k))
+    sizes = np.bincount(ids)
+    assert sizes[ids[flat]].mean() > 4 * sizes[ids[~flat]].mean()

@@ -3,11 +3,12 @@ and chat-avatar stacks animate from ARKit weights. baselines/lam.py documents th
 
 What goes in (all in the package's glTF frame: our head world's axes, translated by LAM_ORIGIN):
 - Gaussians: ours has ~100k; LAM's renderer expects one Gaussian per mesh vertex and LAM's own avatars
-  have 20k. We merge ours, never drop them: each merged Gaussian is one cluster of our Gaussians that
-  share a template triangle and a block of UV texels (block side chosen so that the count is closest
-  to `target`, within 20k-40k), moment-matched (weights opacity x footprint area: mean, covariance
-  including the members' spread, colour, opacity). Clusters never straddle a triangle, so they ride
-  on one piece of the rig (upper and lower lip never merge across the mouth slit).
+  have 20k (its paper also 5k and 80k). We merge ours, never drop them: each merged Gaussian is one cluster of our Gaussians
+  that share a template triangle and a block of UV texels whose size adapts to the detail (a quadtree:
+  see cluster_ids), moment-matched (weights opacity x footprint area: mean, covariance including the
+  members' spread, colour, opacity). The default count, 40k, is the top of LAM's 20k-40k web sizes:
+  the merge costs least there (see the measurements at cluster_ids). Clusters never straddle a
+  triangle, so they ride on one piece of the rig (upper and lower lip never merge across the mouth slit).
 - skin.glb: one skinned mesh with one vertex per merged Gaussian: the weighted mean of its members'
   points on the template surface; offset.ply holds the rest (hair thickness). Triangles: a Delaunay
   triangulation of the vertices' UVs, long 3D edges (seams, islands) removed; LAM's renderer hides
@@ -40,6 +41,7 @@ from model.head import rig
 LAM_ORIGIN = np.array([0.0, 1.67, 0.0])  # where LAM's exports put a head (p2-1: head joint - NECK_PIVOT)
 ORIGIN_KEY = "headsplat_origin"  # scene extras of skin.glb: our head world's origin in the file's frame
 MIN_GAUSSIANS, MAX_GAUSSIANS = 20_000, 40_000
+DEFAULT_TARGET = MAX_GAUSSIANS  # the merge costs least at the top of LAM's sizes
 MAX_BYTES = 15 * 1000 * 1000
 ARKIT_NAMES = rig.ARKIT_NAMES
 _FLOAT, _UBYTE, _UINT = 5126, 5121, 5125
@@ -47,20 +49,60 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
 # ------------------------------------------------------------------------------------------ merging
-def cluster_ids(faces: np.ndarray, uv: np.ndarray, res: int, target: int) -> np.ndarray:
-    """Cluster index [N] of each Gaussian: same template triangle (faces [N]) and same block of
-    `side` x `side` texels of a res x res atlas (uv [N,2]); side is chosen from a few candidates so
-    that the number of clusters is closest to target, preferring counts within 20k-40k."""
-    best = None
-    for side in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0):
-        cells = np.floor(uv * res / side).astype(np.int64)
-        key = (faces.astype(np.int64) * (res + 1) + cells[:, 0]) * (res + 1) + cells[:, 1]
-        _, ids = np.unique(key, return_inverse=True)
-        n = int(ids.max()) + 1
-        score = (not MIN_GAUSSIANS <= n <= MAX_GAUSSIANS, abs(n - target))
-        if best is None or score < best[0]:
-            best = (score, ids)
-    return best[1]
+# Clusters are cells of a quadtree in UV, per template triangle: a Gaussian alone, then blocks of 1, 2, 4,
+# 8, 16 texels. A block is kept whole when its members agree (cost below a threshold), else split; the
+# threshold is bisected to the target count. Cost: the members' spread of colour (RGB in [0, 1]) and of
+# position (in units of GEOMETRY_SCALE x head radius), weighted by opacity x footprint area, so flat
+# skin and the back of the head merge and eyes, lips, glasses and collar edges keep their Gaussians.
+# Measured on astronaut / Grace Hopper at 40k (merged vs our render, PSNR front / 45° / back): uniform
+# blocks 27.2/28.1/29.9 and 25.8/26.7/30.0 dB; this quadtree 34.2/35.4/36.1 and 34.0/34.1/34.0 dB.
+LEVELS = (0, 1, 2, 4, 8, 16)  # block side in texels; 0: each Gaussian alone
+GEOMETRY_SCALE = 0.1
+
+
+def cluster_ids(faces: np.ndarray, uv: np.ndarray, res: int, target: int, means: np.ndarray, rgb: np.ndarray,
+                weights: np.ndarray, head_radius: float) -> np.ndarray:
+    """Cluster index [N] (0..K-1, K <= target when possible) of each Gaussian. faces [N] template triangle,
+    uv [N,2] in [0, 1] on a res x res atlas, means [N,3] metres, rgb [N,3] in [0, 1], weights [N] >= 0
+    (opacity x area). Clusters never straddle a triangle."""
+    n = len(faces)
+    feats = np.concatenate([rgb, means / (GEOMETRY_SCALE * head_radius)], axis=1).astype(np.float64)
+    keys, costs = [], []
+    for side in LEVELS:
+        if side == 0:
+            inv = np.arange(n)
+        else:
+            cells = np.floor(uv * res / side).astype(np.int64)
+            _, inv = np.unique((faces.astype(np.int64) * (res + 1) + cells[:, 0]) * (res + 1) + cells[:, 1],
+                               return_inverse=True)
+        k = int(inv.max()) + 1
+        w = np.bincount(inv, weights, k)
+        mu = _segment_sum(inv, weights[:, None] * feats, k) / np.maximum(w, 1e-30)[:, None]
+        keys.append(inv)
+        costs.append(np.bincount(inv, weights * ((feats - mu[inv]) ** 2).sum(1), k))
+
+    def ids_at(tau: float) -> np.ndarray:
+        # a Gaussian's cluster is its coarsest block whose cost is within tau; a block's cost is never
+        # below a sub-block's, so the blocks chosen this way partition the Gaussians
+        level = np.zeros(n, np.int64)
+        for li in range(len(LEVELS) - 1, 0, -1):
+            level[(level == 0) & (costs[li][keys[li]] <= tau)] = li
+        key = np.choose(level, keys) * len(LEVELS) + level
+        return np.unique(key, return_inverse=True)[1]
+
+    lo, hi = 0.0, float(max(c.max() for c in costs)) + 1e-30  # count(hi) = one block per cell of the top level
+    best = ids_at(hi)
+    for _ in range(40):  # bisection in log space: the count falls as tau grows
+        mid = np.sqrt(lo * hi) if lo > 0 else hi * 1e-6
+        ids = ids_at(mid)
+        m = int(ids.max()) + 1
+        if m > target:
+            lo = mid
+        else:
+            hi, best = mid, ids
+            if m >= 0.995 * target:
+                break
+    return best
 
 
 def _segment_sum(ids: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -69,11 +111,17 @@ def _segment_sum(ids: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-# Plain moment matching (SPREAD = 1) leaves faint gaps between merged strips (a merged Gaussian's tails
-# are thinner than a row of its members); inflating the members' spread closes them. Measured on
-# astronaut at 31k Gaussians (PSNR vs our render, front / 45° / back): 1.0 -> 25.6/26.3/26.9 dB,
-# 1.5 -> 26.0/26.8/28.2, 2.0 -> 25.1/26.0/28.5; 4.32 (sigma 0.6 of the new spacing) -> 23.5 (halos).
-SPREAD = 1.5
+# Plain moment matching (SPREAD = 1) leaves faint gaps between merged Gaussians (a merged Gaussian's tails
+# are thinner than a row of its members); inflating the members' spread closes them. Measured with the
+# quadtree at 40k (front / 45° / back, astronaut): 1.0 -> 31.0/32.0/30.8 dB, 1.5 -> 33.3/34.4/33.6,
+# 2.0 -> 34.2/35.4/36.1, 2.5 -> 33.9/35.2/38.5 (halos from the front); Grace Hopper agrees.
+SPREAD = 2.0
+
+
+def footprint_weights(opacities: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """A Gaussian's share of what a cluster shows [N]: opacity x area of its two largest axes (m^2)."""
+    s = np.sort(scales, axis=1)
+    return np.maximum(opacities * s[:, 2] * s[:, 1], 1e-20).astype(np.float64)
 
 
 def merge(ids: np.ndarray, means, quats, scales, opacities, rgb):
@@ -82,8 +130,7 @@ def merge(ids: np.ndarray, means, quats, scales, opacities, rgb):
     two largest axes. Returns (weights [N] normalised per cluster, means [K,3], quats [K,4], scales [K,3],
     opacities [K], rgb [K,3])."""
     k = int(ids.max()) + 1
-    s = np.sort(scales, axis=1)
-    w = np.maximum(opacities * s[:, 2] * s[:, 1], 1e-20).astype(np.float64)
+    w = footprint_weights(opacities, scales)
     w = w / _segment_sum(ids, w, k)[ids]
     mu = _segment_sum(ids, w[:, None] * means, k)
     d = means - mu[ids]
@@ -223,6 +270,7 @@ def animation_glb(head: np.ndarray) -> bytes:
     """animation.glb bytes: the joints of skin.glb (same names and rest pose) and CLIPS on the head joint."""
     import pygltflib
     from scipy.spatial.transform import Rotation
+
     from model.head.fitting import rotation_from_euler
     gltf = pygltflib.GLTF2(asset=pygltflib.Asset(generator="HeadSplat Hub model/ours/lam_export.py", version="2.0"))
     blob = _Blob(gltf)
@@ -258,20 +306,27 @@ def offset_ply(offsets, rgb, opacities, scales, quats) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ export
-def package_contents(avatar, target: int = 32_000) -> dict:
+def merged(avatar, target: int = DEFAULT_TARGET):
+    """Our avatar's Gaussians merged to ~target: (ids [N] cluster of each of ours, then merge()'s outputs,
+    uv [N,2] of ours in the template atlas). avatar: model.ours.avatar.HeadSplatAvatar."""
+    b, tpl = avatar.binding, avatar.fitted.template
+    g0 = avatar.gaussians()
+    rgb = np.clip(g0.rgb, 0, 1).astype(np.float64)
+    opac = g0.opacities.astype(np.float64)
+    uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
+    ids = cluster_ids(b.faces, uv, int(avatar.info.parameters.get("uv_res", 256)), target, g0.means, rgb,
+                      footprint_weights(opac, g0.scales), avatar.head_radius)
+    return (ids, *merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales, opac, rgb), uv)
+
+
+def package_contents(avatar, target: int = DEFAULT_TARGET) -> dict:
     """The package's members as bytes {"offset.ply", "skin.glb", "animation.glb", "vertex_order.json"},
     plus "stats" (counts, cluster sizes). avatar: model.ours.avatar.HeadSplatAvatar."""
     fitted, b = avatar.fitted, avatar.binding
-    tpl = fitted.template
     g0 = avatar.gaussians()
-    rgb = np.clip(g0.rgb, 0, 1)
-    uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
-    res = int(avatar.info.parameters.get("uv_res", 256))
-    ids = cluster_ids(b.faces, uv, res, target)
-    w, means, quats, scales, opac, crgb = merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales,
-                                                g0.opacities.astype(np.float64), rgb.astype(np.float64))
+    ids, w, means, quats, scales, opac, crgb, uv = merged(avatar, target)
     k = len(means)
-    avg = lambda x: _segment_sum(ids, w.reshape(-1, *([1] * (x.ndim - 1))) * x, k)  # noqa: E731 - per-cluster mean
+    avg = lambda x: _segment_sum(ids, w.reshape(-1, *([1] * (x.ndim - 1))) * x, k)
     surface = avg(b.sample @ rig.deform(fitted, None))  # [K,3] vertex on the template surface
     # one rig evaluation per ARKit name; IGNORED_ARKIT names (no rig motion) give empty targets
     targets = {}
@@ -300,7 +355,7 @@ def package_contents(avatar, target: int = 32_000) -> dict:
     }
 
 
-def export_lam_package(avatar, path: str | Path, target: int = 32_000) -> Path:
+def export_lam_package(avatar, path: str | Path, target: int = DEFAULT_TARGET) -> Path:
     """Write `avatar` (model.ours.avatar.HeadSplatAvatar) as a LAM package zip at `path` (its members in
     a folder named after the file, that folder's own entry first, as LAM's renderer expects). Atomic: on
     any error (including a package over MAX_BYTES) nothing is written. Returns the path."""
