@@ -264,9 +264,7 @@ def _summary(avatar, method_id: str, seconds: float) -> str:
 @user_errors
 @_gpu
 def reconstruct(photo, method_id, session, progress=gr.Progress()):
-    """Photo (upload / webcam / example) -> avatar in the session, the file the live viewer loads (its
-    live pack, or the .splat of a static method), the frontal server render (Create and Animate tabs),
-    .ply + .splat downloads, a summary, view sliders reset."""
+    """Photo (upload / webcam / example) -> avatar in the session; outputs: see _created()."""
     t0 = time.perf_counter()
     if photo is None:
         return (gr.skip(),) * 8  # the image was cleared: leave every output as it is
@@ -275,11 +273,41 @@ def reconstruct(photo, method_id, session, progress=gr.Progress()):
     method_id = method_id or DEFAULT_METHOD
     progress(0.15, desc=f"reconstructing with {method_id}")
     avatar = load_method(method_id).reconstruct(image)
+    session = _install(session, avatar, method_id, hashlib.sha1(image.tobytes()).hexdigest())
+    progress(0.8, desc="exporting")
+    return _created(session, avatar, method_id, time.perf_counter() - t0)
+
+
+@user_errors
+@_gpu
+def open_lam(package, session, progress=gr.Progress()):
+    """A LAM avatar package (.zip, made by LAM or by this hub) -> the session's avatar, with the same
+    outputs as reconstruct(): it is viewed, animated (ARKit names and our rig's controls), rendered and
+    downloaded like ours, in the package's own head frame (no photo to align it to)."""
+    from baselines.lam import load_lam_package
+    t0 = time.perf_counter()
+    if package is None:
+        return (gr.skip(),) * 8
+    progress(0.1, desc="reading the LAM package")
+    path = _upload_path(package)
+    avatar = load_lam_package(path)  # LamPackageError (an InputError) names what is wrong
+    session = _install(session, avatar, "lam-import", hashlib.sha1(Path(path).read_bytes()).hexdigest())
+    progress(0.8, desc="exporting")
+    return _created(session, avatar, "lam-import", time.perf_counter() - t0)
+
+
+def _install(session, avatar, method_id: str, key: str) -> Session:
+    """The new avatar in the visitor's session (a new session on the first one)."""
     if not isinstance(session, Session):
         session = Session(session_root())
-    session.avatar, session.method_id = avatar, method_id
-    session.photo_key = hashlib.sha1(image.tobytes()).hexdigest()
-    progress(0.8, desc="exporting")
+    session.avatar, session.method_id, session.photo_key = avatar, method_id, key
+    return session
+
+
+def _created(session: Session, avatar, method_id: str, seconds: float) -> tuple:
+    """reconstruct()'s outputs: session, the file the live viewer loads (its live pack, or the .splat of an
+    avatar without one), the frontal server render (Create and Animate tabs), .ply + .splat downloads,
+    a summary, view sliders reset."""
     ply = avatar.export_ply(session.file("avatar.ply"))
     splat = avatar.export_splat(session.file("avatar.splat"))
     pack = avatar.live_pack() if hasattr(avatar, "live_pack") else None
@@ -288,7 +316,6 @@ def reconstruct(photo, method_id, session, progress=gr.Progress()):
         shown = session.file("avatar.hslp")
         shown.write_bytes(pack)
     view = render_view(avatar, 0.0, 0.0)
-    seconds = time.perf_counter() - t0
     for w in avatar.metadata().get("warnings", []):
         gr.Warning(w)
     return session, str(shown), view, view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
@@ -327,7 +354,7 @@ def turntable(session, progress=gr.Progress()):
 @user_errors
 def lam_package(session):
     """Our avatar as a LAM-style zip (offset.ply, skin.glb with 52 ARKit morph targets, animation.glb,
-    vertex_order.json; ~31k merged Gaussians) for LAM's web renderer and chat-avatar stacks."""
+    vertex_order.json; ~40k merged Gaussians) for LAM's web renderer and chat-avatar stacks."""
     from model.ours.lam_export import export_lam_package
     avatar = _avatar(session, animatable=True)
     if not hasattr(avatar, "binding"):
@@ -592,6 +619,15 @@ def compare(photo, method_ids, session, progress=gr.Progress()):
         rows.append(np.concatenate(strip, axis=1))
         took = "already reconstructed" if reuse else f"reconstructed in {seconds:.2f} s"
         lines.append(f"| {len(rows)} | {avatar.info.name} | {took} |")
+    if isinstance(session, Session) and session.method_id == "lam-import":
+        # the LAM package opened on the Create tab joins the comparison, placed by our landmark fit
+        from baselines.lam import align_to_photo
+        lam = align_to_photo(session.avatar, image)
+        strip = [thumb] + [render_view(lam, y, 0.0, size=COMPARE_PX) for y in COMPARE_YAWS_DEG]
+        rows.append(np.concatenate(strip, axis=1))
+        a = lam.metadata()["alignment"]
+        lines.append(f"| {len(rows)} | {lam.info.name} (opened on the Create tab) | aligned to this photo: "
+                     f"landmark error {a['nme']:.3f} of the eye-corner distance |")
     return np.concatenate(rows, axis=0), "\n".join(lines)
 
 
@@ -731,6 +767,8 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                                          type="filepath", height=320, elem_id="photo")
                         method = gr.Dropdown(_method_choices(), value=DEFAULT_METHOD, label="Method")
                         create_btn = gr.Button("Reconstruct", variant="primary")
+                        lam_in = gr.File(label="…or open a LAM avatar package (.zip)", file_types=[".zip"],
+                                         elem_id="lam-in")
                         gr.Examples(example_photos(), inputs=[photo], label="Example portraits")
                         summary = gr.Markdown(elem_id="summary")
                     with gr.Column(scale=2):
@@ -809,7 +847,8 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                         gr.HTML("", elem_id="live-slot-mirror", padding=False)
             with gr.Tab("Compare", id="compare"):
                 gr.Markdown("The photo from the Create tab through each method: one row per method, the photo "
-                            f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}).")
+                            f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}). A LAM "
+                            "package opened on the Create tab is added as the last row, aligned to the photo.")
                 compare_ids = gr.CheckboxGroup(_method_choices(), value=_compare_ids(), label="Methods")
                 compare_btn = gr.Button("Compare", variant="primary")
                 grid = gr.Image(label="Side by side (rows in the order of the table below)", format="jpeg",
@@ -834,6 +873,8 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         load_live = dict(fn=None, inputs=live_src, outputs=None, js=JS_LOAD)
         photo.change(reconstruct, [photo, method, session], create_out, api_name="reconstruct",
                      preprocess=False, **heavy).then(**load_live)
+        lam_in.upload(open_lam, [lam_in, session], create_out, api_name="open_lam", preprocess=False,
+                      **heavy).then(**load_live)
         create_btn.click(reconstruct, [photo, method, session], create_out, api_name="reconstruct_again",
                          preprocess=False, **heavy).then(**load_live)
         create_tab.select(None, None, None, js=JS_ATTACH % "live-slot-create")

@@ -171,6 +171,29 @@ def test_compare_methods_on_the_same_views(server, files, tmp_path):
     assert _non_white(strips[1][:, side]) < 0.5 * _non_white(strips[0][:, side])
 
 
+def test_a_lam_package_opens_animates_and_joins_the_comparison(server, files, tmp_path, ours_astronaut):
+    """A LAM avatar zip (here one the exporter makes; LAM's own are read the same way, tests/test_lam.py)
+    opened on the Create tab: shown, animated by the rig's controls, added to Compare, aligned to the photo."""
+    from model.ours.lam_export import export_lam_package
+    package = export_lam_package(ours_astronaut, tmp_path / "astronaut_lam.zip")
+    c = client(server, tmp_path / "dl")
+    live, view, anim, downloads, summary, yaw, pitch = c.predict(handle_file(package), api_name="/open_lam")
+    assert "LAM (imported package)" in summary and "animatable: yes" in summary
+    assert Path(live).suffix == ".splat" and 20_000 <= len(read_splat(live)) <= 40_000  # no live pack: static
+    front = _img(view)
+    assert _non_white(front) > 0.15
+    jaw = list(NEUTRAL)
+    jaw[list(CONTROLS).index("jawOpen")] = 1.0
+    opened = _img(c.predict(0, 0, *jaw, api_name="/animate_view"))
+    diff = np.abs(opened - _img(c.predict(0, 0, *NEUTRAL, api_name="/animate_view"))).mean(-1)
+    assert diff[app.VIEW_PX // 2:].mean() > 4 * diff[: app.VIEW_PX // 4].mean() and diff.mean() > 0.5
+    grid, table = c.predict(handle_file(files / "astronaut.png"), ["billboard"], api_name="/compare")
+    assert "| 2 | LAM (imported package) (opened on the Create tab) | aligned to this photo" in table
+    assert _img(grid).shape[0] == 2 * app.COMPARE_PX
+    with pytest.raises(AppError, match="not a zip archive"):
+        c.predict(handle_file(files / "notes.png"), api_name="/open_lam")
+
+
 def test_sessions_are_isolated_and_cleaned_up(server, files, tmp_path):
     a, b = client(server, tmp_path / "a"), client(server, tmp_path / "b")
     a.predict(handle_file(files / "astronaut.png"), "billboard", api_name="/reconstruct")
