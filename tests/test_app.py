@@ -177,7 +177,7 @@ def test_a_lam_package_opens_animates_and_joins_the_comparison(server, files, tm
     from model.ours.lam_export import export_lam_package
     package = export_lam_package(ours_astronaut, tmp_path / "astronaut_lam.zip")
     c = client(server, tmp_path / "dl")
-    live, view, anim, downloads, summary, yaw, pitch = c.predict(handle_file(package), api_name="/open_lam")
+    live, view, _, _, summary, _, _ = c.predict(handle_file(package), api_name="/open_lam")
     assert "LAM (imported package)" in summary and "animatable: yes" in summary
     assert Path(live).suffix == ".splat" and 20_000 <= len(read_splat(live)) <= 40_000  # no live pack: static
     front = _img(view)
