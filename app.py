@@ -141,6 +141,7 @@ class Session:
         self.method_id: str | None = None
         self.photo_key: str | None = None  # hash of the photo the avatar was made from
         self.mirror_since = self.mirror_last = 0.0  # monotonic seconds: the mirror stream's start, last frame
+        self.mirror_rest: list = []  # the visitor's rest face: neutral_offsets of a stream's first faces
 
     def file(self, name: str) -> Path:
         return self.dir / name
@@ -438,17 +439,24 @@ def _side_by_side(source: np.ndarray, rendered: np.ndarray) -> np.ndarray:
 @_gpu
 def drive(video, session, progress=gr.Progress()):
     """A short clip (upload or webcam) -> the avatar performing it, side by side with the source, plus
-    the avatar-only animation. Frames where no face is found hold the previous expression."""
+    the avatar-only animation. As in the mirror, the clip's first face is its performer's rest face
+    (expressions are read relative to it); frames where no face is found hold the previous expression."""
     from model.core.video import write_mp4
+    from model.head.landmarks import detect_landmarks
     avatar = _avatar(session, animatable=True)
+    if not callable(getattr(avatar, "retarget", None)):
+        raise InputError(f"the {session.method_id} avatar has no tracker to follow a video")
     frames, fps = read_clip(_upload_path(video))
-    controls, missed = [], 0
+    controls, missed, rest = [], 0, None
     for frame in progress.tqdm(frames, desc="tracking the face"):
         try:
-            controls.append(avatar.retarget(frame))
+            face = detect_landmarks(frame)
         except InputError:
             controls.append(None)
             missed += 1
+            continue
+        rest = avatar.neutral_offsets(face) if rest is None else rest
+        controls.append(avatar.retarget(face, neutral=rest))
     found = [c for c in controls if c is not None]
     if not found:
         raise InputError("no face found in any frame of the video")
@@ -470,6 +478,11 @@ def drive(video, session, progress=gr.Progress()):
 
 MIRROR_MAX_SIDE = 640  # the page sends frames at most this large; larger ones are downscaled here too
 MIRROR_MAX_S = 300.0  # a mirror stream ends after this long (the page stops too)
+# A stream's first faces are the visitor's rest face (averaged): their own face shape and resting mouth are
+# not the photo's, and without it they read as expression (benchmarks.mirror, rendered frames of known
+# controls through this path: mouthSmileLeft/Right MAE 0.29/0.15 -> 0.18/0.15; ARKit jawOpen correlation
+# 0.86 -> 0.88).
+MIRROR_REST_FRAMES = 3
 MIRROR_DARK = 0.08  # mean luminance below this: "too dark"
 MIRROR_BLUR = 12.0  # variance of the Laplacian (grey levels²) below this: "blurred"
 
@@ -504,11 +517,13 @@ def mirror_frame(payload, session) -> str:
         out = {"t": t, "controls": controls, "notice": notice, "server_ms": round(1000 * (time.perf_counter() - t0), 1)}
         return json.dumps({**out, "stop": True} if stop else out)
 
-    if not isinstance(session, Session) or session.avatar is None or not session.avatar.animatable:
+    avatar = session.avatar if isinstance(session, Session) else None
+    if avatar is None or not avatar.animatable or not callable(getattr(avatar, "retarget", None)):
         return answer(notice="create an animatable avatar first (Create tab, HeadSplat)", stop=True)
     now = time.monotonic()
-    if now - session.mirror_last > 5.0:  # a new stream (frames stop for seconds between streams)
-        session.mirror_since = now
+    if now - session.mirror_last > 5.0 or msg.get("rest"):  # a new stream (frames stop for seconds between
+        session.mirror_since = now                           # streams), or the page asks to take the rest face again
+        session.mirror_rest = []
     session.mirror_last = now
     if now - session.mirror_since > MIRROR_MAX_S:
         return answer(notice=f"the mirror stops after {MIRROR_MAX_S / 60:.0f} minutes: start it again", stop=True)
@@ -522,7 +537,11 @@ def mirror_frame(payload, session) -> str:
     if not faces:
         why = _frame_quality(image)
         return answer(notice=f"no face found ({why})" if why else "no face in view: holding the last pose")
-    return answer(controls=session.avatar.retarget(faces[0]))
+    if len(session.mirror_rest) < MIRROR_REST_FRAMES:
+        session.mirror_rest.append(avatar.neutral_offsets(faces[0]))
+        return answer(notice=f"taking your rest face: look at the camera, face relaxed "
+                             f"({len(session.mirror_rest)}/{MIRROR_REST_FRAMES})")
+    return answer(controls=avatar.retarget(faces[0], neutral=np.mean(session.mirror_rest, axis=0)))
 
 
 MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
@@ -839,6 +858,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                             mirror_start = gr.Button("Start the mirror", variant="primary", elem_id="mirror-start")
                             mirror_stop = gr.Button("Stop", elem_id="mirror-stop")
                         with gr.Row():
+                            rest_btn = gr.Button("Take my rest face again", elem_id="mirror-rest")
                             rec_start = gr.Button("Record", elem_id="mirror-rec")
                             rec_stop = gr.Button("Stop recording and replay", elem_id="mirror-rec-stop")
                         mirror_in = gr.Textbox(elem_id="mirror-frame", elem_classes="hs-hidden", show_label=False)
@@ -882,6 +902,7 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
         mirror_tab.select(None, None, None, js=JS_ATTACH % "live-slot-mirror")
         mirror_start.click(None, None, None, js="() => { window.headsplat.mirror.start(); return []; }")
         mirror_stop.click(None, None, None, js="() => { window.headsplat.mirror.stop(); return []; }")
+        rest_btn.click(None, None, None, js="() => { window.headsplat.mirror.retakeRest(); return []; }")
         rec_start.click(None, None, None, js="() => { window.headsplat.mirror.recordStart(); return []; }")
         rec_stop.click(None, None, None, js="() => { const s = window.headsplat.mirror.recordStop(); "
                                             "if (s.frames.length) window.headsplat.viewer.play(s); return []; }")

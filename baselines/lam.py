@@ -63,6 +63,7 @@ from model.core.gaussians import Gaussians, normalize_quats, rgb_to_sh, rotmat_t
 from model.core.image_io import load_image, pixels_sha256, to_uint8
 from model.head import rig
 from model.head.fitting import NECK_PIVOT, rotation_from_euler
+from model.head.landmarks import landmarks_of
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.lam_export import ORIGIN_KEY  # scene extras: our head world's origin in the file
 
@@ -385,7 +386,7 @@ def read_package(path: str | Path) -> LamPackage:
 
 # ------------------------------------------------------------------------------------------ the avatar
 LAM_INFO = MethodInfo(
-    id="lam-import", name="LAM (imported package)", version="1",
+    id="lam-import", name="LAM (imported package)", version="2",  # 2: retargets (the reenactment protocols)
     description="an avatar package exported by LAM (aigc3d/LAM), read and animated here, aligned to the photo",
     animatable=True, link="https://github.com/aigc3d/LAM", license="Apache-2.0 (LAM code); packages: their own",
     parameters={"external": True, "format": "LAM chat-avatar zip"})
@@ -439,6 +440,7 @@ class LamAvatar(GaussianAvatar):
         self._joint = {"head": find(HEAD_JOINTS), "jaw": find(JAW_JOINTS),
                        "eye_r": find(EYE_JOINTS["right"]), "eye_l": find(EYE_JOINTS["left"])}
         self._neutral = None
+        self._tracked = None  # see _tracking_head
         self.input_camera = input_camera
         neutral = self.gaussians()
         visible = neutral.opacities > 0.05
@@ -542,6 +544,25 @@ class LamAvatar(GaussianAvatar):
         if not controls:
             self._neutral = g
         return g
+
+    # ------------------------------------------------------------------ tracking
+    def _tracking_head(self):
+        """Our template fitted to this avatar's own neutral render at input_camera (made once): what our
+        tracker retargets frames against, so head controls are relative to the pose that camera sees."""
+        if self._tracked is None:
+            from model.head.fitting import fit
+            self._tracked = fit(to_uint8(self.render(self.input_camera).rgb))
+        return self._tracked
+
+    def retarget(self, image, neutral=None) -> dict:
+        """Our rig's controls (which this avatar follows through its ARKit targets and joints) for the
+        expression and head pose in `image` (RGB or Landmarks): the hub's tracker, model.head.rig.retarget,
+        against _tracking_head(); neutral as there."""
+        return rig.retarget(landmarks_of(image), self._tracking_head(), neutral)
+
+    def neutral_offsets(self, image):
+        """The tracked person's rest face in `image`, for retarget(neutral=...) (model.head.rig)."""
+        return rig.neutral_offsets(landmarks_of(image), self._tracking_head())
 
     def metadata(self) -> dict:
         pk = self.package

@@ -59,8 +59,9 @@ def needs_chromium():
                                                              "(apt-get install -y chromium; `make test` does it)")
 
 
-def mirror_frame_payload(image, t: float = 0.0) -> str:
-    """A mirror frame as the page sends it (web/src/mirror.js): JSON {t, jpeg data URL}; image RGB uint8."""
+def mirror_frame_payload(image, t: float = 0.0, rest: bool = False) -> str:
+    """A mirror frame as the page sends it (web/src/mirror.js): JSON {t, jpeg data URL, rest}; image RGB uint8;
+    rest: take the visitor's rest face again from this frame on."""
     import base64
     import io
     import json
@@ -68,4 +69,5 @@ def mirror_frame_payload(image, t: float = 0.0) -> str:
     from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "JPEG", quality=85)
-    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
+    return json.dumps({"t": t, "jpeg": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(),
+                       "rest": rest})

@@ -268,9 +268,16 @@ def test_mirror_frames_become_controls_and_bad_frames_hold_the_pose(server, file
     first = json.loads(c.predict(mirror_frame_payload(astro), api_name="/mirror_frame"))
     assert first["controls"] is None and first["stop"] and "create an animatable avatar" in first["notice"]
     c.predict(handle_file(files / "astronaut.png"), "ours", api_name="/reconstruct")
+    for k in range(1, app.MIRROR_REST_FRAMES + 1):  # a stream's first faces are the visitor's rest face
+        r = json.loads(c.predict(mirror_frame_payload(astro, k), api_name="/mirror_frame"))
+        assert r["controls"] is None and "rest face" in r["notice"] and f"({k}/" in r["notice"]
     r = json.loads(c.predict(mirror_frame_payload(astro, 7.5), api_name="/mirror_frame"))
     assert r["t"] == 7.5 and r["notice"] is None and set(r["controls"]) <= set(CONTROLS)
-    assert abs(r["controls"]["headYaw"]) < 0.1 and r["controls"].get("jawOpen", 0) < 0.3  # the photo itself
+    # the rest face itself is no expression, at the photo's own head pose
+    assert max(abs(v) for k, v in r["controls"].items() if k in rig.EXPRESSIONS) < 0.05, r["controls"]
+    assert abs(r["controls"]["headYaw"]) < 0.05
+    r = json.loads(c.predict(mirror_frame_payload(astro, 8, rest=True), api_name="/mirror_frame"))
+    assert r["controls"] is None and "(1/" in r["notice"]  # the page asked for the rest face again
     two = np.asarray(Image.open(files / "two_faces.png").convert("RGB"))
     for image, notice in [(data.coffee(), "no face"), (np.full((480, 640, 3), 6, np.uint8), "too dark"),
                           (two, "several faces")]:

@@ -251,3 +251,15 @@ def test_export_merges_flat_regions_and_keeps_detail():
     assert all(len(np.unique(faces[ids == c])) == 1 for c in range(k))
     sizes = np.bincount(ids)
     assert sizes[ids[flat]].mean() > 4 * sizes[ids[~flat]].mean()
+
+
+def test_an_imported_package_follows_a_face_through_the_hubs_tracker(ours):
+    """LAM packages have no tracker of their own: the hub's (our template fitted to the package's own
+    render) drives them, so the mirror, clip driving and the reenactment protocols animate them."""
+    from model.core.image_io import to_uint8
+    _, _, lam = ours
+    cam = lam.input_camera
+    rest = lam.neutral_offsets(to_uint8(lam.render(cam).rgb))
+    assert max(abs(v) for k, v in lam.retarget(to_uint8(lam.render(cam).rgb), neutral=rest).items()
+               if k in rig.EXPRESSIONS) < 0.05
+    assert lam.retarget(to_uint8(lam.render(cam, {"jawOpen": 1.0}).rgb), neutral=rest)["jawOpen"] > 0.5

@@ -295,3 +295,19 @@ def test_closed_eyelids_hide_the_eyeballs(avatar):
     assert eyeball_pixels({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}) < 0.04 * open_px
     # nothing grows in the neutral pose
     assert np.allclose(avatar.gaussians().scales, b.scales, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("controls, other, atmost", [
+    ({"jawOpen": 1.0}, "mouthFunnel", 0.3),  # the lips part because the jaw dropped: not a funnel
+    ({"jawOpen": 0.5}, "mouthFrownLeft", 0.3),
+])
+def test_the_tracker_reads_the_jaw_the_avatar_was_driven_with(avatar, controls, other, atmost):
+    """Our own renders under a known jawOpen, tracked as the mirror tracks (rest face from the neutral
+    render, then the frame): the jaw is read back, not explained by other mouth controls."""
+    from model.core.image_io import to_uint8
+    from model.head.landmarks import detect_landmarks
+    cam = avatar.input_camera
+    rest = avatar.neutral_offsets(detect_landmarks(to_uint8(avatar.render(cam).rgb)))
+    got = avatar.retarget(to_uint8(avatar.render(cam, controls).rgb), neutral=rest)
+    (name, value), = controls.items()
+    assert abs(got[name] - value) < 0.25 and got[other] < atmost, got

@@ -68,6 +68,14 @@ def detect_all(image: np.ndarray) -> list[Landmarks]:
     return faces
 
 
+def landmarks_of(image) -> Landmarks:
+    """Landmarks as given, or those of the largest face in an image (anything load_image reads)."""
+    if isinstance(image, Landmarks):
+        return image
+    from model.core.image_io import load_image
+    return detect_landmarks(load_image(image))
+
+
 def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX) -> Landmarks:
     """The largest face's landmarks. No face -> InputError; several faces -> largest, with a warning."""
     from model.core.errors import InputError

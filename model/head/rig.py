@@ -208,7 +208,6 @@ def _build(fitted: FittedHead) -> _Rig:
     X = fitted.vertices
     T0 = t.vertices  # template neutral: weights are defined there (subject independent)
     s = fitted.scale
-    s_iso = float(np.cbrt(np.prod(s)))
     V = len(X)
     n_grid = p["n_grid"]
     skin = np.zeros(V, bool)
@@ -334,8 +333,24 @@ def _rotate_head(X, R, pivot, w):
 
 
 # ---------------------------------------------------------------- retargeting
-def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray) -> np.ndarray:
-    L = rig.lm0 + np.tensordot(expr, rig.lm_deltas, axes=1)
+# What the expression solve reads: the landmarks on visible features (lips, eyelids, brows, irises) and
+# those expressions do not move (pose). mediapipe regresses its other points (cheeks, chin, outline) from
+# the features and the face outline, with little image evidence on smooth skin, and they under-move: on
+# renders of astronaut's avatar under known jawOpen its chin moved 40% of the rig's motion, so a lip
+# opening read as mouthFunnel + mouthFrown instead of jawOpen. Measured by benchmarks.mirror (rendered
+# frames of known controls through the mirror's path, rest face taken), all landmarks -> these: jawOpen
+# MAE 0.068 -> 0.028, mouthSmile MAE 0.18/0.15 -> 0.16/0.09, correlation with the ARKit performance's
+# jawOpen 0.88 -> 0.96; its smile curve, which the cheeks' points followed, 0.68 -> 0.46.
+FEATURE_LANDMARKS = np.array(sorted(set(
+    LM.LIPS_OUTER_UPPER + LM.LIPS_OUTER_LOWER + LM.LIPS_INNER_UPPER + LM.LIPS_INNER_LOWER
+    + LM.RIGHT_EYE_UPPER + LM.RIGHT_EYE_LOWER + LM.LEFT_EYE_UPPER + LM.LEFT_EYE_LOWER
+    + LM.RIGHT_BROW_UPPER + LM.RIGHT_BROW_LOWER + LM.LEFT_BROW_UPPER + LM.LEFT_BROW_LOWER
+    + LM.RIGHT_IRIS + LM.LEFT_IRIS)))
+
+
+def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray,
+                          base: np.ndarray) -> np.ndarray:
+    L = base + np.tensordot(expr, rig.lm_deltas, axes=1)
     if gaze[0] or gaze[1]:
         Rg = rotation_from_euler(gaze[0], gaze[1], 0.0)
         for k, ids in enumerate(rig.iris):
@@ -344,18 +359,22 @@ def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze:
     return L
 
 
-def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: int = 12):
+def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None = None, reg: float = 1e-3,
+           iters: int = 12):
     """Frame landmarks -> (camera R [3,3], t [3], expression weights [C], gaze (yaw, pitch)).
 
-    Bounded Gauss-Newton on the 2D reprojection of all 478 landmarks (normalised by the
-    inter-ocular distance) over camera rotation/translation, expression weights and gaze, with
-    a small ridge on the controls; starts from PnP on the landmarks expressions do not move."""
+    Bounded Gauss-Newton on the 2D reprojection of the feature landmarks and of those expressions do
+    not move (normalised by the inter-ocular distance) over camera rotation/translation, expression
+    weights and gaze, with a small ridge on the controls; starts from PnP on the latter.
+    neutral: [478,3] offsets from neutral_offsets() (the tracked face at rest), or None (the fitted head's)."""
+    from scipy.linalg import solve_triangular
     from scipy.optimize import lsq_linear
     rig = rig_of(fitted)
     w, h = landmarks.image_size
     K = photo_camera_K(w, h)
     obs = landmarks.xy
-    R, tv = solve_pnp(rig.lm0[rig.rigid], obs[rig.rigid], K)
+    base = rig.lm0 if neutral is None else rig.lm0 + neutral
+    R, tv = solve_pnp(base[rig.rigid], obs[rig.rigid], K)
     iod = max(LM.inter_ocular(landmarks.points), 1.0)
     C = len(EXPRESSIONS)
     names = EXPRESSIONS + ("eyeYaw", "eyePitch")
@@ -364,8 +383,11 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
     x = np.zeros(C + 2)
     fx, fy = K[0, 0], K[1, 1]
 
+    use = np.union1d(FEATURE_LANDMARKS, rig.rigid)  # see FEATURE_LANDMARKS
+    obs, deltas = obs[use], rig.lm_deltas[:, use]
+
     def landmarks_at(x):
-        return _expression_landmarks(rig, fitted, x[:C], x[C:])
+        return _expression_landmarks(rig, fitted, x[:C], x[C:], base)[use]
 
     for _ in range(iters):
         L = landmarks_at(x)
@@ -386,7 +408,7 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
         skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = rp[:, 2], -rp[:, 1], rp[:, 0]
         J_rot = np.einsum("nij,njk->nik", Jp, -skew).reshape(-1, 3)
         J_t = Jp.reshape(-1, 3)
-        J_e = np.einsum("nij,cnj->nic", Jp, rig.lm_deltas @ R.T).reshape(-1, C)
+        J_e = np.einsum("nij,cnj->nic", Jp, deltas @ R.T).reshape(-1, C)
         eps = 1e-4
         J_g = []
         for k in range(2):
@@ -398,10 +420,12 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, reg: float = 1e-3, iters: i
         res = np.concatenate([r, np.sqrt(reg) * x])
         blo = np.concatenate([np.full(6, -np.inf), lo - x])
         bhi = np.concatenate([np.full(6, np.inf), hi - x])
-        # the same bounded least squares on J's QR factors (24 unknowns): bvls' inner lstsq on the tall
-        # [~970, 24] system cost ~90% of a retarget, on the 24x24 factor it is negligible
-        Qf, Rf = np.linalg.qr(J)
-        step = lsq_linear(Rf, -(Qf.T @ res), bounds=(blo, bhi), method="bvls").x
+        # the same bounded least squares on a 24x24 triangular factor: bvls' inner lstsq on the tall
+        # [~970, 24] system cost ~90% of a retarget. The factor is Cholesky's of J'J (J'J = U'U, so
+        # |J s + res|^2 = |U s + U^-T J' res|^2 + const), ~50x cheaper than a QR that forms Q; the ridge
+        # rows keep J'J well conditioned.
+        U = np.linalg.cholesky(J.T @ J).T
+        step = lsq_linear(U, -solve_triangular(U.T, J.T @ res, lower=True), bounds=(blo, bhi), method="bvls").x
         R = Rotation.from_rotvec(step[:3]).as_matrix() @ R
         tv = tv + step[3:6]
         x = np.clip(x + step[6:], lo, hi)
@@ -416,12 +440,29 @@ def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     return euler_from_rotation(R_FRONT.T @ R)
 
 
-def retarget(landmarks: Landmarks, fitted: FittedHead) -> dict[str, float]:
+def neutral_offsets(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
+    """[478,3] offsets (metres, the fitted head's frame) that take the fitted head's landmarks onto a
+    frame of the tracked face at rest, at that frame's head pose: pass them to retarget() so that the
+    tracked person's own face shape and resting mouth/eyes/brows are not read as expression (a mirror
+    visitor is not the person of the photo). Pose: PnP on the landmarks expressions do not move; each
+    landmark keeps its depth along its viewing ray."""
+    rig = rig_of(fitted)
+    w, h = landmarks.image_size
+    K = photo_camera_K(w, h)
+    R, tv = solve_pnp(rig.lm0[rig.rigid], landmarks.xy[rig.rigid], K)
+    z = (rig.lm0 @ R.T + tv)[:, 2]
+    xy = landmarks.xy
+    seen = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
+    return (seen - tv) @ R - rig.lm0
+
+
+def retarget(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None = None) -> dict[str, float]:
     """Controls that make `fitted` (rendered with fitted.camera) show the frame's expression and head pose.
 
     Head controls are relative to the fitted photo's pose; expressions and gaze are absolute values
-    on top of the fitted identity (which includes the photo's own expression and gaze)."""
-    R, _, expr, gaze = _solve(landmarks, fitted)
+    on top of the fitted identity (which includes the photo's own expression and gaze), or, with
+    `neutral` (neutral_offsets() of a frame of the same person at rest), relative to that rest face."""
+    R, _, expr, gaze = _solve(landmarks, fitted, neutral)
     Q = fitted.camera.R.T @ R  # world rotation of the head that the fitted camera must see
     hy, hp, hr = euler_from_rotation(Q)
     out = {n: float(v) for n, v in zip(EXPRESSIONS, expr)}

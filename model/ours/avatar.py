@@ -30,7 +30,7 @@ from model.core.image_io import load_image, to_float
 from model.core.render import compositing_weights
 from model.head import rig
 from model.head.fitting import FittedHead, fit
-from model.head.landmarks import Landmarks, detect_landmarks
+from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
 from model.head.segmentation import PhotoEvidence, photo_evidence
 from model.head.template import REGIONS, TEMPLATE_VERSION
@@ -46,8 +46,9 @@ from model.ours.binding import (
 from model.ours.texture import complete, fuse_symmetric, project_texture
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
-# 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain
-METHOD_VERSION = "0.5.0"
+# 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
+# 0.5.1: retargeting reads the feature landmarks (model.head.rig.FEATURE_LANDMARKS) and a rest face
+METHOD_VERSION = "0.5.1"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -112,11 +113,15 @@ class HeadSplatAvatar(GaussianAvatar):
         from model.ours.live import write_pack
         return write_pack(self)
 
-    def retarget(self, image) -> dict:
+    def retarget(self, image, neutral=None) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image` (an RGB
-        image, or the model.head.landmarks.Landmarks already detected on one)."""
-        landmarks = image if isinstance(image, Landmarks) else detect_landmarks(load_image(image))
-        return rig.retarget(landmarks, self.fitted)
+        image, or the model.head.landmarks.Landmarks already detected on one); neutral: the tracked
+        person's rest face from neutral_offsets() (model.head.rig.retarget)."""
+        return rig.retarget(landmarks_of(image), self.fitted, neutral)
+
+    def neutral_offsets(self, image):
+        """The tracked person's rest face in `image` (RGB or Landmarks), for retarget(neutral=...)."""
+        return rig.neutral_offsets(landmarks_of(image), self.fitted)
 
     def metadata(self) -> dict:
         return {**super().metadata(), "template_version": TEMPLATE_VERSION, "fit_nme": float(self.fitted.nme),

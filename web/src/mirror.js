@@ -4,7 +4,10 @@
 // server, and applied by the live viewer, which eases towards each new pose at display rate.
 // Frames are never stored: the page keeps only the latest canvas, the server decodes them in memory.
 //
-// Page API: window.headsplat.mirror.start() / .stop() / .recordStart() / .recordStop() -> sequence
+// The server takes the first faces of each stream as the visitor's rest face (their face at rest is not the
+// photo's); retakeRest() asks for it again.
+//
+// Page API: window.headsplat.mirror.start() / .stop() / .retakeRest() / .recordStart() / .recordStop() -> sequence
 //           .stats() -> {running, updates, sent, lastLatencyMs, medianLatencyMs, notice, notices, recording}
 
 export const MAX_SIDE = 640; // frames are downscaled to this long side before sending
@@ -48,7 +51,8 @@ export class Mirror {
     this.running = true;
     this.startedAt = performance.now();
     this.inFlight = null;
-    this.say("Mirror on: move your face.");
+    this.restNext = true;
+    this.say("Mirror on: look at the camera with a relaxed face, then move.");
     this.stopOnHide = () => { if (document.hidden) this.stop("Mirror stopped: the tab was hidden."); };
     document.addEventListener("visibilitychange", this.stopOnHide);
     window.addEventListener("pagehide", () => this.stop());
@@ -94,7 +98,8 @@ export class Mirror {
     this.canvas.height = h;
     this.canvas.getContext("2d").drawImage(video, 0, 0, w, h);
     const t = performance.now();
-    box.value = JSON.stringify({ t, jpeg: this.canvas.toDataURL("image/jpeg", 0.8) });
+    box.value = JSON.stringify({ t, jpeg: this.canvas.toDataURL("image/jpeg", 0.8), rest: this.restNext });
+    this.restNext = false;
     box.dispatchEvent(new Event("input", { bubbles: true }));
     this.inFlight = t;
     this.sent += 1;
@@ -115,6 +120,11 @@ export class Mirror {
     }
     this.say(r.notice || "");
     if (r.stop) this.stop(r.notice || "Mirror stopped by the server.");
+  }
+
+  /** Take the visitor's rest face again from the next frames (look at the camera, face relaxed). */
+  retakeRest() {
+    this.restNext = true;
   }
 
   say(text) {
