@@ -9,7 +9,9 @@ SSIM >= 0.85; silhouette IoU with the photo's person mask above the shoulders >=
 mean alpha inside the filled silhouette >= 0.99 at yaw 90/135/180; dlib face
 distance to the photo <= 0.5 at yaw ±30° and <= 0.6 at ±60° (face found), and <= 0.5 between a
 3/4 photo (the avatar turned 35°) and the frontal render of its reconstruction; landmarks measured
-on renders move as the controls say. Prints one JSON line last.
+on renders move as the controls say; the back view's hair has the front hair's texture
+(hair_texture_distance_back, see hair_texture: lower is closer; a flat fill is reported beside it).
+Prints one JSON line last.
 """
 from __future__ import annotations
 
@@ -86,6 +88,35 @@ def face_measures(image_u8: np.ndarray) -> dict | None:
     return {"mouth_open": float(np.linalg.norm(p[13] - p[14]) / face_h), "eye_aspect": float(ear),
             # image y grows downwards: a lift makes the corners' height above the lip centre larger
             "corner_lift": float((mouth_centre_y - 0.5 * (p[61, 1] + p[291, 1])) / face_h)}
+
+
+def hair_texture(avatar, size: int = 512) -> dict:
+    """hair_texture_distance_back: evaluation.metrics.texture_distance between the hair seen from behind
+    (yaw 180°) and the hair seen from the front (yaw 0°), each the scalp's Gaussians in that render (a
+    label render of ours), eroded 4 px off the silhouette and region edges; _flat: the same for a back
+    painted in the front hair's mean colour (what a texture-less completion scores)."""
+    from scipy.ndimage import binary_erosion
+
+    from evaluation.metrics import texture_distance
+    from model.core.camera import framing_camera
+    from model.core.gaussians import Gaussians
+    from model.core.render import render
+    from model.head.template import REGIONS
+    g = avatar.gaussians()
+    scalp = avatar.fitted.template.face_region[avatar.binding.faces] == REGIONS.index("scalp")
+    label = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, np.repeat(scalp[:, None], 3, 1).astype(np.float32))
+    views = {}
+    for yaw in (0, 180):
+        cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, size)
+        hair = binary_erosion(render(label, cam, background=(0.0, 0.0, 0.0)).rgb[..., 0] > 0.9, iterations=4)
+        views[yaw] = (avatar.render(cam).rgb, hair)
+    (front, fm), (back, bm) = views[0], views[180]
+    if fm.sum() < 400 or bm.sum() < 400:
+        return {"hair_texture_distance_back": None}
+    flat = np.broadcast_to(front[fm].mean(0), back.shape)
+    return {"hair_texture_distance_back": round(texture_distance(front, fm, back, bm), 4),
+            "hair_texture_distance_back_flat": round(texture_distance(front, fm, flat, bm), 4),
+            "hair_fraction_front": round(float(fm.mean()), 4), "hair_fraction_back": round(float(bm.mean()), 4)}
 
 
 def main(argv=None) -> int:
@@ -170,6 +201,10 @@ def main(argv=None) -> int:
             e = dl.embed(to_uint8(again.render(c).rgb))
             out["turned35_frontal_dlib_distance"] = (None if e is None or ref_t is None
                                                      else round(float(np.linalg.norm(e - ref_t)), 4))
+
+    # hair texture all round (issue 20): the back view's hair against the front view's, as texture statistics
+    if hasattr(avatar, "binding"):
+        out.update(hair_texture(avatar))
 
     # animation, measured by the landmark detector on renders at the input camera
     if avatar.animatable:

@@ -165,6 +165,24 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def vgg_grams(img: np.ndarray, weight: np.ndarray, taps: int = 3) -> list[torch.Tensor]:
+    """Gram matrices [C_l, C_l] of the first `taps` VGG-16 taps (LPIPS's backbone) of img [H,W,3] in
+    [0,1], each the weight-averaged outer product of the feature vectors (Gatys et al.'s texture
+    statistics), weight [H,W] >= 0 area-resampled to each tap's grid."""
+    net = get_net("vgg")
+    z = ((_to_tensor(img) - _SHIFT) / _SCALE).contiguous(memory_format=net.memory_format)
+    w = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))[None, None]
+    grams = []
+    for f in net.features(z)[:taps]:
+        wl = F.interpolate(w, size=f.shape[-2:], mode="area")[0, 0].reshape(-1)
+        if float(wl.sum()) <= 0:
+            raise ValueError("texture region is empty at VGG feature resolution")
+        x = f[0].reshape(f.shape[1], -1)
+        grams.append((x * wl) @ x.T / wl.sum())
+    return grams
+
+
+@torch.inference_mode()
 def lpips_values(pred: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                  net: str = "alex") -> tuple[float, float | None]:
     """(full LPIPS, mask-weighted LPIPS or None) for images [H,W,3] in [0,1] (already checked).

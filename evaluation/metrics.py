@@ -180,6 +180,17 @@ def lpips(pred, target, mask=None, net: str = "alex") -> float:
     return full if mask is None else masked
 
 
+def texture_distance(a, mask_a, b, mask_b) -> float:
+    """How unlike the texture inside mask_b of image b is from the texture inside mask_a of image a
+    ([H,W,3] in [0,1], masks [H,W]; the two images may differ in size): the relative Frobenius
+    distance between their VGG-16 Gram matrices (relu1_2, relu2_2, relu3_3; evaluation.lpips.vgg_grams),
+    averaged over the taps. 0 for the same texture statistics; position-free, so a back view is compared
+    with a front view. A flat fill of the mean colour scores high (no texture), a rotated texture too."""
+    ga = _lpips.vgg_grams(check_image(a, "a"), check_mask(mask_a, np.shape(a)[:2]).astype(np.float32))
+    gb = _lpips.vgg_grams(check_image(b, "b"), check_mask(mask_b, np.shape(b)[:2]).astype(np.float32))
+    return float(np.mean([float(torch.linalg.norm(x - y) / torch.linalg.norm(x)) for x, y in zip(ga, gb)]))
+
+
 def image_metrics(pred, target, mask=None, nets=("alex", "vgg")) -> dict[str, float]:
     """All image metrics at once (one LPIPS pass per net): psnr, ssim, lpips_<net>, plus *_masked if mask."""
     p, t, m = _pair(pred, target, mask)

@@ -311,3 +311,56 @@ def test_the_tracker_reads_the_jaw_the_avatar_was_driven_with(avatar, controls, 
     got = avatar.retarget(to_uint8(avatar.render(cam, controls).rgb), neutral=rest)
     (name, value), = controls.items()
     assert abs(got[name] - value) < 0.25 and got[other] < atmost, got
+
+
+def _stripes(h: int, w: int, period: float, along_rows: bool) -> np.ndarray:
+    """[h,w,3] stripes of `period` texels: constant along rows (lines run across) or along columns."""
+    i, j = np.mgrid[:h, :w]
+    x = 0.5 + 0.4 * np.sin(2 * np.pi * (i if along_rows else j) / period)
+    return np.repeat(x[..., None], 3, 2)
+
+
+@pytest.mark.parametrize("along_rows", [False, True])
+def test_hair_synthesis_keeps_the_grain_of_the_hair_it_copies(along_rows):
+    """Quilting (model.ours.texture.quilt) of a half-seen striped grid: the synthesised half has the
+    exemplar's stripe direction and period (its spectrum peaks where the exemplar's does), and the same
+    seed gives the same texture."""
+    from model.ours.texture import quilt
+    h = w = 96
+    seen = np.zeros((h, w), bool)
+    seen[:, : w // 2] = True
+    values = np.where(seen[..., None], _stripes(h, w, 6.0, along_rows), 0.0)
+    out = quilt(values, seen, ~seen, seen, patch=8, seed=3)
+    assert out is not None and np.array_equal(out, quilt(values, seen, ~seen, seen, patch=8, seed=3))
+    filled = out[:, w // 2:, 0] - out[:, w // 2:, 0].mean()
+    spec = np.abs(np.fft.fft2(filled))
+    peak = np.unravel_index(np.argmax(spec), spec.shape)
+    freq = np.fft.fftfreq(h)[peak[0]] if along_rows else np.fft.fftfreq(w // 2)[peak[1]]
+    assert abs(abs(freq) - 1 / 6) < 0.02  # the period
+    gi, gj = np.abs(np.diff(filled, axis=0)).mean(), np.abs(np.diff(filled, axis=1)).mean()
+    assert (gi > 5 * gj) if along_rows else (gj > 5 * gi)  # the direction
+    assert np.allclose(out[seen], values[seen])  # what the photo shows is never replaced
+
+
+def test_hair_synthesis_does_not_copy_what_is_not_hair_all_round():
+    """A dark, grainy scalp the photo sees in part, with a bright badge on it (a cap's emblem): the unseen
+    scalp gets the grain, never the badge's colour; with too little hair seen, no synthesis (the prior)."""
+    from model.head.template import REGIONS
+    from model.ours.binding import uv_layout
+    from model.ours.texture import SEEN_CONF, hair_exemplar, synthesize_hair
+    layout = uv_layout(128)
+    scalp = layout.region == REGIONS.index("scalp")
+    rng = np.random.default_rng(0)
+    rgb = np.clip(0.15 + 0.05 * rng.standard_normal((len(scalp), 3)), 0, 1)
+    row, col = layout.rc[:, 0], layout.rc[:, 1]
+    conf = np.where(scalp & (row < 40), 1.0, 0.0)  # the top of the atlas is seen
+    badge = scalp & (row < 40) & (np.abs(col - 64) < 8)
+    rgb[badge] = (0.95, 0.8, 0.2)
+    kept = hair_exemplar(rgb, scalp & (conf > 0))
+    assert not (kept & badge).any() and kept.sum() >= 0.95 * (scalp & (conf > 0) & ~badge).sum()
+    out = synthesize_hair(layout, rgb, conf, scalp)
+    unseen = scalp & (conf < SEEN_CONF)
+    assert out is not None and unseen.sum() > 500
+    assert out[unseen].max() < 0.5  # no badge copied
+    assert out[unseen].std() > 0.5 * rgb[scalp & (conf > 0) & ~badge].std()  # the grain, not a flat fill
+    assert synthesize_hair(layout, rgb, np.where(scalp & (row < 2), 1.0, 0.0), scalp) is None

@@ -227,6 +227,101 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
     return np.clip(fused, 0, 1), np.clip(out_conf, 0, 1).astype(np.float32)
 
 
+# Hair the photo does not show takes the texture of the hair it does show (issue 20), not its mean colour:
+# image quilting (Efros & Freeman, SIGGRAPH 2001) in the UV atlas, whose v runs down the head, so strands
+# keep their direction. Written here because no installed package synthesises texture from an exemplar.
+QUILT_PATCH = 1 / 20  # patch side, fraction of the atlas side (13 texels at 256)
+QUILT_CANDIDATES = 32  # source patches tried per placement
+HAIR_EXEMPLAR_CONF = 0.5  # texels the photo sees this well make up the exemplar
+QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
+# exemplar texels further than K x the median distance (log colour) from the hair's median colour are
+# left out, never below HAIR_OUTLIER_MIN (uniform hair keeps its own variation)
+HAIR_OUTLIER_K, HAIR_OUTLIER_MIN = 3.0, 0.35
+
+
+def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.ndarray, patch: int,
+          seed: int = 0, candidates: int = QUILT_CANDIDATES) -> np.ndarray | None:
+    """Image quilting on a grid: values [H,W,C] with the texels `fill` [H,W] bool synthesised from
+    patch x patch blocks that lie wholly in `source` [H,W] bool. Blocks are placed in raster order with
+    a third of a block of overlap; each is the best of `candidates` random source blocks (least squared
+    difference on the overlap with what is `known` [H,W] or placed; ties within 10% drawn at random) and
+    fills only the fill texels it covers. Deterministic for a seed. None when fewer than
+    QUILT_MIN_SOURCES whole source blocks exist."""
+    H, W, _ = values.shape
+    p = int(patch)
+    ii = np.pad(np.cumsum(np.cumsum(source, 0), 1), ((1, 0), (1, 0)))
+    whole = (ii[p:, p:] - ii[:-p, p:] - ii[p:, :-p] + ii[:-p, :-p]) == p * p  # [H-p+1, W-p+1]
+    src = np.argwhere(whole)
+    if len(src) < QUILT_MIN_SOURCES or not fill.any():
+        return None
+    rng = np.random.default_rng(seed)
+    # every whole source block [S,p,p,C], gathered once (a view per block, copied here)
+    blocks_all = np.lib.stride_tricks.sliding_window_view(values, (p, p), axis=(0, 1))[src[:, 0], src[:, 1]]
+    blocks_all = np.ascontiguousarray(np.moveaxis(blocks_all, 1, -1))
+    out = values.copy()
+    have = known & ~fill
+    todo = fill.copy()
+    step = max(1, p - max(1, p // 3))
+    rows, cols = np.nonzero(fill)
+    for i in range(max(0, rows.min() - p + step), rows.max() + 1, step):
+        i = min(i, H - p)
+        for j in range(max(0, cols.min() - p + step), cols.max() + 1, step):
+            j = min(j, W - p)
+            need = todo[i:i + p, j:j + p]
+            if not need.any():
+                continue
+            blocks = blocks_all[rng.integers(len(src), size=candidates)]
+            ov = have[i:i + p, j:j + p]
+            if ov.any():
+                ssd = (((blocks - out[i:i + p, j:j + p]) ** 2).sum(-1) * ov).sum((1, 2))
+                best = np.flatnonzero(ssd <= ssd.min() * 1.1 + 1e-12)
+                k = best[rng.integers(len(best))]
+            else:
+                k = 0
+            region = out[i:i + p, j:j + p]
+            # a one-texel band where this block meets blocks placed before is averaged: softer block edges
+            near = need.copy()  # need grown by one texel (4-neighbours)
+            near[1:] |= need[:-1]
+            near[:-1] |= need[1:]
+            near[:, 1:] |= need[:, :-1]
+            near[:, :-1] |= need[:, 1:]
+            seam = fill[i:i + p, j:j + p] & ~need & near
+            region[seam] = 0.5 * (region[seam] + blocks[k][seam])
+            region[need] = blocks[k][need]
+            have[i:i + p, j:j + p] |= need
+            todo[i:i + p, j:j + p] = False
+    return out
+
+
+def hair_exemplar(rgb: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The candidate texels [T] bool whose colour is the hair's: what is not hair-coloured (a cap's badge,
+    a hair clip, background at the rim) is not copied all round. Distance in log colour from the
+    candidates' median colour, within HAIR_OUTLIER_K x its median (at least HAIR_OUTLIER_MIN)."""
+    log = np.log(np.clip(rgb, 0, 1) + LOG_EPS)
+    dist = np.linalg.norm(log - np.median(log[candidates], axis=0), axis=1)
+    return candidates & (dist <= max(HAIR_OUTLIER_MIN, HAIR_OUTLIER_K * np.median(dist[candidates])))
+
+
+def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray, seed: int = 0):
+    """The unseen scalp texels (conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture: quilted
+    from the well-seen scalp texels (quilt: each block matches the seen hair it overlaps, so there is no
+    seam to blend). Returns rgb [T,3] with those texels replaced, or None when the photo shows too little
+    hair."""
+    fill = scalp & (conf < SEEN_CONF)
+    exemplar = scalp & (conf >= HAIR_EXEMPLAR_CONF)
+    if not fill.any() or exemplar.sum() < QUILT_MIN_SOURCES:
+        return None
+    src = layout.to_grid(hair_exemplar(rgb, exemplar), fill=False)
+    known = layout.to_grid(scalp & (conf >= SEEN_CONF), fill=False)
+    q = quilt(layout.to_grid(rgb.astype(np.float64)), src, layout.to_grid(fill, fill=False), known,
+              max(3, round(layout.res * QUILT_PATCH)), seed)
+    if q is None:
+        return None
+    out = rgb.astype(np.float64)
+    out[fill] = layout.from_grid(q)[fill]
+    return out
+
+
 @lru_cache(maxsize=4)
 def _strand_noise(layout: UVLayout, seed: int = 7) -> np.ndarray:
     """[T] in [-1, 1]: hair-like texture, long along v (down the head), thin across u; symmetric."""
@@ -276,5 +371,10 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
         scalp = layout.region == names["scalp"]
         detail[scalp] = prior[scalp] - ev.hair_rgb
     base = near * (ext + detail) + (1 - near) * prior
+    if "scalp" in names:  # the photo's own hair texture where it has enough of it
+        synth = synthesize_hair(layout, rgb, conf, layout.region == names["scalp"])
+        if synth is not None:
+            unseen = (layout.region == names["scalp"]) & (conf < SEEN_CONF)
+            base[unseen] = synth[unseen]
     c = conf[:, None]
     return np.clip(c * rgb + (1 - c) * base, 0, 1)
