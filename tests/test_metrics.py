@@ -234,3 +234,32 @@ def test_registry_and_provenance():
     assert prov["torchmetrics"] == torchmetrics.__version__
     assert prov["identity_models"]["csim_dlib"]["available"] in (True, False)
     assert prov["metrics"]["ssim"]["range"] == [-1.0, 1.0]
+
+
+def test_texture_distance_sees_texture_not_position():
+    """evaluation.metrics.texture_distance (VGG Gram matrices): a texture against another crop of
+    itself, elsewhere in a larger image, is near 0; the same texture turned 90 degrees, or a flat fill
+    of its mean colour, is far; the Gram matrices equal an outer-product average computed by hand."""
+    import torch
+
+    from evaluation import lpips as L
+    from evaluation.metrics import texture_distance
+    rng = np.random.default_rng(0)
+    i, j = np.mgrid[:160, :160]
+    grain = 0.5 + 0.3 * np.sin(2 * np.pi * j / 7 + 0.3 * rng.standard_normal((160, 160)).cumsum(0) / 10)
+    img = np.repeat(np.clip(grain, 0, 1)[..., None], 3, 2)
+    a = np.zeros((160, 160), bool)
+    a[10:70, 10:70] = True
+    b = np.zeros((160, 160), bool)
+    b[90:150, 80:140] = True
+    same = texture_distance(img, a, img, b)
+    turned = texture_distance(img, a, np.ascontiguousarray(np.rot90(img)), b)
+    flat = texture_distance(img, a, np.broadcast_to(img[a].mean(0), img.shape).copy(), b)
+    assert same < 0.3 and turned > 4 * same and flat > 4 * same
+    # the first tap's Gram by hand: mean of f f^T over the masked positions (mask area-resampled)
+    net = L.get_net("vgg")
+    z = (L._to_tensor(img) - L._SHIFT) / L._SCALE
+    f = net.features(z.contiguous(memory_format=net.memory_format))[0][0].reshape(64, -1).double()
+    w = torch.from_numpy(a.astype(np.float64)).reshape(-1)
+    ref = (f * w) @ f.T / w.sum()
+    assert torch.allclose(L.vgg_grams(img, a.astype(np.float32), taps=1)[0].double(), ref, rtol=1e-4)
