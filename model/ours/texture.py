@@ -236,7 +236,7 @@ HAIR_EXEMPLAR_CONF = 0.5  # texels the photo sees this well make up the exemplar
 QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
 # exemplar texels further than K x the median distance (log colour) from the hair's median colour are
 # left out, never below HAIR_OUTLIER_MIN (uniform hair keeps its own variation)
-HAIR_OUTLIER_K, HAIR_OUTLIER_MIN = 3.0, 0.35
+HAIR_OUTLIER_K, HAIR_OUTLIER_MIN = 2.0, 0.3
 
 
 def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.ndarray, patch: int,
@@ -357,14 +357,40 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
     return prior
 
 
+def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """[T,3] for the texels of `band` (a chart whose atlas rows go round the body, like the neck's): the
+    median colour of the well-seen texels (conf >= HAIR_EXEMPLAR_CONF) of each row, rows without enough
+    taking the nearest row that has, smoothed over ~1 row; NaN outside the band or when none is seen.
+    A collar, a necklace line or the skin above them goes round the back as the photo shows its front."""
+    out = np.full((len(rgb), 3), np.nan)
+    rows = layout.rc[:, 0]
+    seen = band & (conf >= HAIR_EXEMPLAR_CONF)
+    lo, hi = rows[band].min(), rows[band].max()
+    table = np.full((hi - lo + 1, 3), np.nan)
+    for r in range(lo, hi + 1):
+        sel = seen & (rows == r)
+        if sel.sum() >= 5:
+            table[r - lo] = np.median(rgb[sel], axis=0)
+    have = np.flatnonzero(~np.isnan(table[:, 0]))
+    if len(have) == 0:
+        return out
+    nearest = have[np.abs(np.arange(len(table))[:, None] - have[None]).argmin(1)]
+    table = gaussian_filter(table[nearest], (1.0, 0), mode="nearest")
+    out[band] = table[rows[band] - lo]
+    return out
+
+
 def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, sigma: float = 10.0):
     """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
     first the smoothly extended observed colour, so the seam between the two fades out.
     Returns rgb [T,3]."""
     prior = region_prior(layout, ev)
+    if "neck" in (names := {n: i for i, n in enumerate(REGIONS)}):  # clothing and skin go round the neck
+        ring = ring_colours(layout, rgb, conf, layout.region == names["neck"])
+        ok = ~np.isnan(ring[:, 0])
+        prior[ok] = ring[ok]
     ext, support = smooth_fill(layout, rgb, conf, sigma)
     near = np.clip(support * 3, 0, 1)[:, None]
-    names = {n: i for i, n in enumerate(REGIONS)}
     # hair keeps its strand detail on top of the extended colour
     detail = np.zeros_like(prior)
     if "scalp" in names:
