@@ -232,7 +232,7 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
 # keep their direction. Written here because no installed package synthesises texture from an exemplar.
 QUILT_PATCH = 1 / 20  # patch side, fraction of the atlas side (13 texels at 256)
 QUILT_CANDIDATES = 32  # source patches tried per placement
-HAIR_EXEMPLAR_CONF = 0.5  # texels the photo sees this well make up the exemplar
+WELL_SEEN_CONF = 0.5  # texels the photo sees this well (facing it) make up exemplars: the hair's, a ring's
 QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
 # exemplar texels further than K x the median distance (log colour) from the hair's median colour are
 # left out, never below HAIR_OUTLIER_MIN (uniform hair keeps its own variation)
@@ -245,8 +245,8 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
     patch x patch blocks that lie wholly in `source` [H,W] bool. Blocks are placed in raster order with
     a third of a block of overlap; each is the best of `candidates` random source blocks (least squared
     difference on the overlap with what is `known` [H,W] or placed; ties within 10% drawn at random) and
-    fills only the fill texels it covers. Deterministic for a seed. None when fewer than
-    QUILT_MIN_SOURCES whole source blocks exist."""
+    fills only the fill texels it covers, averaged with the blocks before it on a one-texel band where
+    they meet. Deterministic for a seed. None when fewer than QUILT_MIN_SOURCES whole source blocks exist."""
     H, W, _ = values.shape
     p = int(patch)
     ii = np.pad(np.cumsum(np.cumsum(source, 0), 1), ((1, 0), (1, 0)))
@@ -304,11 +304,10 @@ def hair_exemplar(rgb: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray, seed: int = 0):
     """The unseen scalp texels (conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture: quilted
-    from the well-seen scalp texels (quilt: each block matches the seen hair it overlaps, so there is no
-    seam to blend). Returns rgb [T,3] with those texels replaced, or None when the photo shows too little
-    hair."""
+    from the well-seen, hair-coloured scalp texels (quilt: each block matches the seen hair it overlaps).
+    Returns rgb [T,3] with those texels replaced, or None when the photo shows too little hair."""
     fill = scalp & (conf < SEEN_CONF)
-    exemplar = scalp & (conf >= HAIR_EXEMPLAR_CONF)
+    exemplar = scalp & (conf >= WELL_SEEN_CONF)
     if not fill.any() or exemplar.sum() < QUILT_MIN_SOURCES:
         return None
     src = layout.to_grid(hair_exemplar(rgb, exemplar), fill=False)
@@ -359,12 +358,12 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
 
 def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.ndarray) -> np.ndarray:
     """[T,3] for the texels of `band` (a chart whose atlas rows go round the body, like the neck's): the
-    median colour of the well-seen texels (conf >= HAIR_EXEMPLAR_CONF) of each row, rows without enough
+    median colour of the well-seen texels (conf >= WELL_SEEN_CONF) of each row, rows without enough
     taking the nearest row that has, smoothed over ~1 row; NaN outside the band or when none is seen.
     A collar, a necklace line or the skin above them goes round the back as the photo shows its front."""
     out = np.full((len(rgb), 3), np.nan)
     rows = layout.rc[:, 0]
-    seen = band & (conf >= HAIR_EXEMPLAR_CONF)
+    seen = band & (conf >= WELL_SEEN_CONF)
     lo, hi = rows[band].min(), rows[band].max()
     table = np.full((hi - lo + 1, 3), np.nan)
     for r in range(lo, hi + 1):
@@ -384,8 +383,9 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
     first the smoothly extended observed colour, so the seam between the two fades out.
     Returns rgb [T,3]."""
+    names = {n: i for i, n in enumerate(REGIONS)}
     prior = region_prior(layout, ev)
-    if "neck" in (names := {n: i for i, n in enumerate(REGIONS)}):  # clothing and skin go round the neck
+    if "neck" in names:  # clothing and skin go round the neck
         ring = ring_colours(layout, rgb, conf, layout.region == names["neck"])
         ok = ~np.isnan(ring[:, 0])
         prior[ok] = ring[ok]
