@@ -188,7 +188,10 @@ def test_ctrl_c_keeps_finished_results_and_the_next_run_resumes(tmp_path, portra
     cmd = [sys.executable, "-m", "evaluation", "run", "--methods", "billboard", "--dataset", f"portraits:{photos}",
            "--protocol", "input-view", "--size", "64", "--lpips", "alex", "--out", str(out), "--engine", "local",
            "--workers", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT back to its default in the child: a shell ignores it for background jobs, and a Python started
+    # with SIGINT ignored never turns it into KeyboardInterrupt (so the test would pass or fail by launcher)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t = time.monotonic()
         while not list(out.rglob("p*.json")) and proc.poll() is None and time.monotonic() - t < 180:
