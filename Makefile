@@ -34,7 +34,8 @@ run: setup
 
 test: test-setup
 	$(VENV)/bin/lint-imports --config .importlinter
-	$(PY) -m pytest -q tests
+	@# -p no:dash: dash (pulled by the NeRSemble toolkit) registers a pytest plugin the suite does not use
+	$(PY) -m pytest -q -p no:dash tests
 
 bench: setup
 	$(PY) -m benchmarks.render --gaussians 50000 --size 512
