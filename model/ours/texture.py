@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import scipy.sparse as sp
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_dilation, binary_opening, gaussian_filter
 
 from model.core.camera import Camera
 from model.core.raster_mesh import rasterize_mesh
@@ -230,13 +230,32 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
 # Hair the photo does not show takes the texture of the hair it does show (issue 20), not its mean colour:
 # image quilting (Efros & Freeman, SIGGRAPH 2001) in the UV atlas, whose v runs down the head, so strands
 # keep their direction. Written here because no installed package synthesises texture from an exemplar.
-QUILT_PATCH = 1 / 20  # patch side, fraction of the atlas side (13 texels at 256)
+QUILT_PATCH = 1 / 16  # patch side, fraction of the atlas side (16 texels at 256)
 QUILT_CANDIDATES = 32  # source patches tried per placement
 WELL_SEEN_CONF = 0.5  # texels the photo sees this well (facing it) make up exemplars: the hair's, a ring's
 QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
 # exemplar texels further than K x the median distance (log colour) from the hair's median colour are
 # left out, never below HAIR_OUTLIER_MIN (uniform hair keeps its own variation)
 HAIR_OUTLIER_K, HAIR_OUTLIER_MIN = 2.0, 0.3
+
+
+def _boundary_cut(err: np.ndarray) -> np.ndarray:
+    """err [h,w] >= 0 -> bool [h,w]: True right of the top-to-bottom path (one column per row, moving at
+    most one column a row) of least total error, i.e. the texels the new block takes. Plain Python: the
+    strips are a few texels wide, where numpy's per-call cost would dominate."""
+    h, w = err.shape
+    rows = err.tolist()
+    cost = [rows[0]]
+    for r in range(1, h):
+        prev = cost[-1]
+        cost.append([rows[r][c] + min(prev[max(c - 1, 0):c + 2]) for c in range(w)])
+    c = min(range(w), key=cost[-1].__getitem__)
+    path = [c] * h
+    for r in range(h - 2, -1, -1):
+        lo = max(c - 1, 0)
+        c = min(range(lo, min(c + 2, w)), key=cost[r].__getitem__)
+        path[r] = c
+    return np.arange(w)[None, :] >= np.array(path)[:, None]
 
 
 def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.ndarray, patch: int,
@@ -279,15 +298,20 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
             else:
                 k = 0
             region = out[i:i + p, j:j + p]
-            # a one-texel band where this block meets blocks placed before is averaged: softer block edges
-            near = need.copy()  # need grown by one texel (4-neighbours)
-            near[1:] |= need[:-1]
-            near[:-1] |= need[1:]
-            near[:, 1:] |= need[:, :-1]
-            near[:, :-1] |= need[:, 1:]
-            seam = fill[i:i + p, j:j + p] & ~need & near
-            region[seam] = 0.5 * (region[seam] + blocks[k][seam])
-            region[need] = blocks[k][need]
+            # where it overlaps blocks placed before, the block takes the texels past the path of least
+            # difference through the overlap (Efros & Freeman's boundary cut): blocks meet along their
+            # most alike texels, not on a straight edge
+            placed = fill[i:i + p, j:j + p] & ~need  # earlier blocks' texels in this window
+            write = need
+            if placed.any():
+                err = np.where(ov, ((blocks[k] - region) ** 2).sum(-1), 0.0)
+                take = np.ones((p, p), bool)
+                if placed[:, :p - step].any():
+                    take[:, :p - step] = _boundary_cut(err[:, :p - step])
+                if placed[:p - step].any():
+                    take[:p - step] &= _boundary_cut(err[:p - step].T).T
+                write = need | (placed & take)
+            region[write] = blocks[k][write]
             have[i:i + p, j:j + p] |= need
             todo[i:i + p, j:j + p] = False
     return out
@@ -310,14 +334,21 @@ def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: 
     exemplar = scalp & (conf >= WELL_SEEN_CONF)
     if not fill.any() or exemplar.sum() < QUILT_MIN_SOURCES:
         return None
-    src = layout.to_grid(hair_exemplar(rgb, exemplar), fill=False)
-    known = layout.to_grid(scalp & (conf >= SEEN_CONF), fill=False)
-    q = quilt(layout.to_grid(rgb.astype(np.float64)), src, layout.to_grid(fill, fill=False), known,
-              max(3, round(layout.res * QUILT_PATCH)), seed)
+    # the scalp's chart wraps round the back of the head, where the atlas' left and right edges meet: the
+    # grid is quilted turned half round (u + 0.5), so the back is inside it and has no seam
+    half = layout.res // 2
+    # not hair: patches of non-hair colour (and a texel round them); a lone dark texel is a strand's shadow
+    odd = layout.to_grid(exemplar & ~hair_exemplar(rgb, exemplar), fill=False)
+    odd = binary_dilation(binary_opening(odd, np.ones((2, 2), bool)), np.ones((3, 3), bool))
+    source = layout.to_grid(exemplar, fill=False) & ~odd
+    grids = [np.roll(g, half, axis=1) for g in (
+        layout.to_grid(rgb.astype(np.float64)), source, layout.to_grid(fill, fill=False),
+        layout.to_grid(scalp & (conf >= SEEN_CONF), fill=False))]
+    q = quilt(*grids[:3], grids[3], max(3, round(layout.res * QUILT_PATCH)), seed)
     if q is None:
         return None
     out = rgb.astype(np.float64)
-    out[fill] = layout.from_grid(q)[fill]
+    out[fill] = layout.from_grid(np.roll(q, -half, axis=1))[fill]
     return out
 
 
