@@ -142,6 +142,7 @@ class Session:
         self.photo_key: str | None = None  # hash of the photo the avatar was made from
         self.mirror_since = self.mirror_last = 0.0  # monotonic seconds: the mirror stream's start, last frame
         self.mirror_rest: list = []  # the visitor's rest face: neutral_offsets of a stream's first faces
+        self.mirror_rest_at = 0.0  # monotonic seconds: when the first of them came
 
     def file(self, name: str) -> Path:
         return self.dir / name
@@ -478,11 +479,13 @@ def drive(video, session, progress=gr.Progress()):
 
 MIRROR_MAX_SIDE = 640  # the page sends frames at most this large; larger ones are downscaled here too
 MIRROR_MAX_S = 300.0  # a mirror stream ends after this long (the page stops too)
-# A stream's first faces are the visitor's rest face (averaged): their own face shape and resting mouth are
+# A stream's first faces are the visitor's rest face (averaged; the first one always, up to
+# MIRROR_REST_FRAMES within MIRROR_REST_S of it): their own face shape and resting mouth are
 # not the photo's, and without it they read as expression (benchmarks.mirror, rendered frames of known
 # controls through this path: mouthSmileLeft/Right MAE 0.29/0.15 -> 0.18/0.15; ARKit jawOpen correlation
 # 0.86 -> 0.88).
 MIRROR_REST_FRAMES = 3
+MIRROR_REST_S = 0.6  # ...taken within this long of the first one: a slow stream must not average in a smile
 MIRROR_DARK = 0.08  # mean luminance below this: "too dark"
 MIRROR_BLUR = 12.0  # variance of the Laplacian (grey levels²) below this: "blurred"
 
@@ -537,8 +540,10 @@ def mirror_frame(payload, session) -> str:
     if not faces:
         why = _frame_quality(image)
         return answer(notice=f"no face found ({why})" if why else "no face in view: holding the last pose")
-    if len(session.mirror_rest) < MIRROR_REST_FRAMES:
-        session.mirror_rest.append(avatar.neutral_offsets(faces[0]))
+    rest = session.mirror_rest
+    if not rest or (len(rest) < MIRROR_REST_FRAMES and now - session.mirror_rest_at <= MIRROR_REST_S):
+        session.mirror_rest_at = now if not rest else session.mirror_rest_at
+        rest.append(avatar.neutral_offsets(faces[0]))
         return answer(notice=f"taking your rest face: look at the camera, face relaxed "
                              f"({len(session.mirror_rest)}/{MIRROR_REST_FRAMES})")
     return answer(controls=avatar.retarget(faces[0], neutral=np.mean(session.mirror_rest, axis=0)))

@@ -268,10 +268,13 @@ def test_mirror_frames_become_controls_and_bad_frames_hold_the_pose(server, file
     first = json.loads(c.predict(mirror_frame_payload(astro), api_name="/mirror_frame"))
     assert first["controls"] is None and first["stop"] and "create an animatable avatar" in first["notice"]
     c.predict(handle_file(files / "astronaut.png"), "ours", api_name="/reconstruct")
-    for k in range(1, app.MIRROR_REST_FRAMES + 1):  # a stream's first faces are the visitor's rest face
-        r = json.loads(c.predict(mirror_frame_payload(astro, k), api_name="/mirror_frame"))
-        assert r["controls"] is None and "rest face" in r["notice"] and f"({k}/" in r["notice"]
-    r = json.loads(c.predict(mirror_frame_payload(astro, 7.5), api_name="/mirror_frame"))
+    # a stream's first faces are the visitor's rest face: the first always, a few more if they come soon
+    r = json.loads(c.predict(mirror_frame_payload(astro, 1), api_name="/mirror_frame"))
+    assert r["controls"] is None and "rest face" in r["notice"] and "(1/" in r["notice"]
+    for _ in range(app.MIRROR_REST_FRAMES):
+        r = json.loads(c.predict(mirror_frame_payload(astro, 7.5), api_name="/mirror_frame"))
+        if r["controls"] is not None:
+            break
     assert r["t"] == 7.5 and r["notice"] is None and set(r["controls"]) <= set(CONTROLS)
     # the rest face itself is no expression, at the photo's own head pose
     assert max(abs(v) for k, v in r["controls"].items() if k in rig.EXPRESSIONS) < 0.05, r["controls"]

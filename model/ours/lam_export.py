@@ -37,6 +37,7 @@ import numpy as np
 
 from model.core.gaussians import covariances, normalize_quats, rotmat_to_quat
 from model.head import rig
+from model.head.template import REGIONS
 
 LAM_ORIGIN = np.array([0.0, 1.67, 0.0])  # where LAM's exports put a head (p2-1: head joint - NECK_PIVOT)
 ORIGIN_KEY = "headsplat_origin"  # scene extras of skin.glb: our head world's origin in the file's frame
@@ -57,6 +58,7 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 # Measured on astronaut / Grace Hopper at 40k (merged vs our render, PSNR front / 45° / back): uniform
 # blocks 27.2/28.1/29.9 and 25.8/26.7/30.0 dB; this quadtree 34.2/35.4/36.1 and 34.0/34.1/34.0 dB.
 LEVELS = (0, 1, 2, 4, 8, 16)  # block side in texels; 0: each Gaussian alone
+HAIR_WEIGHT = 0.25
 GEOMETRY_SCALE = 0.1
 
 
@@ -314,8 +316,12 @@ def merged(avatar, target: int = DEFAULT_TARGET):
     rgb = np.clip(g0.rgb, 0, 1).astype(np.float64)
     opac = g0.opacities.astype(np.float64)
     uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
-    ids = cluster_ids(b.faces, uv, int(avatar.info.parameters.get("uv_res", 256)), target, g0.means, rgb,
-                      footprint_weights(opac, g0.scales), avatar.head_radius)
+    # the hair's texture would take the budget from the face by colour spread alone: its Gaussians count
+    # for HAIR_WEIGHT of theirs, so eyes, lips and teeth keep their detail (and the mouth its opening)
+    w = footprint_weights(opac, g0.scales) * np.where(tpl.face_region[b.faces] == REGIONS.index("scalp"),
+                                                      HAIR_WEIGHT, 1.0)
+    ids = cluster_ids(b.faces, uv, int(avatar.info.parameters.get("uv_res", 256)), target, g0.means, rgb, w,
+                      avatar.head_radius)
     return (ids, *merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales, opac, rgb), uv)
 
 
