@@ -421,7 +421,7 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None 
         blo = np.concatenate([np.full(6, -np.inf), lo - x])
         bhi = np.concatenate([np.full(6, np.inf), hi - x])
         # the same bounded least squares on a 24x24 triangular factor: bvls' inner lstsq on the tall
-        # [~970, 24] system cost ~90% of a retarget. The factor is Cholesky's of J'J (J'J = U'U, so
+        # [2 x landmarks + 18, 24] system cost ~90% of a retarget. The factor is Cholesky's of J'J (J'J = U'U, so
         # |J s + res|^2 = |U s + U^-T J' res|^2 + const), ~50x cheaper than a QR that forms Q; the ridge
         # rows keep J'J well conditioned.
         U = np.linalg.cholesky(J.T @ J).T
