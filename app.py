@@ -293,12 +293,12 @@ def open_lam(package, session, progress=gr.Progress()):
     progress(0.1, desc="reading the LAM package")
     path = _upload_path(package)
     avatar = load_lam_package(path)  # LamPackageError (an InputError) names what is wrong
-    session = _install(session, avatar, "lam-import", hashlib.sha1(Path(path).read_bytes()).hexdigest())
+    session = _install(session, avatar, "lam-import", None)  # no photo: Compare aligns it to the photo itself
     progress(0.8, desc="exporting")
     return _created(session, avatar, "lam-import", time.perf_counter() - t0)
 
 
-def _install(session, avatar, method_id: str, key: str) -> Session:
+def _install(session, avatar, method_id: str, key: str | None) -> Session:
     """The new avatar in the visitor's session (a new session on the first one)."""
     if not isinstance(session, Session):
         session = Session(session_root())
@@ -524,8 +524,10 @@ def mirror_frame(payload, session) -> str:
     if avatar is None or not avatar.animatable or not callable(getattr(avatar, "retarget", None)):
         return answer(notice="create an animatable avatar first (Create tab, HeadSplat)", stop=True)
     now = time.monotonic()
-    if now - session.mirror_last > 5.0 or msg.get("rest"):  # a new stream (frames stop for seconds between
-        session.mirror_since = now                           # streams), or the page asks to take the rest face again
+    if now - session.mirror_last > 5.0:  # a new stream (frames stop for seconds between streams)
+        session.mirror_since = now
+        session.mirror_rest = []
+    if msg.get("rest"):  # the page asks to take the rest face again (the stream's time limit runs on)
         session.mirror_rest = []
     session.mirror_last = now
     if now - session.mirror_since > MIRROR_MAX_S:

@@ -419,7 +419,6 @@ class LamAvatar(GaussianAvatar):
         s, R, t = similarity if similarity is not None else (1.0, np.eye(3), np.zeros(3))
         self.similarity = (float(s), np.asarray(R, np.float64), np.asarray(t, np.float64))
         S = _similarity_matrix(*self.similarity) @ _similarity_matrix(1.0, np.eye(3), -package.origin)
-        self._S = S
         A = S[:3, :3]
         self._base = ((package.vertices + package.offsets).astype(np.float64) @ A.T + S[:3, 3]).astype(np.float32)
         self._names = list(package.targets)

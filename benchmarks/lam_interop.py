@@ -32,7 +32,8 @@ def _presets() -> dict:
 
 
 def _psnr(a, b) -> float:
-    return round(float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12))), 2)
+    from evaluation.metrics import psnr
+    return round(psnr(a, b), 2)
 
 
 def main(argv=None) -> int:

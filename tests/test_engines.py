@@ -50,7 +50,7 @@ def portraits(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray cluster on the loopback interface, no dashboard; stopped after the module."""
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (requirements.txt pins it; `make test` installs it)")
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
     try:

@@ -48,7 +48,9 @@ def _flip_sh(sh: np.ndarray) -> np.ndarray:
     return sh * signs[None, :, None]
 
 
-def _atomic_write(path: Path, write) -> Path:
+def atomic_write(path: Path, write) -> Path:
+    """write(f) into a temporary file beside `path`, then rename it over `path`: readers see the old file or
+    the whole new one; on any error (write raising included) nothing is left behind. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -78,7 +80,7 @@ def write_ply(g: Gaussians, path: str | Path) -> Path:
     for i, name in enumerate(names):
         arr[name] = data[:, i]
     ply = PlyData([PlyElement.describe(arr, "vertex")], text=False)
-    return _atomic_write(path, ply.write)
+    return atomic_write(path, ply.write)
 
 
 def read_ply(path: str | Path) -> Gaussians:
@@ -116,7 +118,7 @@ def write_splat(g: Gaussians, path: str | Path) -> Path:
     rgba = np.concatenate([g.rgb, g.opacities[:, None]], 1)[order]
     buf["rgba"] = np.clip(np.round(rgba * 255), 0, 255)
     buf["rot"] = np.clip(np.round(normalize_quats(g.quats)[order] * 128 + 128), 0, 255)
-    return _atomic_write(path, lambda f: f.write(buf.tobytes()))
+    return atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
 def read_splat(path: str | Path) -> Gaussians:

@@ -43,7 +43,7 @@ from model.ours.binding import (
     uv_layout,
     uv_tangent_coefficients,
 )
-from model.ours.texture import complete, fuse_symmetric, project_texture
+from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -324,9 +324,9 @@ class HeadSplat(Method):
         if self.prior:
             rgb = complete(layout, rgb, conf, ev)
         elif self.unseen == "grey":
-            rgb = np.where(conf[:, None] < 0.05, UNSEEN_GREY, rgb)
+            rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
         else:
-            opacity[conf < 0.05] = 0.0  # nothing backs these texels: leave the hole visible
+            opacity[conf < SEEN_CONF] = 0.0  # nothing backs these texels: leave the hole visible
         _, su, sv = tangent_frames(surface, tpl.faces, tpl.face_uvs)
         # A texel's footprint on the surface, metres along u and v. The atlas stretches some charts
         # (the neck is ~4x longer than wide per texel): such texels get several Gaussians along their

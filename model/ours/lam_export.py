@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from model.core.export import atomic_write
 from model.core.gaussians import covariances, normalize_quats, rotmat_to_quat
 from model.head import rig
 from model.head.template import REGIONS
@@ -371,21 +370,16 @@ def export_lam_package(avatar, path: str | Path, target: int = DEFAULT_TARGET) -
     if path.suffix.lower() != ".zip":
         raise ValueError(f"a LAM package is a .zip, got {path.name!r}")
     members = package_contents(avatar, target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             # the folder as an entry of its own, first (as LAM's own packages have it): LAM's renderer takes
             # the avatar's folder from the zip's directory entries and refuses a zip without one
             # ("file fold is not found"); implicit folders in member names do not count
             zf.mkdir(path.stem)
             for name in ("offset.ply", "skin.glb", "animation.glb", "vertex_order.json"):
                 zf.writestr(f"{path.stem}/{name}", members[name])
-        size = os.path.getsize(tmp)
+        size = f.tell()
         if size > MAX_BYTES:
             raise ValueError(f"the LAM package would be {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)

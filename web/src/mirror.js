@@ -25,6 +25,7 @@ export class Mirror {
     this.notice = "";
     this.notices = []; // the distinct notices shown, oldest first (the last 20): what a visitor was told
     this.recording = null;
+    if (typeof window !== "undefined") window.addEventListener("pagehide", () => this.stop());
   }
 
   el(id) {
@@ -55,7 +56,6 @@ export class Mirror {
     this.say("Mirror on: look at the camera with a relaxed face, then move.");
     this.stopOnHide = () => { if (document.hidden) this.stop("Mirror stopped: the tab was hidden."); };
     document.addEventListener("visibilitychange", this.stopOnHide);
-    window.addEventListener("pagehide", () => this.stop());
     this.loop();
     return true;
   }
