@@ -1,7 +1,7 @@
 """The mirror's server side on loopback: speed of frame -> controls, throughput for 1 and 5 visitors, and
 how well the tracking path recovers controls that are known (renders of the astronaut's avatar).
 
-    python -m benchmarks.mirror [--frames 40] [--seconds 8]
+    python -m benchmarks.mirror [--rate 10] [--seconds 8] [--skip-throughput]
 
 - frame -> controls: the app's mirror handler (JPEG decode, landmarks, retargeting) on 640-px frames,
   in process, median ms (frames rendered at the photo's fitted camera, 640 px);
@@ -63,7 +63,10 @@ def _visitor(root: str, photo: str, payload: str, seconds: float, rest_frames: i
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=40, help="ARKit frames sampled for the accuracy figures")
+    ap.add_argument("--rate", type=float, default=10.0,
+                    help="frames a second of the ARKit performance tracked for its correlations (the mirror's "
+                         "update rate; the performance is 30 fps)")
+    ap.add_argument("--skip-throughput", action="store_true", help="speed and accuracy only: no app server")
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each throughput run")
     args = ap.parse_args(argv)
 
@@ -120,8 +123,11 @@ def main(argv=None) -> dict:
 
     seq_path = SHARED_FIXTURES / "lam" / "test_expression_1s.json"
     if seq_path.is_file():
-        _, controls = rig.read_sequence(json.loads(seq_path.read_text()))
-        picks = np.linspace(0, len(controls) - 1, args.frames).round().astype(int)
+        times, controls = rig.read_sequence(json.loads(seq_path.read_text()))
+        # the performance as a mirror would see it: a contiguous stream at the mirror's rate. A blink lasts
+        # a few frames, so frames spread evenly over the whole clip (40 of them, once) missed every blink
+        # and correlated noise about a constant.
+        picks = np.searchsorted(times, np.arange(times[0], times[-1], 1.0 / args.rate))
         curves = {"jawOpen": ("jawOpen",), "blink": ("eyeBlinkLeft", "eyeBlinkRight"),
                   "smile": ("mouthSmileLeft", "mouthSmileRight")}
         true_c = {k: [] for k in curves}
@@ -137,60 +143,63 @@ def main(argv=None) -> dict:
     else:
         out["notes"] = [f"{seq_path} absent: no ARKit correlation"]
 
-    # ---- throughput through the running app, one frame in flight per visitor, sent the way the page sends
-    # it: gradio's browser client posts a queue=False event straight to /gradio_api/run/<api_name> with the
-    # visitor's session_hash (no queue, no SSE stream). gradio_client always goes through the queue's SSE
-    # protocol, which adds ~0.1 s a call on loopback: its round trip is reported apart, for reference.
-    app.warm_up()
-    demo = app.build_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
-    root = f"http://127.0.0.1:{port}"
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            photo = f"{d}/astronaut.png"
-            from PIL import Image
-            Image.fromarray(data.astronaut()).save(photo)
-            from gradio_client import handle_file
-            payload = mirror_frame_payload(still)
+    if not args.skip_throughput:
+        # ---- throughput through the running app, one frame in flight per visitor, sent the way the page sends
+        # it: gradio's browser client posts a queue=False event straight to /gradio_api/run/<api_name> with the
+        # visitor's session_hash (no queue, no SSE stream). gradio_client always goes through the queue's SSE
+        # protocol, which adds ~0.1 s a call on loopback: its round trip is reported apart, for reference.
+        app.warm_up()
+        demo = app.build_app()
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **app.launch_kwargs())
+        root = f"http://127.0.0.1:{port}"
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                photo = f"{d}/astronaut.png"
+                from PIL import Image
+                Image.fromarray(data.astronaut()).save(photo)
+                from gradio_client import handle_file
+                payload = mirror_frame_payload(still)
 
-            cl = Client(f"{root}/", verbose=False, download_files=d)  # gradio_client's round trip, for reference
-            cl.predict(handle_file(photo), "ours", api_name="/reconstruct")
-            for _ in range(app.MIRROR_REST_FRAMES):
-                cl.predict(payload, api_name="/mirror_frame")
-            ts = []
-            for _ in range(10):
-                t0 = time.perf_counter()
-                cl.predict(payload, api_name="/mirror_frame")
-                ts.append(time.perf_counter() - t0)
-            out["gradio_client_round_trip_ms_median"] = round(1000 * statistics.median(ts), 1)
-            # visitors are processes of their own, as browsers are: they do not share this server's GIL
-            ctx = multiprocessing.get_context("spawn")
-            for n in (1, 5):
-                barrier, results = ctx.Barrier(n), ctx.Queue()
-                procs = [ctx.Process(target=_visitor, args=(root, photo, payload, args.seconds, app.MIRROR_REST_FRAMES, barrier, results))
-                         for _ in range(n)]
-                for pr in procs:
-                    pr.start()
-                rts = [results.get(timeout=300) for _ in procs]
-                for pr in procs:
-                    pr.join()
-                if any(isinstance(r, str) for r in rts):
-                    raise RuntimeError("a visitor failed: " + "; ".join(r for r in rts if isinstance(r, str)))
-                rates = [len(r) / args.seconds for r in rts]
-                out[f"updates_per_s_{n}_visitors_min"] = round(min(rates), 2)
-                out[f"round_trip_ms_median_{n}_visitors"] = round(1000 * statistics.median(x for r in rts for x in r), 1)
-    finally:
-        demo.close()
+                cl = Client(f"{root}/", verbose=False, download_files=d)  # gradio_client's round trip, for reference
+                cl.predict(handle_file(photo), "ours", api_name="/reconstruct")
+                for _ in range(app.MIRROR_REST_FRAMES):
+                    cl.predict(payload, api_name="/mirror_frame")
+                ts = []
+                for _ in range(10):
+                    t0 = time.perf_counter()
+                    cl.predict(payload, api_name="/mirror_frame")
+                    ts.append(time.perf_counter() - t0)
+                out["gradio_client_round_trip_ms_median"] = round(1000 * statistics.median(ts), 1)
+                # visitors are processes of their own, as browsers are: they do not share this server's GIL
+                ctx = multiprocessing.get_context("spawn")
+                for n in (1, 5):
+                    barrier, results = ctx.Barrier(n), ctx.Queue()
+                    procs = [ctx.Process(target=_visitor, args=(root, photo, payload, args.seconds, app.MIRROR_REST_FRAMES, barrier, results))
+                             for _ in range(n)]
+                    for pr in procs:
+                        pr.start()
+                    rts = [results.get(timeout=300) for _ in procs]
+                    for pr in procs:
+                        pr.join()
+                    if any(isinstance(r, str) for r in rts):
+                        raise RuntimeError("a visitor failed: " + "; ".join(r for r in rts if isinstance(r, str)))
+                    rates = [len(r) / args.seconds for r in rts]
+                    out[f"updates_per_s_{n}_visitors_min"] = round(min(rates), 2)
+                    out[f"round_trip_ms_median_{n}_visitors"] = round(1000 * statistics.median(x for r in rts for x in r), 1)
+        finally:
+            demo.close()
     out["targets"] = {
         "frame_to_controls_ms<=80": out["frame_to_controls_ms_median"] <= 80,
-        "round_trip_ms<=200 (1 visitor, without the browser's drawing)": out["round_trip_ms_median_1_visitors"] <= 200,
-        "updates_per_s>=10 (1 visitor)": out["updates_per_s_1_visitors_min"] >= 10,
-        "updates_per_s>=6 (each of 5)": out["updates_per_s_5_visitors_min"] >= 6,
         "mae<=0.1": all(v <= 0.1 for v in out["mae"].values()),
         "head_pose_error_deg<=3": out["head_pose_error_deg_max"] <= 3,
     }
+    if not args.skip_throughput:
+        out["targets"].update({
+            "round_trip_ms<=200 (1 visitor, without the browser's drawing)": out["round_trip_ms_median_1_visitors"] <= 200,
+            "updates_per_s>=10 (1 visitor)": out["updates_per_s_1_visitors_min"] >= 10,
+            "updates_per_s>=6 (each of 5)": out["updates_per_s_5_visitors_min"] >= 6})
     if "arkit_correlation" in out:
         out["targets"]["arkit_correlation>=0.8"] = all(v >= 0.8 for v in out["arkit_correlation"].values())
     print(json.dumps(out), flush=True)

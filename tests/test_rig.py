@@ -7,7 +7,7 @@ import skimage.data
 
 from model.head.fitting import fit
 from model.head.landmarks import Landmarks
-from model.head.rig import CONTROLS, deform, estimate_pose, retarget, validate
+from model.head.rig import ANTAGONISTS, CONTROLS, deform, estimate_pose, retarget, validate
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,20 @@ def test_retarget_round_trip(F):
     got = retarget(Landmarks(np.concatenate([uv, np.zeros((478, 1))], 1), F.landmarks.image_size), F)
     for k in CONTROLS:
         assert abs(got[k] - known.get(k, 0.0)) < 0.06, (k, got[k], known.get(k, 0.0))
+
+
+def test_noisy_landmarks_never_read_as_antagonists_together(F):
+    """A landmark detector's jitter (1 px here) must not come out as a smile and a frown on one corner (or
+    a blink with wide eyes, a brow down and up) cancelling each other: the avatar would show a grimace."""
+    rng = np.random.default_rng(0)
+    for known in ({"mouthSmileLeft": 0.6}, {"jawOpen": 0.8}, {"eyeBlinkRight": 0.7}, {"headYaw": 0.2}):
+        uv, _ = F.camera.project(F.template.landmarks(deform(F, known)))
+        uv = uv + rng.normal(0.0, 1.0, uv.shape)
+        got = retarget(Landmarks(np.concatenate([uv, np.zeros((478, 1))], 1), F.landmarks.image_size), F)
+        for a, b in ANTAGONISTS:
+            assert min(got[a], got[b]) == 0.0, (known, a, got[a], b, got[b])
+        for k, v in known.items():
+            assert abs(got[k] - v) < 0.1, (known, k, got[k])
 
 
 def test_arkit_names_are_accepted_and_fold_into_the_rig():

@@ -341,6 +341,9 @@ def _rotate_head(X, R, pivot, w):
 # frames of known controls through the mirror's path, rest face taken), all landmarks -> these: jawOpen
 # MAE 0.068 -> 0.028, mouthSmile MAE 0.18/0.15 -> 0.16/0.09, correlation with the ARKit performance's
 # jawOpen 0.88 -> 0.96; its smile curve, which the cheeks' points followed, 0.68 -> 0.46.
+ANTAGONISTS = (("mouthSmileLeft", "mouthFrownLeft"), ("mouthSmileRight", "mouthFrownRight"),
+               ("eyeBlinkLeft", "eyeWideLeft"), ("eyeBlinkRight", "eyeWideRight"),
+               ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"))
 FEATURE_LANDMARKS = np.array(sorted(set(
     LM.LIPS_OUTER_UPPER + LM.LIPS_OUTER_LOWER + LM.LIPS_INNER_UPPER + LM.LIPS_INNER_LOWER
     + LM.RIGHT_EYE_UPPER + LM.RIGHT_EYE_LOWER + LM.LEFT_EYE_UPPER + LM.LEFT_EYE_LOWER
@@ -389,6 +392,13 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None 
     def landmarks_at(x):
         return _expression_landmarks(rig, fitted, x[:C], x[C:], base)[use]
 
+    # antagonist controls (a corner up vs down, a lid closed vs wide, a brow down vs up) never act together:
+    # left free, a pair co-activates to absorb landmark noise and small pose errors (smile + frown move a
+    # mouth corner back with no lift), reading expressions that are not there (smile MAE on
+    # benchmarks.mirror's sweep 0.13/0.11 -> 0.08/0.08). When both of a pair are on, the weaker is held at
+    # 0 from then on.
+    pairs = [(names.index(a), names.index(b)) for a, b in ANTAGONISTS]
+    free = np.ones(6 + C + 2, bool)  # camera rotation, translation, controls
     for _ in range(iters):
         L = landmarks_at(x)
         pc = L @ R.T + tv
@@ -424,12 +434,19 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None 
         # [2 x landmarks + 18, 24] system cost ~90% of a retarget. The factor is Cholesky's of J'J (J'J = U'U, so
         # |J s + res|^2 = |U s + U^-T J' res|^2 + const), ~50x cheaper than a QR that forms Q; the ridge
         # rows keep J'J well conditioned.
+        J, blo, bhi = J[:, free], blo[free], bhi[free]  # held controls keep their value (0)
         U = np.linalg.cholesky(J.T @ J).T
-        step = lsq_linear(U, -solve_triangular(U.T, J.T @ res, lower=True), bounds=(blo, bhi), method="bvls").x
+        step = np.zeros(len(free))
+        step[free] = lsq_linear(U, -solve_triangular(U.T, J.T @ res, lower=True), bounds=(blo, bhi),
+                                method="bvls").x
         R = Rotation.from_rotvec(step[:3]).as_matrix() @ R
         tv = tv + step[3:6]
         x = np.clip(x + step[6:], lo, hi)
-        if np.abs(step).max() < 1e-7:
+        clash = [(i, j) for i, j in pairs if x[i] > 1e-3 and x[j] > 1e-3]
+        for i, j in clash:
+            k = i if x[i] < x[j] else j
+            x[k], free[6 + k] = 0.0, False
+        if np.abs(step).max() < 1e-7 and not clash:
             break
     return R, tv, x[:C], x[C:]
 
