@@ -4,9 +4,13 @@ hands back one `Outcome` per job, in completion order; the caller (evaluation.pr
 writes the results. So results cannot depend on the engine, only on what `fn` computes.
 
 - serial: a plain loop in the calling process (debugging; exceptions keep their tracebacks).
-- local: concurrent.futures.ProcessPoolExecutor with the *spawn* start method (fork after numba's OpenMP
-  layer has started breaks), `workers` processes (default: the cores this process may use), each capped at
-  cores // workers native threads (OpenMP, BLAS, numba, torch) so that workers x threads <= cores.
+- local: concurrent.futures.ProcessPoolExecutor, `workers` processes (default: the cores this process may
+  use), each capped at cores // workers native threads (OpenMP, BLAS, numba, torch) so that workers x
+  threads <= cores. Workers are never forked from the driver (fork after numba's OpenMP layer or torch's
+  pools have started breaks them): with `preload` modules they come from a *forkserver* that imports those
+  modules once, before any thread pool starts, so each worker begins with them imported (the imports
+  of a job, ~5 s of torch/mediapipe/dlib on 2 cores, are paid once per run, not once per worker, and
+  their memory is shared copy-on-write); without, or where forkserver does not exist, by *spawn*.
 - ray: Ray 2.x tasks, one per job, `num_cpus` = threads per job; `address` "auto" or "ray://host:port" joins
   an existing cluster, None starts a local one on 127.0.0.1 for the run (no dashboard) and stops it after.
 
@@ -153,13 +157,15 @@ def _outcome(job, r: dict, attempts: int) -> Outcome:
 def run_jobs(fn: Callable, jobs: list, *, engine: str = "local", workers: int | None = None,
              address: str | None = None, threads: int | None = None, max_attempts: int = MAX_ATTEMPTS,
              progress: bool = True, label: Callable = str, stats: RunStats | None = None,
-             strict: bool = False) -> Iterator[Outcome]:
+             strict: bool = False, preload: tuple[str, ...] = ()) -> Iterator[Outcome]:
     """Run fn(job) for every job on `engine`; yield one Outcome per job as each finishes.
 
     fn must be a module-level function (local/ray send it by reference); jobs must pickle. workers: local
     processes / concurrent Ray tasks (default: the cores available / the cluster's CPUs, over threads).
     threads: native threads per worker (default: cores // workers, at least 1). stats, if given, is filled
-    in as jobs finish. strict: an exception raised by fn propagates (it always does under serial)."""
+    in as jobs finish. strict: an exception raised by fn propagates (it always does under serial).
+    preload: modules fn imports, imported once for all local workers (see the module's docstring); they
+    must only be imported there, not run (no thread pool may start before the fork)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if workers is not None and workers < 1:
@@ -171,7 +177,7 @@ def run_jobs(fn: Callable, jobs: list, *, engine: str = "local", workers: int | 
     if engine == "serial":
         gen = _serial(fn, jobs, stats)
     elif engine == "local":
-        gen = _local(fn, jobs, workers, threads, max_attempts, stats)
+        gen = _local(fn, jobs, workers, threads, max_attempts, stats, preload)
     else:
         gen = _ray(fn, jobs, workers, threads, max_attempts, address, stats, strict)
     return _with_progress(gen, jobs, engine, progress, label, stats)
@@ -212,7 +218,7 @@ def _serial(fn, jobs, stats) -> Iterator:
         yield _outcome(job, _call(fn, job), 1)
 
 
-def _local(fn, jobs, workers, threads, max_attempts, stats) -> Iterator:
+def _local(fn, jobs, workers, threads, max_attempts, stats, preload=()) -> Iterator:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -224,9 +230,26 @@ def _local(fn, jobs, workers, threads, max_attempts, stats) -> Iterator:
     if not jobs:
         return
 
+    if preload and "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+        ctx = mp.get_context("forkserver")
+        # the server imports these with the workers' thread caps already in its environment
+        saved = {var: os.environ.get(var) for var in THREAD_ENV}
+        os.environ.update({var: str(threads) for var in THREAD_ENV})
+        try:
+            ctx.set_forkserver_preload(list(preload))
+            forkserver.ensure_running()  # the server starts now (not waited for), with the environment above
+        finally:
+            for var, v in saved.items():
+                if v is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = v
+    else:
+        ctx = mp.get_context("spawn")
+
     def new_pool():
-        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(threads,))
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
 
     pending = collections.deque((job, 0) for job in jobs)  # (job, attempts so far)
     running: dict = {}  # future -> (job, attempt number, start)

@@ -749,6 +749,11 @@ class WorkerState:
 
 
 _WORKER = WorkerState()  # of this process, when it is an engine's worker
+# what every job imports (metrics, identity, LPIPS, landmarks, rendering): a local engine's workers start
+# with these imported once for all of them (evaluation.engines, `preload`); the methods' own modules are added
+WORKER_PRELOAD = ("numpy", "scipy.optimize", "scipy.ndimage", "torch", "cv2", "dlib", "mediapipe", "numba",
+                  "skimage.metrics", "evaluation.metrics", "evaluation.lpips", "evaluation.identity",
+                  "evaluation.consistency", "evaluation.datasets", "model.core.render")
 
 
 def evaluate_job(job: Job, state: WorkerState | None = None) -> JobOutput:
@@ -901,17 +906,19 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                                 methods[mid] if methods and mid in methods else None, strict))
 
     fn = evaluate_job if engine != "serial" else _SerialJob(state)
+    preload = WORKER_PRELOAD + tuple(sorted({type(m).__module__ for m in state.methods.values()}))
     run_stats = E.RunStats(engine, 0, 0)
-    env = R.environment()
+    env = None  # the driver's provenance, for failed jobs only (workers record their own); it imports torch
     written: list[Path] = []
     try:
         for oc in E.run_jobs(fn, jobs, engine=engine, workers=workers, address=address, progress=progress,
-                             label=Job.label, stats=run_stats, strict=strict):
+                             label=Job.label, stats=run_stats, strict=strict, preload=preload):
             job = oc.job
             if oc.error is not None:
                 if strict:
                     raise RuntimeError(f"job {job.label()}: {oc.error}")
                 log(f"[fail] {job.label()}: {oc.error}")
+                env = env or R.environment()
                 results = [(pid, R.new_result(
                     method=records[job.method_id], dataset=ds_rec, protocol=_protocol_record(PROTOCOLS[pid], settings),
                     subject=job.subject_id, status="failed", reason=f"{pid}: {oc.error}", environment_info=env,

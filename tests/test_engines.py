@@ -225,3 +225,16 @@ def test_engine_arguments_are_checked():
     ds = D.Dataset("handmade", "handmade", "0" * 64, False, ["a"], "no spec", lambda s: None)
     with pytest.raises(ValueError, match="cannot be reopened"):
         P.run_evaluation(["billboard"], ds, ["input-view"], "unused", engine="local", progress=False)
+
+
+def test_a_result_reaches_the_driver_without_importing_torch():
+    """Results travel from workers to the driver pickled; a torch object in them (torch.__version__ is a
+    TorchVersion) makes the driver import torch to read the first one, ~2 s during which a local pool's
+    workers wait for their next job."""
+    import pickle
+
+    from evaluation import metrics
+    data = pickle.dumps(metrics.provenance())
+    code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print(sorted({'torch', 'dlib'} & set(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
+    assert r.stdout.decode().strip() == "[]"
