@@ -218,35 +218,46 @@ def _serial(fn, jobs, stats) -> Iterator:
         yield _outcome(job, _call(fn, job), 1)
 
 
-def _local(fn, jobs, workers, threads, max_attempts, stats, preload=()) -> Iterator:
+def local_threads(workers: int | None = None) -> int:
+    """Native threads per local worker: the cores shared out, at least 1."""
+    return max(1, available_cores() // (workers or available_cores()))
+
+
+def local_context(threads: int, preload: tuple[str, ...] = ()):
+    """The multiprocessing context local workers are made in (see the module's docstring). With preload,
+    the forkserver starts now if it is not running yet: a caller may call this early, so the server
+    imports while the caller prepares its jobs (the first call's preload and thread caps are the ones
+    the server keeps)."""
     import multiprocessing as mp
+    if not preload or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    from multiprocessing import forkserver
+    ctx = mp.get_context("forkserver")
+    saved = {var: os.environ.get(var) for var in THREAD_ENV}
+    os.environ.update({var: str(threads) for var in THREAD_ENV})  # the server imports under the caps
+    try:
+        ctx.set_forkserver_preload(list(preload))
+        forkserver.ensure_running()  # starts the server (not waited for) with the environment above
+    finally:
+        for var, v in saved.items():
+            if v is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = v
+    return ctx
+
+
+def _local(fn, jobs, workers, threads, max_attempts, stats, preload=()) -> Iterator:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
-    cores = available_cores()
-    workers = min(workers or cores, max(1, len(jobs)))
-    threads = threads or max(1, cores // workers)
+    workers = min(workers or available_cores(), max(1, len(jobs)))
+    threads = threads or local_threads(workers)
     if stats is not None:
         stats.workers, stats.threads = workers, threads
     if not jobs:
         return
 
-    if preload and "forkserver" in mp.get_all_start_methods():
-        from multiprocessing import forkserver
-        ctx = mp.get_context("forkserver")
-        # the server imports these with the workers' thread caps already in its environment
-        saved = {var: os.environ.get(var) for var in THREAD_ENV}
-        os.environ.update({var: str(threads) for var in THREAD_ENV})
-        try:
-            ctx.set_forkserver_preload(list(preload))
-            forkserver.ensure_running()  # the server starts now (not waited for), with the environment above
-        finally:
-            for var, v in saved.items():
-                if v is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = v
-    else:
-        ctx = mp.get_context("spawn")
+    ctx = local_context(threads, preload)
 
     def new_pool():
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))

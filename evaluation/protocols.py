@@ -751,8 +751,8 @@ class WorkerState:
 _WORKER = WorkerState()  # of this process, when it is an engine's worker
 # what every job imports (metrics, identity, LPIPS, landmarks, rendering): a local engine's workers start
 # with these imported once for all of them (evaluation.engines, `preload`); the methods' own modules are added
-WORKER_PRELOAD = ("numpy", "scipy.optimize", "scipy.ndimage", "torch", "cv2", "dlib", "mediapipe", "numba",
-                  "skimage.metrics", "evaluation.metrics", "evaluation.lpips", "evaluation.identity",
+WORKER_PRELOAD = ("numpy", "scipy.optimize", "scipy.ndimage", "scipy.signal", "scipy.stats", "torch", "torchmetrics",
+                  "cv2", "dlib", "mediapipe", "numba", "skimage.metrics", "evaluation.metrics", "evaluation.lpips", "evaluation.identity",
                   "evaluation.consistency", "evaluation.datasets", "model.core.render")
 
 
@@ -836,6 +836,18 @@ def _summary_view(r: dict, datasets: dict) -> dict:
             "date": r["date"]}
 
 
+def _worker_preload(method_ids: list[str], methods: dict) -> tuple[str, ...]:
+    """WORKER_PRELOAD and the modules of the methods (found in the registry without importing them)."""
+    from baselines.registry import get_spec
+    mods = set()
+    for mid in method_ids:
+        try:
+            mods.add(type(methods[mid]).__module__ if mid in methods else get_spec(mid).target.partition(":")[0])
+        except ValueError:  # an unknown id: reported where the methods are loaded
+            pass
+    return WORKER_PRELOAD + tuple(sorted(mods))
+
+
 def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out: str | Path,
                    force: bool = False, settings: Settings = Settings(), methods: dict | None = None,
                    progress: bool = True, strict: bool = False, log=print, engine: str = "serial",
@@ -852,6 +864,9 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
     Returns the paths of the result files written."""
     from evaluation import engines as E
     from evaluation import results as R
+    preload = _worker_preload(method_ids, methods or {})
+    if engine == "local":  # the workers' forkserver imports while the jobs are prepared below
+        E.local_context(E.local_threads(workers), preload)
     out = Path(out)
     protos = []
     for pid in protocol_ids:
@@ -906,7 +921,6 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                                 methods[mid] if methods and mid in methods else None, strict))
 
     fn = evaluate_job if engine != "serial" else _SerialJob(state)
-    preload = WORKER_PRELOAD + tuple(sorted({type(m).__module__ for m in state.methods.values()}))
     run_stats = E.RunStats(engine, 0, 0)
     env = None  # the driver's provenance, for failed jobs only (workers record their own); it imports torch
     written: list[Path] = []
