@@ -13,7 +13,7 @@ how well the tracking path recovers controls that are known (renders of the astr
 - every stream starts as the page asks a visitor to: a relaxed face at the camera for the first
   app.MIRROR_REST_FRAMES frames (the rest face: the avatar's neutral render here);
 - accuracy: the avatar rendered (640 px) under known controls -- a sweep of jawOpen, eyeBlink*,
-  mouthSmile* and head pose, and frames of the recorded ARKit performance
+  mouthSmile* and head pose, and the recorded ARKit performance as a stream at --rate frames a second
   (../shared/fixtures/lam/test_expression_1s.json, when present) -- fed through the same path: mean
   absolute error per control, head pose error (degrees), correlation with the performance's curves.
 Prints one JSON line last.
@@ -176,7 +176,8 @@ def main(argv=None) -> dict:
                 ctx = multiprocessing.get_context("spawn")
                 for n in (1, 5):
                     barrier, results = ctx.Barrier(n), ctx.Queue()
-                    procs = [ctx.Process(target=_visitor, args=(root, photo, payload, args.seconds, app.MIRROR_REST_FRAMES, barrier, results))
+                    procs = [ctx.Process(target=_visitor, args=(root, photo, payload, args.seconds,
+                                                                app.MIRROR_REST_FRAMES, barrier, results))
                              for _ in range(n)]
                     for pr in procs:
                         pr.start()
@@ -187,7 +188,8 @@ def main(argv=None) -> dict:
                         raise RuntimeError("a visitor failed: " + "; ".join(r for r in rts if isinstance(r, str)))
                     rates = [len(r) / args.seconds for r in rts]
                     out[f"updates_per_s_{n}_visitors_min"] = round(min(rates), 2)
-                    out[f"round_trip_ms_median_{n}_visitors"] = round(1000 * statistics.median(x for r in rts for x in r), 1)
+                    out[f"round_trip_ms_median_{n}_visitors"] = round(
+                        1000 * statistics.median(x for r in rts for x in r), 1)
         finally:
             demo.close()
     out["targets"] = {
@@ -197,7 +199,8 @@ def main(argv=None) -> dict:
     }
     if not args.skip_throughput:
         out["targets"].update({
-            "round_trip_ms<=200 (1 visitor, without the browser's drawing)": out["round_trip_ms_median_1_visitors"] <= 200,
+            "round_trip_ms<=200 (1 visitor, without the browser's drawing)":
+                out["round_trip_ms_median_1_visitors"] <= 200,
             "updates_per_s>=10 (1 visitor)": out["updates_per_s_1_visitors_min"] >= 10,
             "updates_per_s>=6 (each of 5)": out["updates_per_s_5_visitors_min"] >= 6})
     if "arkit_correlation" in out:

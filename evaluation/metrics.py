@@ -213,7 +213,7 @@ def provenance() -> dict:
     prov = {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "torch": str(torch.__version__),  # a plain str: a TorchVersion would make the driver import torch to unpickle a result
+        "torch": str(torch.__version__),  # a str: a TorchVersion makes whoever unpickles a result import torch
         "torchmetrics": _tm_version(),
         "dlib": _id.dlib_version(),
         "mediapipe": _version("mediapipe"),

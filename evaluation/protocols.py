@@ -751,9 +751,10 @@ class WorkerState:
 _WORKER = WorkerState()  # of this process, when it is an engine's worker
 # what every job imports (metrics, identity, LPIPS, landmarks, rendering): a local engine's workers start
 # with these imported once for all of them (evaluation.engines, `preload`); the methods' own modules are added
-WORKER_PRELOAD = ("numpy", "scipy.optimize", "scipy.ndimage", "scipy.signal", "scipy.stats", "torch", "torchmetrics",
-                  "cv2", "dlib", "mediapipe", "numba", "skimage.metrics", "evaluation.metrics", "evaluation.lpips", "evaluation.identity",
-                  "evaluation.consistency", "evaluation.datasets", "model.core.render")
+WORKER_PRELOAD = ("numpy", "scipy.optimize", "scipy.ndimage", "scipy.signal", "scipy.stats", "torch",
+                  "torchmetrics", "cv2", "dlib", "mediapipe", "numba", "skimage.metrics", "evaluation.metrics",
+                  "evaluation.lpips", "evaluation.identity", "evaluation.consistency", "evaluation.datasets",
+                  "model.core.render")
 
 
 def evaluate_job(job: Job, state: WorkerState | None = None) -> JobOutput:

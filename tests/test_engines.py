@@ -235,6 +235,7 @@ def test_a_result_reaches_the_driver_without_importing_torch():
 
     from evaluation import metrics
     data = pickle.dumps(metrics.provenance())
-    code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print(sorted({'torch', 'dlib'} & set(sys.modules)))"
+    code = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+            "print(sorted({'torch', 'dlib'} & set(sys.modules)))")
     r = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
     assert r.stdout.decode().strip() == "[]"

@@ -341,14 +341,15 @@ def _rotate_head(X, R, pivot, w):
 # frames of known controls through the mirror's path, rest face taken), all landmarks -> these: jawOpen
 # MAE 0.068 -> 0.028, mouthSmile MAE 0.18/0.15 -> 0.16/0.09, correlation with the ARKit performance's
 # jawOpen 0.88 -> 0.96; its smile curve, which the cheeks' points followed, 0.68 -> 0.46.
-ANTAGONISTS = (("mouthSmileLeft", "mouthFrownLeft"), ("mouthSmileRight", "mouthFrownRight"),
-               ("eyeBlinkLeft", "eyeWideLeft"), ("eyeBlinkRight", "eyeWideRight"),
-               ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"))
 FEATURE_LANDMARKS = np.array(sorted(set(
     LM.LIPS_OUTER_UPPER + LM.LIPS_OUTER_LOWER + LM.LIPS_INNER_UPPER + LM.LIPS_INNER_LOWER
     + LM.RIGHT_EYE_UPPER + LM.RIGHT_EYE_LOWER + LM.LEFT_EYE_UPPER + LM.LEFT_EYE_LOWER
     + LM.RIGHT_BROW_UPPER + LM.RIGHT_BROW_LOWER + LM.LEFT_BROW_UPPER + LM.LEFT_BROW_LOWER
     + LM.RIGHT_IRIS + LM.LEFT_IRIS)))
+# pairs of controls that pull one feature opposite ways; the solve never reads both of a pair at once (_solve)
+ANTAGONISTS = (("mouthSmileLeft", "mouthFrownLeft"), ("mouthSmileRight", "mouthFrownRight"),
+               ("eyeBlinkLeft", "eyeWideLeft"), ("eyeBlinkRight", "eyeWideRight"),
+               ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"))
 
 
 def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray,
