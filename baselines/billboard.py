@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.common import fit_photo, lift_pixels
+from baselines.common import FIT_PARAMETERS, fit_photo, lift_pixels
 from model.core.camera import head_extent
 from model.interface import Method, MethodInfo, StaticGaussianAvatar
 
 
 class Billboard(Method):
     info = MethodInfo("billboard", "Billboard", "0.1.0", "the photo on a plane at the head's depth",
-                      animatable=False, license="Apache-2.0")
+                      animatable=False, license="Apache-2.0", parameters=dict(FIT_PARAMETERS))
 
     def reconstruct(self, image) -> StaticGaussianAvatar:
         image, fitted, vertices, person = fit_photo(image)

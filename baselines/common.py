@@ -11,8 +11,12 @@ from model.head.fitting import FittedHead, fit
 from model.head.landmarks import detect_landmarks
 from model.head.rig import deform
 from model.head.segmentation import person_mask
+from model.head.template import TEMPLATE_VERSION
 
 MAX_GAUSSIANS = 150_000  # pixel grid stride is chosen to stay under this
+# in the parameters of every baseline that stands on fit_photo: a new template changes its output, so
+# its stored results must read as stale (evaluation compares a method's version and parameters)
+FIT_PARAMETERS = {"template_version": TEMPLATE_VERSION}
 
 
 def fit_photo(image) -> tuple[np.ndarray, FittedHead, np.ndarray, np.ndarray]:

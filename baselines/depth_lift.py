@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scipy.ndimage import distance_transform_edt
 
-from baselines.common import fit_photo, lift_pixels
+from baselines.common import FIT_PARAMETERS, fit_photo, lift_pixels
 from model.core.camera import head_extent
 from model.core.raster_mesh import rasterize_mesh
 from model.interface import Method, MethodInfo, StaticGaussianAvatar
@@ -13,7 +13,7 @@ from model.interface import Method, MethodInfo, StaticGaussianAvatar
 class DepthLift(Method):
     info = MethodInfo("depth-lift", "Depth lift", "0.1.0",
                       "one Gaussian per foreground pixel at the fitted template's depth, no completion",
-                      animatable=False, license="Apache-2.0")
+                      animatable=False, license="Apache-2.0", parameters=dict(FIT_PARAMETERS))
 
     def reconstruct(self, image) -> StaticGaussianAvatar:
         image, fitted, vertices, person = fit_photo(image)

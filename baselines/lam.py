@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+from baselines.common import FIT_PARAMETERS
 from model.core.camera import Camera, framing_camera, head_extent
 from model.core.errors import InputError
 from model.core.gaussians import Gaussians, normalize_quats, rgb_to_sh, rotmat_to_quat
@@ -389,7 +390,8 @@ LAM_INFO = MethodInfo(
     id="lam-import", name="LAM (imported package)", version="2",  # 2: retargets (the reenactment protocols)
     description="an avatar package exported by LAM (aigc3d/LAM), read and animated here, aligned to the photo",
     animatable=True, link="https://github.com/aigc3d/LAM", license="Apache-2.0 (LAM code); packages: their own",
-    parameters={"external": True, "format": "LAM chat-avatar zip"})
+    # its retargeting tracks faces with our template fitted to its render (FIT_PARAMETERS)
+    parameters={"external": True, "format": "LAM chat-avatar zip", **FIT_PARAMETERS})
 
 
 def _similarity_matrix(scale: float, R: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ it, and nothing else — no symmetric fusion, no hair volume, no completion (uns
 from __future__ import annotations
 
 from model.interface import MethodInfo
-from model.ours.avatar import HeadSplat
+from model.ours.avatar import METHOD_VERSION, HeadSplat
 
 
 class TemplateTexture(HeadSplat):
@@ -11,4 +11,6 @@ class TemplateTexture(HeadSplat):
         super().__init__(symmetry=False, prior=False, uv_res=uv_res, unseen="grey")
         self.info = MethodInfo("template-texture", "Template + projected texture", "0.1.0",
                                "fitted template textured by projecting the photo; unseen texels grey",
-                               animatable=True, license="Apache-2.0", parameters=self.info.parameters)
+                               animatable=True, license="Apache-2.0",
+                               # ours' code makes it: a new version of ours makes its stored results stale
+                               parameters={**self.info.parameters, "ours_version": METHOD_VERSION})

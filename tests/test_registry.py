@@ -44,3 +44,20 @@ def test_duplicate_ids_and_bad_entry_points_are_errors(monkeypatch):
 def test_bad_target_is_reported_with_the_method_id():
     with pytest.raises(ImportError, match="method 'x'"):
         MethodSpec("x", "X", "x", "no_such_module_xyz:Thing", animatable=False).load()
+
+
+def test_methods_standing_on_the_template_record_its_version():
+    """A result is stale when its method's version or config changed (evaluation.protocols._stale): every
+    method whose output depends on the fitted template carries the template's version in its config,
+    and template-texture (built from our method's code) our version, so a new template or a new ours
+    does not leave their old results looking current."""
+    from baselines.lam import LAM_INFO
+    from evaluation.protocols import method_record
+    from model.head.template import TEMPLATE_VERSION
+    from model.ours.avatar import METHOD_VERSION
+    for mid in ("ours", "ours-no-symmetry", "ours-no-prior", "template-texture", "depth-lift", "billboard"):
+        spec = get_spec(mid)
+        assert method_record(spec.load(), spec)["config"]["template_version"] == TEMPLATE_VERSION, mid
+    spec = get_spec("template-texture")
+    assert method_record(spec.load(), spec)["config"]["ours_version"] == METHOD_VERSION
+    assert LAM_INFO.parameters["template_version"] == TEMPLATE_VERSION
