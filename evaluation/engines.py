@@ -299,6 +299,7 @@ def _local(fn, jobs, workers, threads, max_attempts, stats, preload=()) -> Itera
                     else:
                         pending.appendleft((job, attempt))
                 pool = new_pool()
+        pool.shutdown(wait=True)  # all done: idle workers exit on their own (terminated, they leak semaphores)
     finally:
         _stop_pool(pool)
 
