@@ -503,7 +503,8 @@ def main(argv=None) -> int:
         if files:
             doc = json.loads(files[0].read_text())
             metrics[be] = {k: v for k, v in (doc.get("metrics") or {}).items() if isinstance(v, (int, float))}
-            stages[f"evaluate_{be}"].update(status=doc.get("status"), metrics=metrics[be])
+            stages[f"evaluate_{be}"].update(status=doc.get("status"), metrics=metrics[be], reason=doc.get("reason"),
+                                            notes=doc.get("notes"))
     if len(metrics) == 2:
         common = sorted(set(metrics["cpu"]) & set(metrics["gsplat"]))
         diffs = {k: abs(metrics["cpu"][k] - metrics["gsplat"][k]) for k in common}
