@@ -30,7 +30,7 @@ def _run(args) -> int:
     methods = resolve_ids(args.methods)
     protocols = resolve_protocols(args.protocol)
     dataset = load_dataset(args.dataset, cache_dir=args.cache)
-    settings = Settings(size=args.size, lpips_nets=tuple(args.lpips.split(",")))
+    settings = Settings(size=args.size, lpips_nets=tuple(n for n in args.lpips.split(",") if n and n != "none"))
     t = time.perf_counter()
     written = run_evaluation(methods, dataset, protocols, args.out, force=args.force, settings=settings,
                              progress=not args.quiet, strict=args.strict, **_engine_args(args))
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
 
     r = sub.add_parser("run", help="evaluate methods")
     r.add_argument("--methods", default="all", help="comma-separated method ids, or all")
-    r.add_argument("--lpips", default="alex,vgg", help="LPIPS backbones (alex, vgg)")
+    r.add_argument("--lpips", default="alex,vgg", help="LPIPS backbones (alex, vgg), or none (no LPIPS)")
     common_run(r)
     r.set_defaults(fn=_run)
 

@@ -90,10 +90,10 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0), bac
     colors = gaussians.colors(camera.position).astype(np.float32)
     args = (gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, colors,
             camera.K, camera.world_to_cam, w, h)
-    if backend == "cpu":
-        from model.core._raster_cpu import rasterize
-    else:
+    if backend == "gsplat":  # composited and clipped on the GPU by the same rule as below
         from model.core._raster_gsplat import rasterize
+        return RenderResult(*rasterize(*args, background=bg))
+    from model.core._raster_cpu import rasterize
     rgb, alpha, depth = rasterize(*args)
     # rgb is premultiplied and has no background; gsplat composites the same way (pix + T·bg)
     rgb = rgb + (1.0 - alpha)[..., None] * bg
