@@ -49,8 +49,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
 # 0.5.1: retargeting reads the feature landmarks (model.head.rig.FEATURE_LANDMARKS) and a rest face;
 # 0.6: the hair the photo does not show is quilted from the hair it shows (texture.synthesize_hair), the
-# neck's unseen texels take the colours of their ring (texture.ring_colours: a collar goes round)
-METHOD_VERSION = "0.6.0"
+# neck's unseen texels take the colours of their ring (texture.ring_colours: a collar goes round);
+# 0.6.1: retargeting reads the lips' outer contour only (rig.FEATURE_LANDMARKS)
+METHOD_VERSION = "0.6.1"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
