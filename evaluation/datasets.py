@@ -189,10 +189,12 @@ def head_crops(image: np.ndarray, scale: float = 3.0) -> list[np.ndarray]:
     """Every face dlib's HOG detector finds in image [H,W,3] uint8, cropped as a square of `scale` face
     widths around the head (centred a little above the face box to include hair), clipped to the
     image; ordered left to right."""
-    import dlib
+    from evaluation.identity import DLIB_LOCK, hog_detector
     h, w = image.shape[:2]
     out = []
-    for b in sorted(dlib.get_frontal_face_detector()(image, 1), key=lambda b: b.left()):
+    with DLIB_LOCK:
+        boxes = list(hog_detector()(image, 1))
+    for b in sorted(boxes, key=lambda b: b.left()):
         cx, cy, s = 0.5 * (b.left() + b.right()), 0.5 * (b.top() + b.bottom()) - 0.3 * b.width(), b.width()
         x0, x1 = int(max(0, cx - 0.5 * scale * s)), int(min(w, cx + 0.5 * scale * s))
         y0, y1 = int(max(0, cy - 0.5 * scale * s)), int(min(h, cy + 0.5 * scale * s))

@@ -26,6 +26,7 @@ import importlib.util
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -88,15 +89,25 @@ def dlib_weights_sha256() -> str | None:
     return hashlib.sha256("".join(_sha256(f) for f in files).encode()).hexdigest()
 
 
+DLIB_LOCK = threading.Lock()  # dlib objects are not documented as thread-safe: one call at a time
+
+
+@lru_cache(maxsize=1)
+def hog_detector():
+    """dlib's HOG frontal face detector, built once per process (building one takes ~1 s: its model is
+    parsed from text); call it under DLIB_LOCK."""
+    import dlib
+    return dlib.get_frontal_face_detector()
+
+
 class _DlibModel(IdentityModel):
     def __init__(self, folder: Path):
         import dlib
         super().__init__("csim_dlib", True, "", {n: _sha256(folder / n) for n in _DLIB_FILES.values()})
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = hog_detector()
         self._cnn = dlib.cnn_face_detection_model_v1(str(folder / _DLIB_FILES["cnn_detector"]))
         self._shape = dlib.shape_predictor(str(folder / _DLIB_FILES["shape5"]))
         self._rec = dlib.face_recognition_model_v1(str(folder / _DLIB_FILES["recognition"]))
-        self._lock = threading.Lock()  # dlib objects are not documented as thread-safe
 
     def detect(self, image: np.ndarray):
         """Largest face rectangle (dlib.rectangle, full-resolution pixels) or None: HOG first, the CNN
@@ -110,11 +121,11 @@ class _DlibModel(IdentityModel):
             return s, image if s == 1.0 else cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
         s, small = shrink(DLIB_DETECT_MAX_SIDE)
-        with self._lock:
+        with DLIB_LOCK:
             rects = list(self._detector(small, 1))
         if not rects:
             s, small = shrink(DLIB_CNN_MAX_SIDE)
-            with self._lock:
+            with DLIB_LOCK:
                 rects = [d.rect for d in self._cnn(small, 0)]
         if not rects:
             return None
@@ -125,7 +136,7 @@ class _DlibModel(IdentityModel):
         rect = self.detect(image)
         if rect is None:
             return None
-        with self._lock:
+        with DLIB_LOCK:
             shape = self._shape(image, rect)
             return np.asarray(self._rec.compute_face_descriptor(image, shape), dtype=np.float64)
 
