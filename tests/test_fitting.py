@@ -55,6 +55,23 @@ def test_deterministic():
     assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.camera.world_to_cam, b.camera.world_to_cam)
 
 
+def test_symmetric_tracking_reads_both_sides_alike():
+    # the face mesh alone reads a mirrored photo differently (a side bias); tracked with its mirror image,
+    # the photo and its mirror give mirror-image landmarks (twins from the template's landmark map)
+    img = skimage.data.astronaut()
+    w = img.shape[1]
+    pair = load_template().landmark_mirror()
+
+    def mirrored(lm):
+        return lm.points[pair] * [-1, 1, 1] + [w - 1, 0, 0]
+
+    plain = detect_landmarks(img), detect_landmarks(img[:, ::-1])
+    assert np.abs(mirrored(plain[1]) - plain[0].points)[:, :2].max() > 0.5  # the bias exists
+    sym = detect_landmarks(img, symmetric=True), detect_landmarks(img[:, ::-1], symmetric=True)
+    assert np.abs(mirrored(sym[1]) - sym[0].points).max() < 1e-6
+    assert np.abs(sym[0].points - plain[0].points)[:, :2].max() < 5  # an average, not another face
+
+
 def test_recovers_known_pose_from_synthetic_landmarks():
     """Project the template's own landmarks from a known head pose; the fit must find that pose."""
     T = load_template()

@@ -132,6 +132,33 @@ def test_noisy_landmarks_never_read_as_antagonists_together(F):
             assert abs(got[k] - v) < 0.1, (known, k, got[k])
 
 
+def test_calibration_reads_the_jaw_and_smile_as_the_tracker_sees_them(F):
+    """A tracker that does not follow the mesh's lips (here: an opening jaw also lifts the mouth corners,
+    and a smile lifts them less while the mouth is open) misreads an open smiling mouth; calibrated on the
+    rig's calibration poses as that tracker sees them, the solve reads other combinations right."""
+    import dataclasses
+
+    from model.head.rig import CALIBRATION_POSES, calibrate
+    corners = np.zeros((478, 3))
+    corners[[61, 291, 185, 409, 146, 375]] = [0.0, 0.005, 0.0]  # metres, head frame: +y is up
+    left = (np.arange(478) == 291) | (np.arange(478) == 409) | (np.arange(478) == 375)
+
+    def seen(G, c):  # what the simulated tracker reports for controls c
+        j, sl, sr = (c.get(k, 0.0) for k in ("jawOpen", "mouthSmileLeft", "mouthSmileRight"))
+        extra = j * corners - j * np.where(left[:, None], sl, sr) * 1.5 * corners
+        uv, _ = G.camera.project(G.template.landmarks(deform(G, c)) + extra)
+        return Landmarks(np.concatenate([uv, np.zeros((478, 1))], 1), G.landmarks.image_size)
+
+    G = dataclasses.replace(F, cache={})  # calibrate() stores its terms in the head's rig cache
+    known = {"jawOpen": 0.6, "mouthSmileLeft": 0.2, "mouthSmileRight": 0.2}
+    before = retarget(seen(G, known), G)
+    assert max(abs(before[k] - v) for k, v in known.items()) > 0.1  # the misreading is real
+    calibrate(G, {"neutral": seen(G, {}), **{k: seen(G, c) for k, c in CALIBRATION_POSES.items()}})
+    after = retarget(seen(G, known), G)
+    assert max(abs(after[k] - v) for k, v in known.items()) < 0.05, after
+    assert np.array_equal(deform(G, known), deform(F, known))  # the mesh itself still moves as before
+
+
 def test_arkit_names_are_accepted_and_fold_into_the_rig():
     from model.head.rig import ARKIT_MAP, ARKIT_NAMES, IGNORED_ARKIT, validate
     assert len(ARKIT_NAMES) == len(set(ARKIT_NAMES)) == 52

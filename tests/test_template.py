@@ -92,6 +92,8 @@ def test_landmark_map(T):
     # mirror twins are mirror images; the mouth is closed and the eyes open at neutral
     pair = T.parts["landmark_pair"]
     assert np.abs(L[pair] * [-1, 1, 1] - L).max() < 2e-3
+    assert (pair[pair] == np.arange(478)).all() and (T.landmark_mirror() == pair).all()
+    assert pair[61] == 291 and pair[33] == 263 and pair[468] == 473 and pair[13] == 13 and pair[14] == 14
     assert np.linalg.norm(L[13] - L[14]) < 1e-6
     assert np.linalg.norm(L[159] - L[145]) > 0.005
     # iris points sit on the eyeballs, lid points on their slit

@@ -21,7 +21,7 @@ about the neck pivot with weights that fade down the neck (the neck cap stays pu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -200,6 +200,7 @@ class _Rig:
     iris: tuple  # (right landmark ids, left landmark ids)
     rigid: np.ndarray  # landmarks unaffected by expressions (for PnP)
     lm0: np.ndarray  # [478,3] fitted identity landmarks
+    lm_pairs: tuple = ()  # (i, j, [478,3]): landmarks also move by x_i * x_j * delta (tracker-space terms)
 
 
 def _build(fitted: FittedHead) -> _Rig:
@@ -359,6 +360,8 @@ ANTAGONISTS = (("mouthSmileLeft", "mouthFrownLeft"), ("mouthSmileRight", "mouthF
 def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray,
                           base: np.ndarray) -> np.ndarray:
     L = base + np.tensordot(expr, rig.lm_deltas, axes=1)
+    for i, j, d in rig.lm_pairs:
+        L = L + expr[i] * expr[j] * d
     if gaze[0] or gaze[1]:
         Rg = rotation_from_euler(gaze[0], gaze[1], 0.0)
         for k, ids in enumerate(rig.iris):
@@ -423,7 +426,13 @@ def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None 
         skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = rp[:, 2], -rp[:, 1], rp[:, 0]
         J_rot = np.einsum("nij,njk->nik", Jp, -skew).reshape(-1, 3)
         J_t = Jp.reshape(-1, 3)
-        J_e = np.einsum("nij,cnj->nic", Jp, deltas @ R.T).reshape(-1, C)
+        eff = deltas
+        if rig.lm_pairs:
+            eff = deltas.copy()
+            for i, j, d in rig.lm_pairs:
+                eff[i] += x[j] * d[use]
+                eff[j] += x[i] * d[use]
+        J_e = np.einsum("nij,cnj->nic", Jp, eff @ R.T).reshape(-1, C)
         eps = 1e-4
         J_g = []
         for k in range(2):
@@ -476,6 +485,54 @@ def neutral_offsets(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     xy = landmarks.xy
     seen = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
     return (seen - tv) @ R - rig.lm0
+
+
+# The poses calibrate() reads: the jaw alone, and the jaw with both corners smiling.
+CALIBRATION_POSES = {"jaw": {"jawOpen": 0.4},
+                     "jaw_smile": {"jawOpen": 0.3, "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5}}
+
+
+def calibrate(fitted: FittedHead, seen: Mapping[str, Landmarks]) -> None:
+    """Make the solve read the jaw, and the jaw with a smile, the way the face tracker sees them.
+
+    seen: landmarks detected on renders of this head at its photo camera under the neutral face
+    ("neutral") and each of CALIBRATION_POSES. The tracker does not follow the mesh's lip vertices once
+    the lips part: it puts the mouth's corners where the lips meet and rounds the opening, so with the
+    mesh's own motion an opening jaw read as a smile and pucker, and a smile with the mouth open as none
+    (benchmarks.mirror: jawOpen 1 -> mouthSmile 0.59/0.51; jawOpen 0.3 + smile 0.5 -> smile 0.19/0.00).
+    So the jaw's landmark motion becomes the one the tracker saw (in the image; depths stay the mesh's),
+    and the jaw x smile product gets a term of its own: what the tracker saw of the two together beyond
+    their sum, split between the two corners' smiles by side. Only the features the solve reads change
+    (FEATURE_LANDMARKS); the mesh's deformation does not."""
+    rig = rig_of(fitted)
+    K = photo_camera_K(*seen["neutral"].image_size)
+    R, tv = solve_pnp(rig.lm0[rig.rigid], seen["neutral"].xy[rig.rigid], K)
+    E = {n: i for i, n in enumerate(EXPRESSIONS)}
+
+    def at(name: str) -> np.ndarray:
+        """[478,3] head frame: the points the tracker saw for a calibration pose, each on its viewing ray at
+        the depth the mesh gives it in that pose (neutral_offsets' rule: the tracker reads no depth)."""
+        x = np.zeros(len(EXPRESSIONS))
+        for n, v in CALIBRATION_POSES.get(name, {}).items():
+            x[E[n]] = v
+        z = ((rig.lm0 + np.tensordot(x, rig.lm_deltas, axes=1)) @ R.T + tv)[:, 2]
+        xy = seen[name].xy
+        cam = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
+        return (cam - tv) @ R
+
+    rest = at("neutral")
+    feat = FEATURE_LANDMARKS
+    jaw, sl, sr = E["jawOpen"], E["mouthSmileLeft"], E["mouthSmileRight"]
+    deltas = rig.lm_deltas.copy()
+    a = CALIBRATION_POSES["jaw"]["jawOpen"]
+    deltas[jaw, feat] = ((at("jaw") - rest) / a)[feat]
+    pose = CALIBRATION_POSES["jaw_smile"]
+    a, b, c = pose["jawOpen"], pose["mouthSmileLeft"], pose["mouthSmileRight"]
+    both = np.zeros_like(rest)
+    both[feat] = (at("jaw_smile") - rest - a * deltas[jaw] - b * deltas[sl] - c * deltas[sr])[feat]
+    left = np.clip(0.5 + rig.lm0[:, 0] / 0.004, 0.0, 1.0)[:, None]  # subject's left is +x; 4 mm midline blend
+    pairs = ((jaw, sl, both * left / (a * b)), (jaw, sr, both * (1 - left) / (a * c)))
+    fitted.cache["rig"] = (fitted.vertices, replace(rig, lm_deltas=deltas, lm_pairs=pairs))
 
 
 def retarget(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None = None) -> dict[str, float]:

@@ -73,6 +73,11 @@ class Template:
         """Sparse [478,V] matrix M with M @ vertices == landmarks(vertices)."""
         return _landmark_matrix(self)
 
+    def landmark_mirror(self) -> np.ndarray:
+        """[478] int: the index of each mediapipe landmark's mirror twin (x -> -x), e.g. 61 <-> 291 (mouth
+        corners); midline points are their own twins."""
+        return self.parts["landmark_pair"]
+
     def landmarks(self, vertices: np.ndarray) -> np.ndarray:
         """Vertices [V,3] (any deformation of this template) -> mediapipe landmark points [478,3]."""
         tri = np.asarray(vertices)[self.faces[self.landmark_faces]]  # [478,3,3]

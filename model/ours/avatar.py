@@ -26,7 +26,8 @@ import scipy.sparse as sp
 
 from model.core.camera import Camera, head_extent
 from model.core.gaussians import Gaussians, rgb_to_sh
-from model.core.image_io import load_image, to_float
+from model.core.errors import InputError
+from model.core.image_io import load_image, to_float, to_uint8
 from model.core.render import compositing_weights
 from model.head import rig
 from model.head.fitting import FittedHead, fit
@@ -50,7 +51,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 0.5.1: retargeting reads the feature landmarks (model.head.rig.FEATURE_LANDMARKS) and a rest face;
 # 0.6: the hair the photo does not show is quilted from the hair it shows (texture.synthesize_hair), the
 # neck's unseen texels take the colours of their ring (texture.ring_colours: a collar goes round);
-# 0.6.1: retargeting reads the lips' outer contour only (rig.FEATURE_LANDMARKS)
+# 0.6.1: retargeting reads the lips' outer contour only (rig.FEATURE_LANDMARKS), tracks each frame with
+# its mirror image (model.head.landmarks.detect_all) and reads the jaw and smile as the tracker sees them
+# on renders of the avatar (rig.calibrate)
 METHOD_VERSION = "0.6.1"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -84,6 +87,7 @@ class HeadSplatAvatar(GaussianAvatar):
     binding: Binding
     timings: dict = field(default_factory=dict)
     _neutral: Gaussians | None = None
+    _tracker_calibrated: bool = False
 
     def __post_init__(self):
         self.head_center, self.head_radius = head_extent(rig.deform(self.fitted, None))
@@ -118,13 +122,33 @@ class HeadSplatAvatar(GaussianAvatar):
 
     def retarget(self, image, neutral=None) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image` (an RGB
-        image, or the model.head.landmarks.Landmarks already detected on one); neutral: the tracked
-        person's rest face from neutral_offsets() (model.head.rig.retarget)."""
-        return rig.retarget(landmarks_of(image), self.fitted, neutral)
+        image, or the model.head.landmarks.Landmarks already detected on one, symmetric=True as here);
+        neutral: the tracked person's rest face from neutral_offsets() (model.head.rig.retarget)."""
+        self._calibrate_tracker()
+        return rig.retarget(landmarks_of(image, symmetric=True), self.fitted, neutral)
 
     def neutral_offsets(self, image):
         """The tracked person's rest face in `image` (RGB or Landmarks), for retarget(neutral=...)."""
-        return rig.neutral_offsets(landmarks_of(image), self.fitted)
+        return rig.neutral_offsets(landmarks_of(image, symmetric=True), self.fitted)
+
+    def _calibrate_tracker(self, px: int = 640) -> None:
+        """Once per avatar (~0.3 s): the face tracker's reading of this avatar's jaw and smile, from renders
+        at its photo camera (rig.calibrate). Where the tracker finds no face on its own renders, the
+        rig keeps reading the mesh's motion."""
+        if self._tracker_calibrated:
+            return
+        self._tracker_calibrated = True
+        c = self.input_camera
+        s = px / max(c.width, c.height)
+        cam = c.resized(round(c.width * s), round(c.height * s))
+        seen = {}
+        for name, controls in {"neutral": None, **rig.CALIBRATION_POSES}.items():
+            image = to_uint8(self.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
+            try:
+                seen[name] = detect_landmarks(image, symmetric=True)
+            except InputError:
+                return
+        rig.calibrate(self.fitted, seen)
 
     def metadata(self) -> dict:
         return {**super().metadata(), "template_version": TEMPLATE_VERSION, "fit_nme": float(self.fitted.nme),
