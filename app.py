@@ -451,7 +451,7 @@ def drive(video, session, progress=gr.Progress()):
     controls, missed, rest = [], 0, None
     for frame in progress.tqdm(frames, desc="tracking the face"):
         try:
-            face = detect_landmarks(frame, symmetric=True)  # tracking: see detect_all
+            face = detect_landmarks(frame, twins=getattr(avatar, "twins", None))  # tracked with its mirror image
         except InputError:
             controls.append(None)
             missed += 1
@@ -536,7 +536,7 @@ def mirror_frame(payload, session) -> str:
         image = load_image(raw, max_side=MIRROR_MAX_SIDE)
     except InputError:
         return answer(notice="a frame could not be decoded: holding the last pose")
-    faces = detect_all(image, symmetric=True)  # tracking: see detect_all
+    faces = detect_all(image, twins=getattr(avatar, "twins", None))  # tracked with its mirror image
     if len(faces) > 1:
         return answer(notice="several faces in view: holding the last pose")
     if not faces:

@@ -67,7 +67,7 @@ def test_symmetric_tracking_reads_both_sides_alike():
 
     plain = detect_landmarks(img), detect_landmarks(img[:, ::-1])
     assert np.abs(mirrored(plain[1]) - plain[0].points)[:, :2].max() > 0.5  # the bias exists
-    sym = detect_landmarks(img, symmetric=True), detect_landmarks(img[:, ::-1], symmetric=True)
+    sym = detect_landmarks(img, twins=pair), detect_landmarks(img[:, ::-1], twins=pair)
     assert np.abs(mirrored(sym[1]) - sym[0].points).max() < 1e-6
     assert np.abs(sym[0].points - plain[0].points)[:, :2].max() < 5  # an average, not another face
 

@@ -48,11 +48,11 @@ def _face_mesh():
     return _mesh
 
 
-def detect_all(image: np.ndarray, symmetric: bool = False) -> list[Landmarks]:
+def detect_all(image: np.ndarray, twins: np.ndarray | None = None) -> list[Landmarks]:
     """All faces found in an RGB uint8 image [H,W,3], largest first (possibly empty).
 
-    symmetric: also track the mirrored image and average each face with its mirror image (twice the
-    time). The face mesh reads the subject's two sides differently (on renders of a smile the right mouth
+    twins: [478] int, each landmark's mirror twin (model.head.template's Template.landmark_mirror()):
+    also track the mirrored image and average each face with its mirror image (twice the time). The face mesh reads the subject's two sides differently (on renders of a smile the right mouth
     corner moved 0.1 px outwards where the left moved 2.9 px) and its points jitter; the average has
     neither bias nor half the jitter's variance. Tracking (the mirror, driving clips) uses it: on
     benchmarks.mirror's ARKit performance the smile curve's correlation went 0.65 -> 0.73, blink
@@ -61,16 +61,14 @@ def detect_all(image: np.ndarray, symmetric: bool = False) -> list[Landmarks]:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"landmark detection needs RGB [H,W,3], got {image.shape}")
     faces = _detect(image)
-    if symmetric and faces:
-        from model.head.template import load_template
-        mirror = load_template().landmark_mirror()
+    if twins is not None and faces:
         w = image.shape[1]
         seen = _detect(np.ascontiguousarray(image[:, ::-1]))
         for f in faces:
             if not seen:
                 break
             # the mirror image's face at this one's place: x -> (w - 1) - x, indices left <-> right
-            flipped = [g.points[mirror] * np.array([-1.0, 1, 1]) + np.array([w - 1.0, 0, 0]) for g in seen]
+            flipped = [g.points[twins] * np.array([-1.0, 1, 1]) + np.array([w - 1.0, 0, 0]) for g in seen]
             gap = [np.abs(q[:, :2] - f.xy).mean() for q in flipped]
             k = int(np.argmin(gap))
             x0, y0, x1, y1 = f.bbox
@@ -96,20 +94,20 @@ def _detect(image: np.ndarray) -> list[Landmarks]:
     return faces
 
 
-def landmarks_of(image, symmetric: bool = False) -> Landmarks:
+def landmarks_of(image, twins: np.ndarray | None = None) -> Landmarks:
     """Landmarks as given, or those of the largest face in an image (anything load_image reads);
-    symmetric: see detect_all."""
+    twins: see detect_all."""
     if isinstance(image, Landmarks):
         return image
     from model.core.image_io import load_image
-    return detect_landmarks(load_image(image), symmetric=symmetric)
+    return detect_landmarks(load_image(image), twins=twins)
 
 
-def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX, symmetric: bool = False) -> Landmarks:
+def detect_landmarks(image: np.ndarray, min_face_px: int = MIN_FACE_PX, twins: np.ndarray | None = None) -> Landmarks:
     """The largest face's landmarks. No face -> InputError; several faces -> largest, with a warning.
-    symmetric: see detect_all."""
+    twins: see detect_all."""
     from model.core.errors import InputError
-    faces = detect_all(image, symmetric)
+    faces = detect_all(image, twins)
     if not faces:
         raise InputError("no face found in the image: use a photo with one clearly visible face")
     face = faces[0]

@@ -120,16 +120,22 @@ class HeadSplatAvatar(GaussianAvatar):
         from model.ours.live import write_pack
         return write_pack(self)
 
+    @property
+    def twins(self) -> np.ndarray:
+        """[478] each landmark's mirror twin: frames are tracked with their mirror image
+        (model.head.landmarks.detect_all)."""
+        return self.fitted.template.landmark_mirror()
+
     def retarget(self, image, neutral=None) -> dict:
         """Controls that make this avatar perform the expression and head pose of `image` (an RGB
-        image, or the model.head.landmarks.Landmarks already detected on one, symmetric=True as here);
+        image, or the model.head.landmarks.Landmarks already detected on one with twins=self.twins);
         neutral: the tracked person's rest face from neutral_offsets() (model.head.rig.retarget)."""
         self._calibrate_tracker()
-        return rig.retarget(landmarks_of(image, symmetric=True), self.fitted, neutral)
+        return rig.retarget(landmarks_of(image, self.twins), self.fitted, neutral)
 
     def neutral_offsets(self, image):
         """The tracked person's rest face in `image` (RGB or Landmarks), for retarget(neutral=...)."""
-        return rig.neutral_offsets(landmarks_of(image, symmetric=True), self.fitted)
+        return rig.neutral_offsets(landmarks_of(image, self.twins), self.fitted)
 
     def _calibrate_tracker(self, px: int = 640) -> None:
         """Once per avatar (~0.3 s): the face tracker's reading of this avatar's jaw and smile, from renders
@@ -145,7 +151,7 @@ class HeadSplatAvatar(GaussianAvatar):
         for name, controls in {"neutral": None, **rig.CALIBRATION_POSES}.items():
             image = to_uint8(self.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
             try:
-                seen[name] = detect_landmarks(image, symmetric=True)
+                seen[name] = detect_landmarks(image, twins=self.twins)
             except InputError:
                 return
         rig.calibrate(self.fitted, seen)
