@@ -471,6 +471,14 @@ def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     return euler_from_rotation(R_FRONT.T @ R)
 
 
+def _on_rays(xy: np.ndarray, points: np.ndarray, K: np.ndarray, R: np.ndarray, tv: np.ndarray) -> np.ndarray:
+    """[N,3] head frame: the points seen at pixels xy [N,2] by the camera (K; head -> camera R, tv), each on
+    its viewing ray at the camera depth of the matching head-frame point of `points` [N,3]."""
+    z = (points @ R.T + tv)[:, 2]
+    cam = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
+    return (cam - tv) @ R
+
+
 def neutral_offsets(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     """[478,3] offsets (metres, the fitted head's frame) that take the fitted head's landmarks onto a
     frame of the tracked face at rest, at that frame's head pose: pass them to retarget() so that the
@@ -481,10 +489,7 @@ def neutral_offsets(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
     w, h = landmarks.image_size
     K = photo_camera_K(w, h)
     R, tv = solve_pnp(rig.lm0[rig.rigid], landmarks.xy[rig.rigid], K)
-    z = (rig.lm0 @ R.T + tv)[:, 2]
-    xy = landmarks.xy
-    seen = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
-    return (seen - tv) @ R - rig.lm0
+    return _on_rays(landmarks.xy, rig.lm0, K, R, tv) - rig.lm0
 
 
 # The poses calibrate() reads: the jaw alone, and the jaw with both corners smiling.
@@ -515,10 +520,7 @@ def calibrate(fitted: FittedHead, seen: Mapping[str, Landmarks]) -> None:
         x = np.zeros(len(EXPRESSIONS))
         for n, v in CALIBRATION_POSES.get(name, {}).items():
             x[E[n]] = v
-        z = ((rig.lm0 + np.tensordot(x, rig.lm_deltas, axes=1)) @ R.T + tv)[:, 2]
-        xy = seen[name].xy
-        cam = np.stack([(xy[:, 0] - K[0, 2]) * z / K[0, 0], (xy[:, 1] - K[1, 2]) * z / K[1, 1], z], 1)
-        return (cam - tv) @ R
+        return _on_rays(seen[name].xy, rig.lm0 + np.tensordot(x, rig.lm_deltas, axes=1), K, R, tv)
 
     rest = at("neutral")
     feat = FEATURE_LANDMARKS
