@@ -122,6 +122,25 @@ def _assert_the_mouth_opened(before: np.ndarray, after: np.ndarray, box, what: s
         f"{what}: no dark cavity opened ({share_before:.3f} -> {share_after:.3f} of the mouth box)"
 
 
+def test_the_viewer_waits_for_a_tab_that_gradio_renders_late(page):
+    """Gradio renders a tab's children only once the tab is shown, sometimes frames after its select
+    event asks for the viewer: the viewer must land in the slot when it appears (a CI run once found
+    the Animate tab empty), and only the latest request counts."""
+    moved = page.evaluate("""async () => {
+        const hs = window.headsplat;
+        hs.attach('late-slot-a'); hs.attach('late-slot-b');       // b supersedes a
+        await new Promise(r => setTimeout(r, 300));
+        for (const id of ['late-slot-a', 'late-slot-b']) {
+            const d = document.createElement('div'); d.id = id; document.body.appendChild(d); }
+        await new Promise(r => setTimeout(r, 100));
+        const where = document.getElementById('live-viewer').parentElement.id;
+        hs.attach('live-slot-create');
+        document.getElementById('late-slot-a').remove(); document.getElementById('late-slot-b').remove();
+        return where; }""")
+    assert moved == "late-slot-b"
+    assert page.evaluate("() => document.querySelector('#live-slot-create #live-viewer') !== null")
+
+
 def test_a_slider_move_reposes_the_avatar_in_the_page_with_no_request(page, ours_astronaut):
     page.evaluate(f"() => {V}.setView(0, 0)")
     page.click("button[role=tab]:has-text('Animate')")

@@ -182,13 +182,29 @@ class LiveViewer {
     this.setView(0, 0);
   }
 
-  /** Move the viewer into another element (the app shows it on the Create and the Animate tab). */
+  /** Move the viewer into another element (the app shows it on the Create, Animate and Mirror tabs).
+   * Gradio may render a tab's children a few frames after the tab is selected, so a slot that is not
+   * in the page yet is waited for (the latest request wins; given up after 30 s). */
   attach(slot) {
-    const target = typeof slot === "string" ? document.getElementById(slot) : slot;
-    if (!target || !this.el || this.el.parentElement === target) return false;
-    target.appendChild(this.el);
-    this.resize();
-    return true;
+    if (this.slotWatch) { this.slotWatch.disconnect(); clearTimeout(this.slotTimer); this.slotWatch = null; }
+    const find = () => (typeof slot === "string" ? document.getElementById(slot) : slot);
+    const move = (target) => {
+      if (!this.el || this.el.parentElement === target) return false;
+      target.appendChild(this.el);
+      this.resize();
+      return true;
+    };
+    const target = find();
+    if (target) return move(target);
+    if (typeof slot !== "string") return false;
+    const watch = new MutationObserver(() => {
+      const t = find();
+      if (t) { watch.disconnect(); this.slotWatch = null; clearTimeout(this.slotTimer); move(t); }
+    });
+    watch.observe(document.documentElement, { childList: true, subtree: true });
+    this.slotWatch = watch;
+    this.slotTimer = setTimeout(() => { watch.disconnect(); if (this.slotWatch === watch) this.slotWatch = null; }, 30_000);
+    return false;
   }
 
   show(pack) {
