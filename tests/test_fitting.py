@@ -72,6 +72,18 @@ def test_symmetric_tracking_reads_both_sides_alike():
     assert np.abs(sym[0].points - plain[0].points)[:, :2].max() < 5  # an average, not another face
 
 
+def test_frames_detected_at_once_get_what_each_gets_alone():
+    # the mirror serves several visitors at once through a pool of face-mesh graphs: a frame's landmarks
+    # must not depend on which graph read it or on what the others were reading meanwhile
+    from concurrent.futures import ThreadPoolExecutor
+    images = [skimage.data.astronaut(), _hopper()]
+    alone = [detect_landmarks(im).points for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: detect_landmarks(images[i % 2]).points, range(12)))
+    for i, p in enumerate(together):
+        assert np.array_equal(p, alone[i % 2])
+
+
 def test_recovers_known_pose_from_synthetic_landmarks():
     """Project the template's own landmarks from a known head pose; the fit must find that pose."""
     T = load_template()
