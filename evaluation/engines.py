@@ -28,6 +28,7 @@ import collections
 import os
 import resource
 import socket
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class RunStats:
     retried: int = 0
     seconds: float = 0.0
     worker_peak_rss_mb: dict | None = None  # host:pid -> MB
+    job_seconds: list | None = None  # wall time of each job inside its worker
+
+    @property
+    def job_s_median(self) -> float | None:
+        return float(statistics.median(self.job_seconds)) if self.job_seconds else None
 
     @property
     def jobs_per_min(self) -> float:
@@ -87,6 +93,7 @@ class RunStats:
         return {"engine": self.engine, "workers": self.workers, "threads_per_worker": self.threads,
                 "jobs": self.jobs, "failed": self.failed, "retried": self.retried, "seconds": round(self.seconds, 2),
                 "jobs_per_min": round(self.jobs_per_min, 2),
+                "job_s_median": None if self.job_s_median is None else round(self.job_s_median, 2),
                 "worker_peak_rss_mb_max": round(max(peaks.values()), 1) if peaks else None,
                 "driver_peak_rss_mb": round(peak_rss_mb(), 1)}
 
@@ -197,6 +204,8 @@ def _with_progress(gen, jobs, engine, progress, label, stats) -> Iterator[Outcom
                 stats.failed += item.error is not None
                 stats.retried += item.attempts > 1
                 stats.seconds = time.perf_counter() - t
+                if item.error is None:
+                    stats.job_seconds = (stats.job_seconds or []) + [item.seconds]
                 if item.peak_rss_mb is not None:
                     stats.worker_peak_rss_mb = stats.worker_peak_rss_mb or {}
                     stats.worker_peak_rss_mb[item.worker] = max(item.peak_rss_mb,
