@@ -85,6 +85,7 @@ def test_serial_local_and_ray_write_the_same_files(tmp_path, portraits, ray_clus
         P.run_evaluation(["billboard"], ds, ["input-view", "sweep-360"], out, engine=engine, workers=workers,
                          stats=stats, **kw)
         assert stats["jobs"] == 3 and stats["failed"] == 0  # a method's own failure is a result, not a lost job
+        assert 0 < stats["job_s_median"] < stats["seconds"]  # a job's own time, inside the run's
         runs[engine] = canonical(out)
     serial = runs["serial"]
     assert len([k for k in serial if k.endswith(".json")]) == 2 * 3 + 2  # 3 subjects x 2 protocols + summaries
