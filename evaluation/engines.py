@@ -31,7 +31,7 @@ import socket
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -78,7 +78,7 @@ class RunStats:
     retried: int = 0
     seconds: float = 0.0
     worker_peak_rss_mb: dict | None = None  # host:pid -> MB
-    job_seconds: list | None = None  # wall time of each job inside its worker
+    job_seconds: list = field(default_factory=list)  # wall time of each job inside its worker
 
     @property
     def job_s_median(self) -> float | None:
@@ -205,7 +205,7 @@ def _with_progress(gen, jobs, engine, progress, label, stats) -> Iterator[Outcom
                 stats.retried += item.attempts > 1
                 stats.seconds = time.perf_counter() - t
                 if item.error is None:
-                    stats.job_seconds = (stats.job_seconds or []) + [item.seconds]
+                    stats.job_seconds.append(item.seconds)
                 if item.peak_rss_mb is not None:
                     stats.worker_peak_rss_mb = stats.worker_peak_rss_mb or {}
                     stats.worker_peak_rss_mb[item.worker] = max(item.peak_rss_mb,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,34 +40,26 @@ class Landmarks:
 
 # One mediapipe graph runs one image at a time (it is not re-entrant) on about one core: visitors'
 # frames are spread over a pool of graphs, one per core (two graphs on 2 cores: 4.3 ms a frame
-# against 8.7 through one), each made when first needed.
+# against 8.7 through one). The pool starts as empty places (None), each made into a graph when first
+# taken; last in, first out, so a new graph is made only when every graph made so far is busy.
 _GRAPHS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-_idle: queue.LifoQueue = queue.LifoQueue()
-_made = 0
-_made_lock = threading.Lock()
+_pool: queue.LifoQueue = queue.LifoQueue()
+for _ in range(_GRAPHS):
+    _pool.put(None)
 
 
 @contextmanager
 def _face_mesh():
     """A graph of the pool for one image, waiting for one when all are busy."""
-    global _made
+    mesh = _pool.get()
     try:
-        mesh = _idle.get_nowait()
-    except queue.Empty:
-        with _made_lock:
-            make = _made < _GRAPHS
-            if make:
-                _made += 1
-        if make:
+        if mesh is None:
             from mediapipe.python.solutions.face_mesh import FaceMesh
             mesh = FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
                             min_detection_confidence=0.5)
-        else:
-            mesh = _idle.get()
-    try:
         yield mesh
     finally:
-        _idle.put(mesh)
+        _pool.put(mesh)
 
 
 def detect_all(image: np.ndarray, twins: np.ndarray | None = None) -> list[Landmarks]:

@@ -34,6 +34,22 @@ const ELEMENT_ID = "live-viewer";
 const SETTLE_MS = 1500;
 const FOLLOW_TAU_MS = 60; // mirror smoothing: time constant of the easing towards the latest controls
 
+/** Call found(el) once an element with this id is in the page (now, or when Gradio renders it), unless
+ * the returned cancel() runs first or timeoutMs passes. Returns cancel. */
+function whenElement(id, found, timeoutMs = Infinity) {
+  const now = document.getElementById(id);
+  if (now) { found(now); return () => {}; }
+  let timer = null;
+  const watch = new MutationObserver(() => {
+    const el = document.getElementById(id);
+    if (el) { cancel(); found(el); }
+  });
+  const cancel = () => { watch.disconnect(); clearTimeout(timer); };
+  watch.observe(document.documentElement, { childList: true, subtree: true });
+  if (Number.isFinite(timeoutMs)) timer = setTimeout(cancel, timeoutMs);
+  return cancel;
+}
+
 class LiveViewer {
   constructor() {
     this.el = null;
@@ -186,25 +202,18 @@ class LiveViewer {
    * Gradio may render a tab's children a few frames after the tab is selected, so a slot that is not
    * in the page yet is waited for (the latest request wins; given up after 30 s). */
   attach(slot) {
-    if (this.slotWatch) { this.slotWatch.disconnect(); clearTimeout(this.slotTimer); this.slotWatch = null; }
-    const find = () => (typeof slot === "string" ? document.getElementById(slot) : slot);
+    if (this.cancelAttach) this.cancelAttach();
+    this.cancelAttach = null;
     const move = (target) => {
       if (!this.el || this.el.parentElement === target) return false;
       target.appendChild(this.el);
       this.resize();
       return true;
     };
-    const target = find();
-    if (target) return move(target);
-    if (typeof slot !== "string") return false;
-    const watch = new MutationObserver(() => {
-      const t = find();
-      if (t) { watch.disconnect(); this.slotWatch = null; clearTimeout(this.slotTimer); move(t); }
-    });
-    watch.observe(document.documentElement, { childList: true, subtree: true });
-    this.slotWatch = watch;
-    this.slotTimer = setTimeout(() => { watch.disconnect(); if (this.slotWatch === watch) this.slotWatch = null; }, 30_000);
-    return false;
+    if (typeof slot !== "string") return slot ? move(slot) : false;
+    let moved = false;
+    this.cancelAttach = whenElement(slot, (target) => { moved = move(target); }, 30_000);
+    return moved;
   }
 
   show(pack) {
@@ -462,8 +471,4 @@ const viewer = new LiveViewer();
 const mirror = new Mirror(viewer);
 window.headsplat = Object.assign(window.headsplat || {}, { viewer, mirror, attach: (slot) => viewer.attach(slot) });
 // Gradio renders components after this module runs: mount when #live-viewer appears.
-const tryMount = () => document.getElementById(ELEMENT_ID) && viewer.ensureMounted();
-if (!tryMount()) {
-  const obs = new MutationObserver(() => { if (tryMount()) obs.disconnect(); });
-  obs.observe(document.documentElement, { childList: true, subtree: true });
-}
+whenElement(ELEMENT_ID, () => viewer.ensureMounted());
