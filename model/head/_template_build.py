@@ -40,7 +40,9 @@ EYE_R = 0.0118  # eyeball radius (metres)
 # base shapes (metres, head frame): cranium and jaw ellipsoids, neck cylinder with a flat cap
 CRANIUM_C, CRANIUM_A = np.array([0.0, 0.012, -0.004]), np.array([0.0765, 0.112, 0.099])
 JAW_C, JAW_A = np.array([0.0, -0.055, 0.018]), np.array([0.058, 0.07, 0.075])
-NECK_Z, NECK_AX, NECK_AZ, NECK_CAP_Y, NECK_TOP_Y = -0.012, 0.056, 0.058, -0.215, 0.0
+# The neck's ellipse (12.4 x 11.6 cm, ~38 cm round) is an adult neck's: at 11.2 cm wide (1.1) the photo's
+# neck showed beside it under the jaw corners, where the input view then painted background (issue 20)
+NECK_Z, NECK_AX, NECK_AZ, NECK_CAP_Y, NECK_TOP_Y = -0.012, 0.062, 0.058, -0.215, 0.0
 SOFT = 0.004  # metres: softness of the union of base shapes
 
 

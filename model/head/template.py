@@ -36,7 +36,7 @@ import numpy as np
 from model.head._template_build import REGIONS, build
 from model.head.mesh import barycentric_matrix
 
-TEMPLATE_VERSION = "open-head-1.1"  # bump whenever geometry, UVs, regions or the landmark map change
+TEMPLATE_VERSION = "open-head-1.2"  # bump whenever geometry, UVs, regions or the landmark map change
 __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
 
 
