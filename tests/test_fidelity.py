@@ -35,7 +35,7 @@ def test_a_turned_photo_gets_no_mirrored_texel_where_it_sees_the_surface(turned_
     lm = detect_landmarks(turned_photo)
     fitted = fit(turned_photo, landmarks=lm)
     ev = photo_evidence(turned_photo, lm)
-    layout, _, _, rgb, conf = method.projected_texture(to_float(turned_photo), fitted, ev)
+    layout, _, _, _, rgb, conf = method.projected_texture(to_float(turned_photo), fitted, ev)
     fused, fconf = fuse_symmetric(layout, rgb, conf)
     seen = conf >= SEEN_CONF
     # the far side is partly seen (a 3/4 view): those texels keep the photo's colour exactly

@@ -348,7 +348,7 @@ def test_hair_synthesis_does_not_copy_what_is_not_hair_all_round():
     from model.head.template import REGIONS
     from model.ours.binding import uv_layout
     from model.ours.texture import SEEN_CONF, hair_exemplar, synthesize_hair
-    layout = uv_layout(128)
+    layout, points = _scalp_points(128)
     scalp = layout.region == REGIONS.index("scalp")
     rng = np.random.default_rng(0)
     rgb = np.clip(0.15 + 0.05 * rng.standard_normal((len(scalp), 3)), 0, 1)
@@ -358,12 +358,82 @@ def test_hair_synthesis_does_not_copy_what_is_not_hair_all_round():
     rgb[badge] = (0.95, 0.8, 0.2)
     kept = hair_exemplar(rgb, scalp & (conf > 0))
     assert not (kept & badge).any() and kept.sum() >= 0.85 * (scalp & (conf > 0) & ~badge).sum()
-    out = synthesize_hair(layout, rgb, conf, scalp)
+    out = synthesize_hair(layout, rgb, conf, scalp, points)
     unseen = scalp & (conf < SEEN_CONF)
     assert out is not None and unseen.sum() > 500
     assert out[unseen].max() < 0.5  # no badge copied
     assert out[unseen].std() > 0.5 * rgb[scalp & (conf > 0) & ~badge].std()  # the grain, not a flat fill
-    assert synthesize_hair(layout, rgb, np.where(scalp & (row < 2), 1.0, 0.0), scalp) is None
+    assert synthesize_hair(layout, rgb, np.where(scalp & (row < 2), 1.0, 0.0), scalp, points) is None
+
+
+def _scalp_points(res: int):
+    """The UV layout at res and its texels' positions on the neutral template [T,3], metres."""
+    from model.head.template import load_template
+    from model.ours.binding import uv_layout
+    tpl = load_template()
+    layout = uv_layout(res)
+    return layout, layout.sampling_matrix(len(tpl.vertices), tpl.faces) @ tpl.vertices
+
+
+def _dominant_period(y: np.ndarray, v: np.ndarray, step: float = 0.001) -> float:
+    """The period (metres) of the strongest frequency of values v sampled at heights y (binned by step)."""
+    bins = np.floor((y - y.min()) / step).astype(int)
+    n = np.bincount(bins)
+    prof = np.bincount(bins, v) / np.maximum(n, 1)
+    have = n > 0
+    prof = np.interp(np.arange(len(prof)), np.flatnonzero(have), prof[have]) - prof[have].mean()
+    spec = np.abs(np.fft.rfft(prof * np.hanning(len(prof))))
+    k = 1 + int(np.argmax(spec[1:]))
+    return len(prof) * step / k
+
+
+def test_hair_copied_to_the_back_keeps_its_size_on_the_head():
+    """Bands 12 mm apart down the head (by height, metres) on the front quarter of the scalp, which the
+    photo sees: the back of the head, quilted from them, shows bands with the same spacing. In the UV atlas
+    texels are ~2 mm tall at the hairline and ~1 mm at the back: quilting there gave 7-8 mm."""
+    from model.head.template import REGIONS
+    from model.ours.texture import synthesize_hair
+    layout, points = _scalp_points(256)
+    scalp = layout.region == REGIONS.index("scalp")
+    x, y, z = points.T
+    period = 0.012
+    rgb = np.repeat((0.5 + 0.15 * np.sin(2 * np.pi * y / period))[:, None], 3, 1)
+    front = scalp & (z > np.percentile(z[scalp], 75))
+    out = synthesize_hair(layout, rgb, np.where(front, 1.0, 0.0), scalp, points)
+    assert out is not None
+    back = scalp & (z < np.percentile(z[scalp], 20)) & (np.abs(x) < 0.03)
+    assert back.sum() > 500
+    assert abs(_dominant_period(y[front], rgb[front, 0]) - period) < 0.0015  # the measure reads the exemplar
+    assert abs(_dominant_period(y[back], out[back, 0]) - period) < 0.0015
+
+
+def test_hair_is_not_sampled_on_the_face_beside_the_ears_or_far_from_the_head():
+    """hair_sample_places: texels landing inside the face oval (or just outside it), near the template's
+    ears, or far from the face are not exemplar; scalp texels above the forehead are. A skin-coloured
+    ring round the ears, seen by the photo, is then never copied to the back."""
+    from model.head.template import REGIONS
+    from model.ours.texture import EAR_CLEARANCE_M, HAIR_FACE_GAP, SEEN_CONF, hair_sample_places, synthesize_hair
+    layout, points = _scalp_points(128)
+    scalp = layout.region == REGIONS.index("scalp")
+    ears = layout.region == REGIONS.index("ears")
+    d_ear = np.linalg.norm(points[:, None] - points[ears][None, ::7], axis=2).min(1)
+    face_dist = np.full(len(points), 0.2)
+    face_dist[points[:, 1] < np.percentile(points[scalp, 1], 10)] = 0.0  # the lowest scalp lands on the face
+    face_dist[points[:, 1] > np.percentile(points[scalp, 1], 97)] = HAIR_FACE_GAP[1] + 0.1  # another person
+    ok = hair_sample_places(layout, points, face_dist)
+    assert not (ok & (face_dist <= HAIR_FACE_GAP[0])).any()
+    assert not (ok & (face_dist >= HAIR_FACE_GAP[1])).any()
+    assert not (ok & (d_ear < EAR_CLEARANCE_M * 0.9)).any()
+    assert (ok & scalp & (d_ear > EAR_CLEARANCE_M * 1.5) & (face_dist == 0.2)).sum() > 500
+    rng = np.random.default_rng(0)
+    rgb = np.clip(0.15 + 0.05 * rng.standard_normal((len(points), 3)), 0, 1)
+    skin = scalp & (d_ear < EAR_CLEARANCE_M)
+    rgb[skin] = (0.85, 0.65, 0.55)
+    z = points[:, 2]
+    conf = np.where(scalp & (z > np.median(z[scalp])), 1.0, 0.0)
+    out = synthesize_hair(layout, rgb, conf, scalp, points, ok)
+    unseen = scalp & (conf < SEEN_CONF) & ~skin
+    assert out is not None and out[unseen].max() < 0.5
 
 
 def test_a_collar_the_photo_shows_goes_round_the_back_of_the_neck():

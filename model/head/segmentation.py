@@ -32,6 +32,7 @@ class PhotoEvidence:
     hair_rgb_dark: np.ndarray  # [3]: 20th percentile luminance hair pixels, for texture variation
     hair_above_px: float  # how far the person mask rises above the landmarks' top, pixels
     has_hair: bool
+    face_dist: np.ndarray  # [H,W] float32: distance outside the face oval, in face heights (0 inside)
 
 
 def person_mask(image: np.ndarray) -> np.ndarray:
@@ -95,5 +96,8 @@ def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
         hair_dark = _median_rgb(dark, hair * 0.7)
     else:
         hair, hair_dark = skin.copy(), skin * 0.85
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
+    face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
     return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair, np.float32),
-                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair))
+                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair), face_dist)

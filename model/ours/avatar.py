@@ -53,8 +53,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # neck's unseen texels take the colours of their ring (texture.ring_colours: a collar goes round);
 # 0.6.1: retargeting reads the lips' outer contour only (rig.FEATURE_LANDMARKS), tracks each frame with
 # its mirror image (model.head.landmarks.detect_all) and reads the jaw and smile as the tracker sees them
-# on renders of the avatar (rig.calibrate)
-METHOD_VERSION = "0.6.1"
+# on renders of the avatar (rig.calibrate); 0.7: the unseen hair is quilted on the scalp unrolled at its true
+# size, from hair sampled away from the face and the ears (texture.synthesize_hair, hair_sample_places)
+METHOD_VERSION = "0.7.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -330,7 +331,8 @@ class HeadSplat(Method):
 
     def projected_texture(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence):
         """The photo's evidence in UV space before any fusion: (layout, hair [V] metres, surface [V,3]
-        metres, rgb [T,3] in [0,1], conf [T]) — project_texture on the hair-offset surface."""
+        metres, points [T,3] the texels on it, metres, rgb [T,3] in [0,1], conf [T]) — project_texture on
+        the hair-offset surface."""
         tpl = fitted.template
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
@@ -343,17 +345,17 @@ class HeadSplat(Method):
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(photo, ev.person_core, points, normals,
                                     fitted.camera, surface, tpl.faces)
-        return layout, hair, surface, rgb, conf
+        return layout, hair, surface, points, rgb, conf
 
     def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
         """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
-        layout, hair, surface, rgb, conf = self.projected_texture(photo, fitted, ev)
+        layout, hair, surface, points, rgb, conf = self.projected_texture(photo, fitted, ev)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
         if self.prior:
-            rgb = complete(layout, rgb, conf, ev)
+            rgb = complete(layout, rgb, conf, ev, points, fitted.camera)
         elif self.unseen == "grey":
             rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
         else:

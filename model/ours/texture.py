@@ -10,7 +10,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import scipy.sparse as sp
-from scipy.ndimage import binary_dilation, binary_opening, gaussian_filter
+from scipy.ndimage import binary_closing, binary_dilation, binary_opening, gaussian_filter
+from scipy.spatial import cKDTree
 
 from model.core.camera import Camera
 from model.core.raster_mesh import rasterize_mesh
@@ -228,9 +229,9 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
 
 
 # Hair the photo does not show takes the texture of the hair it does show (issue 20), not its mean colour:
-# image quilting (Efros & Freeman, SIGGRAPH 2001) in the UV atlas, whose v runs down the head, so strands
-# keep their direction. Written here because no installed package synthesises texture from an exemplar.
-QUILT_PATCH = 1 / 16  # patch side, fraction of the atlas side (16 texels at 256)
+# image quilting (Efros & Freeman, SIGGRAPH 2001) on the scalp unrolled at its true size (hair_cells), rows
+# running down the head, so strands keep their direction and scale. Written here because no installed
+# package synthesises texture from an exemplar.
 QUILT_CANDIDATES = 32  # source patches tried per placement
 WELL_SEEN_CONF = 0.5  # texels the photo sees this well (facing it) make up exemplars: the hair's, a ring's
 QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
@@ -326,29 +327,99 @@ def hair_exemplar(rgb: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return candidates & (dist <= max(HAIR_OUTLIER_MIN, HAIR_OUTLIER_K * np.median(dist[candidates])))
 
 
-def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray, seed: int = 0):
+HAIR_CELL_M = 0.002  # side of a cell of the unrolled scalp (hair_cells), metres: about a texel
+HAIR_PATCH_M = 0.03  # a quilted block's side on the head, metres (16 texels of the 256 atlas' crown)
+
+
+def hair_cells(points: np.ndarray, cell: float = HAIR_CELL_M) -> tuple[np.ndarray, tuple[int, int]]:
+    """The scalp unrolled at its true size round the head: points [N,3] metres (head frame: y up, the
+    face towards +z) -> (cells [N,2] int (row, col), grid shape). Rows are height (the top row highest),
+    columns the arc round the vertical axis through the points' centre, from the front (+z), so the back
+    is in the middle of the grid with no seam. A cell is `cell` metres both ways on the sides and back
+    (the crown, seen from above, is squeezed into few rows), unlike the atlas, whose texels are ~1 x 2 mm
+    at the hairline and ~3.3 x 1.1 mm at the back: a block copied in the atlas from the front to the back
+    came out stretched 3x across and squashed 2x down (horizontal streaks)."""
+    d = points - points.mean(0)
+    radius = np.median(np.hypot(d[:, 0], d[:, 2]))
+    azimuth = np.mod(np.arctan2(d[:, 0], d[:, 2]), 2 * np.pi)  # 0 at the front, pi at the back
+    rc = np.stack([np.floor((d[:, 1].max() - d[:, 1]) / cell), np.floor(azimuth * radius / cell)], 1)
+    rc = rc.astype(np.int64)
+    return rc, (int(rc[:, 0].max()) + 1, int(rc[:, 1].max()) + 1)
+
+
+# Where the photo's hair may be sampled for the exemplar. Without a hair segmentation (none ships in an
+# installable package under a licence we can use), places rule out what is not the subject's hair:
+# - the face: texels that land inside the photo's face oval or within HAIR_FACE_GAP[0] face heights of it
+#   (the scalp chart reaches below a high hairline onto forehead skin);
+# - the far surroundings: beyond HAIR_FACE_GAP[1] face heights (in a group photo, another person above or
+#   beside the head is inside the person mask);
+# - the ears: within EAR_CLEARANCE_M of the template's ears (the photo's ears and the skin round them land
+#   on the scalp chart wherever the real ears sit higher or further out than the template's).
+# Quilting copies whole 3 cm blocks, so one skin texel in a source block shows as a patch all round.
+HAIR_FACE_GAP = (0.02, 0.5)
+EAR_CLEARANCE_M = 0.02
+
+
+def hair_sample_places(layout: UVLayout, points: np.ndarray, face_dist: np.ndarray) -> np.ndarray:
+    """[T] bool: texels whose photo colour may serve as the hair exemplar (see HAIR_FACE_GAP). points [T,3]
+    the texels' positions, metres; face_dist [T] the photo's distance outside the face oval where each
+    texel lands, in face heights (segmentation.PhotoEvidence.face_dist)."""
+    ok = (face_dist > HAIR_FACE_GAP[0]) & (face_dist < HAIR_FACE_GAP[1])
+    ears = layout.region == REGIONS.index("ears") if "ears" in REGIONS else np.zeros(len(points), bool)
+    if ears.any():
+        idx = np.flatnonzero(ok)
+        d, _ = cKDTree(points[ears]).query(points[idx], distance_upper_bound=EAR_CLEARANCE_M)
+        ok[idx[np.isfinite(d)]] = False
+    return ok
+
+
+def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray,
+                    points: np.ndarray, places: np.ndarray | None = None, seed: int = 0):
     """The unseen scalp texels (conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture: quilted
-    from the well-seen, hair-coloured scalp texels (quilt: each block matches the seen hair it overlaps).
+    from the well-seen, hair-coloured scalp texels (quilt: each block matches the seen hair it overlaps),
+    on the scalp unrolled at its true size (hair_cells of points [T,3], the texels' positions, metres).
+    places [T] bool, if given: where the exemplar may come from (hair_sample_places).
     Returns rgb [T,3] with those texels replaced, or None when the photo shows too little hair."""
     fill = scalp & (conf < SEEN_CONF)
     exemplar = scalp & (conf >= WELL_SEEN_CONF)
+    if places is not None:
+        exemplar &= places
     if not fill.any() or exemplar.sum() < QUILT_MIN_SOURCES:
         return None
-    # the scalp's chart wraps round the back of the head, where the atlas' left and right edges meet: the
-    # grid is quilted turned half round (u + 0.5), so the back is inside it and has no seam
-    half = layout.res // 2
-    # not hair: patches of non-hair colour (and a texel round them); a lone dark texel is a strand's shadow
-    odd = layout.to_grid(exemplar & ~hair_exemplar(rgb, exemplar), fill=False)
-    odd = binary_dilation(binary_opening(odd, np.ones((2, 2), bool)), np.ones((3, 3), bool))
-    source = layout.to_grid(exemplar, fill=False) & ~odd
-    grids = [np.roll(g, half, axis=1) for g in (
-        layout.to_grid(rgb.astype(np.float64)), source, layout.to_grid(fill, fill=False),
-        layout.to_grid(scalp & (conf >= SEEN_CONF), fill=False))]
-    q = quilt(*grids[:3], grids[3], max(3, round(layout.res * QUILT_PATCH)), seed)
+    idx = np.flatnonzero(scalp)
+    cells, shape = hair_cells(points[idx])
+    flat = cells[:, 0] * shape[1] + cells[:, 1]
+
+    def cell_mean(sel):  # [rows, cols, 3] mean colour of the texels `sel` (of idx) in each cell; count
+        n = np.bincount(flat[sel], minlength=shape[0] * shape[1]).astype(np.float64)
+        v = np.stack([np.bincount(flat[sel], rgb[idx[sel], k], shape[0] * shape[1]) for k in range(3)], 1)
+        return (v / np.maximum(n, 1)[:, None]).reshape(shape + (3,)), n.reshape(shape) > 0
+
+    seen_rgb, seen = cell_mean(conf[idx] >= SEEN_CONF)
+    hairy = exemplar[idx] & hair_exemplar(rgb, exemplar)[idx]
+    values, well = cell_mean(hairy)
+    # the atlas' texels are up to 2 cells apart: gaps between them are closed before anything else
+    # not hair: patches of non-hair colour (and a cell round them); a lone dark texel is a strand's shadow
+    block = np.ones((3, 3), bool)
+    odd = binary_closing(cell_mean(exemplar[idx] & ~hairy)[1], block)
+    odd = binary_dilation(binary_opening(odd, np.ones((2, 2), bool)), block)
+    source = binary_closing(well, block) & ~odd
+    # source cells between texels take their neighbours' mean colour, so that whole blocks exist
+    num = gaussian_filter(values * well[..., None], (1, 1, 0))
+    den = gaussian_filter(well.astype(np.float64), 1)[..., None]
+    gap = source & ~well
+    values[gap] = (num / np.maximum(den, 1e-6))[gap]
+    other = seen & ~source  # seen cells outside the exemplar keep what the photo shows there
+    values[other] = seen_rgb[other]
+    todo = np.zeros(shape, bool)
+    todo.flat[flat[fill[idx]]] = True
+    todo &= ~seen  # a cell with a seen texel keeps the seen colour
+    q = quilt(values, source, todo, seen | source, max(3, round(HAIR_PATCH_M / HAIR_CELL_M)), seed)
     if q is None:
         return None
     out = rgb.astype(np.float64)
-    out[fill] = layout.from_grid(np.roll(q, -half, axis=1))[fill]
+    f = fill[idx]
+    out[idx[f]] = q.reshape(-1, 3)[flat[f]]
     return out
 
 
@@ -410,9 +481,12 @@ def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.n
     return out
 
 
-def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, sigma: float = 10.0):
+def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, points: np.ndarray,
+             camera: Camera, sigma: float = 10.0):
     """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
-    first the smoothly extended observed colour, so the seam between the two fades out.
+    first the smoothly extended observed colour, so the seam between the two fades out; the unseen hair
+    is quilted from the seen hair (synthesize_hair; points [T,3]: the texels' positions, metres, which
+    `camera` projects onto the photo).
     Returns rgb [T,3]."""
     names = {n: i for i, n in enumerate(REGIONS)}
     prior = region_prior(layout, ev)
@@ -429,7 +503,9 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
         detail[scalp] = prior[scalp] - ev.hair_rgb
     base = near * (ext + detail) + (1 - near) * prior
     if "scalp" in names:  # the photo's own hair texture where it has enough of it
-        synth = synthesize_hair(layout, rgb, conf, layout.region == names["scalp"])
+        uv, _ = camera.project(points)
+        places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
+        synth = synthesize_hair(layout, rgb, conf, layout.region == names["scalp"], points, places)
         if synth is not None:
             unseen = (layout.region == names["scalp"]) & (conf < SEEN_CONF)
             base[unseen] = synth[unseen]
