@@ -455,3 +455,48 @@ def test_a_collar_the_photo_shows_goes_round_the_back_of_the_neck():
     assert not np.isnan(ring[back]).any() and np.isnan(ring[~neck]).all()
     assert np.abs(ring[back & collar & (row > lo + 0.7 * (hi - lo))] - 0.05).max() < 0.02
     assert np.abs(ring[back & (row < lo + 0.5 * (hi - lo))] - [0.8, 0.6, 0.5]).max() < 0.02
+
+
+def test_skin_on_the_scalp_is_left_out_of_dark_hair_but_fair_hair_is_kept():
+    """texture.skin_like against the face's skin statistics (mean and covariance of log colour): among dark
+    hair, texels drawn from the skin's distribution are flagged and the hair is not; when the hair is fair
+    (as bright as the skin, close in colour) nothing is flagged, since colour cannot tell them apart."""
+    from model.head.segmentation import SKIN_LOG_EPS
+    from model.ours.texture import skin_like
+    rng = np.random.default_rng(1)
+    skin_mean = np.log(np.array([0.80, 0.60, 0.50]) + SKIN_LOG_EPS)
+    cov = np.diag([0.02, 0.02, 0.02]) ** 2 + 0.05 ** 2  # shading: mostly brightness, shared by all channels
+    sample = rng.multivariate_normal(skin_mean, cov, 2000)
+    stats = (sample.mean(0), np.linalg.inv(np.cov(sample.T)))
+    skin = np.exp(rng.multivariate_normal(skin_mean, cov, 300)) - SKIN_LOG_EPS
+    dark = np.clip(0.12 + 0.04 * rng.standard_normal((700, 3)), 0.01, 1)
+    rgb = np.concatenate([skin, dark])
+    flagged = skin_like(rgb, stats, np.ones(len(rgb), bool))
+    assert flagged[:300].mean() > 0.95 and not flagged[300:].any()
+    fair = np.exp(rng.multivariate_normal(np.log([0.85, 0.68, 0.40]), cov, 700))  # blond: yellower, as bright
+    assert not skin_like(np.concatenate([skin, fair]), stats, np.ones(1000, bool)).any()
+    assert not skin_like(rgb, None, np.ones(len(rgb), bool)).any()  # no statistics: nothing flagged
+
+
+def test_the_photos_skin_statistics_cover_its_cheeks_and_not_its_hair():
+    """segmentation.photo_evidence on astronaut: her cheeks lie inside the skin distribution's radius
+    (texture.SKIN_MAHALANOBIS), most of the light-brown hair above her forehead outside it."""
+    from skimage import data
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import CHEEKS, SKIN_LOG_EPS, photo_evidence
+    from model.ours.texture import SKIN_MAHALANOBIS
+    img = data.astronaut()
+    lm = detect_landmarks(img)
+    ev = photo_evidence(img, lm)
+    mean, icov = ev.skin_log
+
+    def radius(px):
+        d = np.log(np.clip(px / 255.0, 0, 1) + SKIN_LOG_EPS) - mean
+        return np.sqrt(np.einsum("ti,ij,tj->t", d, icov, d))
+
+    xy = np.round(lm.xy).astype(int)
+    cheeks = np.concatenate([img[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3) for x, y in xy[list(CHEEKS)]])
+    assert (radius(cheeks) <= SKIN_MAHALANOBIS).mean() > 0.8
+    top = int(xy[10, 1])  # the face oval's top; her hair fills the band above it
+    hair = img[top - 35:top - 15, xy[10, 0] - 20:xy[10, 0] + 20].reshape(-1, 3)
+    assert (radius(hair) > SKIN_MAHALANOBIS).mean() > 0.75

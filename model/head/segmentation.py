@@ -33,6 +33,7 @@ class PhotoEvidence:
     hair_above_px: float  # how far the person mask rises above the landmarks' top, pixels
     has_hair: bool
     face_dist: np.ndarray  # [H,W] float32: distance outside the face oval, in face heights (0 inside)
+    skin_log: tuple | None = None  # (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over bare skin
 
 
 def person_mask(image: np.ndarray) -> np.ndarray:
@@ -59,6 +60,28 @@ def core_of(person: np.ndarray) -> np.ndarray:
 
 def _median_rgb(pixels: np.ndarray, fallback) -> np.ndarray:
     return np.median(pixels, 0) if len(pixels) >= 8 else np.asarray(fallback, np.float64)
+
+
+SKIN_LOG_EPS = 0.02  # skin statistics are of log(rgb + eps): ratios, without dark pixels' noise dominating
+
+
+def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
+                    face_h: float) -> tuple | None:
+    """(mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over the face's bare skin: the face
+    oval eroded by 4% of the face height, less the eyes, brows and lips (EXCLUDE_FROM_SKIN, with a margin),
+    less its darkest and brightest 5% (nostrils, highlights); None when fewer than 50 pixels remain."""
+    k = max(2, int(0.04 * face_h))
+    bare = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=k)
+    for poly in EXCLUDE_FROM_SKIN:
+        hull = cv2.convexHull(np.round(xy[list(poly)]).astype(np.int32))
+        cv2.fillConvexPoly(bare, hull, 0)
+        cv2.polylines(bare, [hull], True, 0, k)
+    px = np.log(np.clip(img[(bare > 0) & (person > 0.5)], 0, 1) + SKIN_LOG_EPS)
+    if len(px) < 50:
+        return None
+    lo, hi = np.percentile(px.mean(1), [5, 95])
+    px = px[(px.mean(1) >= lo) & (px.mean(1) <= hi)]
+    return px.mean(0), np.linalg.inv(np.cov(px.T) + np.eye(3) * 1e-4)
 
 
 def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
@@ -99,5 +122,6 @@ def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
     inside = np.zeros((h, w), np.uint8)
     cv2.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
     face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
+    skin_log = _skin_log_stats(img, xy, inside, person, face_h)
     return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair, np.float32),
-                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair), face_dist)
+                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair), face_dist, skin_log)

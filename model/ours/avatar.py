@@ -54,8 +54,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 0.6.1: retargeting reads the lips' outer contour only (rig.FEATURE_LANDMARKS), tracks each frame with
 # its mirror image (model.head.landmarks.detect_all) and reads the jaw and smile as the tracker sees them
 # on renders of the avatar (rig.calibrate); 0.7: the unseen hair is quilted on the scalp unrolled at its true
-# size, from hair sampled away from the face and the ears (texture.synthesize_hair, hair_sample_places)
-METHOD_VERSION = "0.7.0"
+# size, from hair sampled away from the face and the ears (texture.synthesize_hair, hair_sample_places);
+# 0.7.1: texels of the face's skin colours are left out of a dark hair's exemplar (texture.skin_like)
+METHOD_VERSION = "0.7.1"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from model.core.camera import Camera
 from model.core.raster_mesh import rasterize_mesh
-from model.head.segmentation import PhotoEvidence
+from model.head.segmentation import SKIN_LOG_EPS, PhotoEvidence
 from model.head.template import REGIONS
 from model.ours.binding import UVLayout
 
@@ -373,6 +373,32 @@ def hair_sample_places(layout: UVLayout, points: np.ndarray, face_dist: np.ndarr
     return ok
 
 
+# Skin the photo shows on the scalp (a high hairline's forehead, the skin round the ears) is told from hair
+# by the face's own skin colours: within SKIN_MAHALANOBIS of their distribution in log RGB. That only holds
+# for hair clearly darker than the skin (black, brown: <= e^-0.8 = 45% of its brightness; on the 8 real
+# portraits such hair reads -1.1 to -1.5, fair and light-brown hair -0.3 to -0.6): fair hair in warm light
+# has the skin's colours, and dropping what looks like skin there drops the hair.
+SKIN_MAHALANOBIS = 3.0
+DARK_HAIR_LOG = -0.8
+
+
+def skin_like(rgb: np.ndarray, skin_log: tuple | None, candidates: np.ndarray) -> np.ndarray:
+    """[T] bool: the candidate hair-exemplar texels (candidates [T] bool; rgb [T,3] in [0,1]) that have the
+    face's skin colour (skin_log: (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS), from
+    segmentation.photo_evidence), when the others are dark hair; none otherwise (see SKIN_MAHALANOBIS)."""
+    out = np.zeros(len(rgb), bool)
+    if skin_log is None or not candidates.any():
+        return out
+    mean, icov = skin_log
+    idx = np.flatnonzero(candidates)
+    d = np.log(np.clip(rgb[idx], 0, 1) + SKIN_LOG_EPS) - mean
+    skin = np.einsum("ti,ij,tj->t", d, icov, d) <= SKIN_MAHALANOBIS ** 2
+    if skin.all() or np.median(d[~skin].mean(1)) > DARK_HAIR_LOG:
+        return out
+    out[idx[skin]] = True
+    return out
+
+
 def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray,
                     points: np.ndarray, places: np.ndarray | None = None, seed: int = 0):
     """The unseen scalp texels (conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture: quilted
@@ -505,6 +531,8 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     if "scalp" in names:  # the photo's own hair texture where it has enough of it
         uv, _ = camera.project(points)
         places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
+        scalp = layout.region == names["scalp"]
+        places &= ~skin_like(rgb, ev.skin_log, scalp & (conf >= WELL_SEEN_CONF) & places)
         synth = synthesize_hair(layout, rgb, conf, layout.region == names["scalp"], points, places)
         if synth is not None:
             unseen = (layout.region == names["scalp"]) & (conf < SEEN_CONF)
