@@ -1,7 +1,7 @@
 """Evaluation at scale (issue 17): jobs per minute of each engine on the same jobs, peak memory per
 worker, and the driver's memory as the number of subjects grows.
 
-    python -m benchmarks.evaluation_scale [--workers 2] [--engines serial,local,ray]
+    python -m benchmarks.evaluation_scale [--workers 2] [--engines serial,serial_1core,local,ray]
                                           [--memory-subjects 20,200] [--skip-memory]
 
 Throughput: portraits-group (6 subjects) x {ours, template-texture} x {input-view, sweep-360} = 12 jobs,
@@ -9,7 +9,8 @@ one fresh process per engine (`python -m evaluation run` semantics: start-up, mo
 spawn are inside the measured wall time). Targets on 2 cores: local with 2 workers >= 1.7x the jobs/min
 of serial; ray on a local cluster >= 1.5x. Beside each ratio, its ceiling: workers x serial's median job
 time / the engine's (what the workers could give were start-up free; serial runs a job on every core's
-threads, a worker on its share).
+threads, a worker on its share), and the ratio against serial pinned to one core (`serial_1core`: the
+loop as issue 17 found it, "using one core of two"; a reference beside the target, not the target).
 Driver memory: a synthetic multi-view set of N subjects (the project's synthetic subjects replicated by
 hard links) evaluated by billboard under input-view at 64 px with the local engine; the driver's peak
 RSS must not grow with N (it holds the set's index, never its images). Prints one JSON line last.
@@ -46,12 +47,14 @@ def probe(args) -> int:
     return 0
 
 
-def _probe(engine: str, out: Path, **kw) -> dict:
+def _probe(engine: str, out: Path, one_core: bool = False, **kw) -> dict:
+    """One engine run in a fresh process; one_core: pinned to one core (its threads then share it)."""
     cmd = [sys.executable, "-m", "benchmarks.evaluation_scale", "--probe", engine, "--out", str(out)]
     for k, v in kw.items():
         if v is not None:
             cmd += [f"--{k.replace('_', '-')}", str(v)]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=pin)
     if r.returncode != 0:
         raise RuntimeError(f"{engine} probe failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -86,7 +89,8 @@ def replicated_synthetic(root: Path, n: int) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--engines", default="serial,local,ray")
+    ap.add_argument("--engines", default="serial,serial_1core,local,ray",
+                    help="engines to run; serial_1core: serial pinned to one core (a reference, not a target)")
     ap.add_argument("--dataset", default="portraits-group")
     ap.add_argument("--methods", default="ours,template-texture")
     ap.add_argument("--protocol", default="input-view,sweep-360")
@@ -105,13 +109,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="eval-scale-") as tmp:
         tmp = Path(tmp)
         runs = {}
-        for engine in args.engines.split(","):
-            runs[engine] = r = _probe(engine, tmp / engine, dataset=args.dataset, methods=args.methods,
-                                      protocol=args.protocol, size=args.size, lpips=args.lpips,
-                                      workers=None if engine == "serial" else args.workers)
-            print(f"{engine}: {r['jobs']} jobs in {r['wall_s']} s -> {r['jobs_per_min_wall']} jobs/min; "
+        for name in args.engines.split(","):
+            engine = name.removesuffix("_1core")
+            runs[name] = r = _probe(engine, tmp / name, one_core=name != engine, dataset=args.dataset,
+                                    methods=args.methods, protocol=args.protocol, size=args.size, lpips=args.lpips,
+                                    workers=None if engine == "serial" else args.workers)
+            print(f"{name}: {r['jobs']} jobs in {r['wall_s']} s -> {r['jobs_per_min_wall']} jobs/min; "
                   f"peak worker RSS {r['worker_peak_rss_mb_max']} MB", file=sys.stderr)
-            out[engine] = {k: r[k] for k in ("jobs", "failed", "wall_s", "jobs_per_min_wall", "worker_peak_rss_mb_max",
+            out[name] = {k: r[k] for k in ("jobs", "failed", "wall_s", "jobs_per_min_wall", "worker_peak_rss_mb_max",
                                              "driver_peak_rss_mb", "result_bytes", "threads_per_worker",
                                              "job_s_median")}
         if "serial" in runs:
@@ -125,6 +130,9 @@ def main(argv=None) -> int:
                     # runs each job on all cores' threads, a worker on its share of them
                     out[f"{engine}_ceiling"] = round(runs[engine]["workers"] * runs["serial"]["job_s_median"]
                                                      / runs[engine]["job_s_median"], 3)
+                    if "serial_1core" in runs:  # the loop as the issue measured it: one process on one core
+                        out[f"{engine}_speedup_vs_serial_1core"] = round(
+                            runs[engine]["jobs_per_min_wall"] / runs["serial_1core"]["jobs_per_min_wall"], 3)
         if not args.skip_memory:
             driver = {}
             for n in (int(x) for x in args.memory_subjects.split(",")):
