@@ -365,7 +365,7 @@ def hair_sample_places(layout: UVLayout, points: np.ndarray, face_dist: np.ndarr
     the texels' positions, metres; face_dist [T] the photo's distance outside the face oval where each
     texel lands, in face heights (segmentation.PhotoEvidence.face_dist)."""
     ok = (face_dist > HAIR_FACE_GAP[0]) & (face_dist < HAIR_FACE_GAP[1])
-    ears = layout.region == REGIONS.index("ears") if "ears" in REGIONS else np.zeros(len(points), bool)
+    ears = layout.region == REGIONS.index("ears")
     if ears.any():
         idx = np.flatnonzero(ok)
         d, _ = cKDTree(points[ears]).query(points[idx], distance_upper_bound=EAR_CLEARANCE_M)
@@ -522,20 +522,17 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
         prior[ok] = ring[ok]
     ext, support = smooth_fill(layout, rgb, conf, sigma)
     near = np.clip(support * 3, 0, 1)[:, None]
-    # hair keeps its strand detail on top of the extended colour
-    detail = np.zeros_like(prior)
-    if "scalp" in names:
-        scalp = layout.region == names["scalp"]
-        detail[scalp] = prior[scalp] - ev.hair_rgb
+    scalp = layout.region == names["scalp"]
+    detail = np.zeros_like(prior)  # hair keeps its strand detail on top of the extended colour
+    detail[scalp] = prior[scalp] - ev.hair_rgb
     base = near * (ext + detail) + (1 - near) * prior
-    if "scalp" in names:  # the photo's own hair texture where it has enough of it
-        uv, _ = camera.project(points)
-        places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
-        scalp = layout.region == names["scalp"]
-        places &= ~skin_like(rgb, ev.skin_log, scalp & (conf >= WELL_SEEN_CONF) & places)
-        synth = synthesize_hair(layout, rgb, conf, layout.region == names["scalp"], points, places)
-        if synth is not None:
-            unseen = (layout.region == names["scalp"]) & (conf < SEEN_CONF)
-            base[unseen] = synth[unseen]
+    # the photo's own hair texture where it has enough of it
+    uv, _ = camera.project(points)
+    places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
+    places &= ~skin_like(rgb, ev.skin_log, scalp & (conf >= WELL_SEEN_CONF) & places)
+    synth = synthesize_hair(layout, rgb, conf, scalp, points, places)
+    if synth is not None:
+        unseen = scalp & (conf < SEEN_CONF)
+        base[unseen] = synth[unseen]
     c = conf[:, None]
     return np.clip(c * rgb + (1 - c) * base, 0, 1)
