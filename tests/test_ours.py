@@ -346,7 +346,6 @@ def test_hair_synthesis_does_not_copy_what_is_not_hair_all_round():
     """A dark, grainy scalp the photo sees in part, with a bright badge on it (a cap's emblem): the unseen
     scalp gets the grain, never the badge's colour; with too little hair seen, no synthesis (the prior)."""
     from model.head.template import REGIONS
-    from model.ours.binding import uv_layout
     from model.ours.texture import SEEN_CONF, hair_exemplar, synthesize_hair
     layout, points = _scalp_points(128)
     scalp = layout.region == REGIONS.index("scalp")
