@@ -128,3 +128,50 @@ def test_the_input_view_silhouette_matches_the_photo_above_the_shoulders(astrona
     alpha = astronaut_avatar.render(astronaut_avatar.input_camera).alpha
     person = person_mask(skimage.data.astronaut())
     assert silhouette_iou(alpha, person, astronaut_avatar.fitted.landmarks.xy) >= 0.9
+
+
+def _long_haired(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the photo with hair of its own temple colour painted from the temples down both sides of the face
+    to 0.9 face heights below the chin, as long hair falls (vertical strands: a 15% brightness ripple
+    across); that colour [3] uint8)."""
+    from model.head.landmarks import FACE_OVAL
+    xy = detect_landmarks(photo).xy
+    oval = xy[list(FACE_OVAL)]
+    fh = oval[:, 1].max() - oval[:, 1].min()
+    brow, eye, left = int(xy[[105, 334], 1].mean()), int(xy[[33, 263], 1].mean()), int(oval[:, 0].min())
+    colour = np.median(photo[brow - int(0.1 * fh):eye, left - int(0.12 * fh):left - int(0.03 * fh)].reshape(-1, 3), 0)
+    y0, y1, width = brow - int(0.1 * fh), int(xy[152, 1] + 0.9 * fh), int(0.15 * fh)
+    out = photo.copy()
+    for x0 in (int(oval[:, 0].min()) - width, int(oval[:, 0].max())):
+        ripple = 1 + 0.15 * np.sin(np.arange(width) * 2.1)
+        out[y0:y1, x0:x0 + width] = np.clip(colour[None, None] * ripple[None, :, None], 0, 255).astype(np.uint8)
+    return out, colour
+
+
+def _neck_hair(avatar):
+    """(hair offset [N] metres, colour [N,3]) of the Gaussians on the back of the neck's lower half (above
+    the last 3 cm, where the hair ends), and the same for the throat (6 cm wide)."""
+    b, tpl = avatar.binding, avatar.fitted.template
+    means = avatar.gaussians().means
+    neck = tpl.face_region[b.faces] == REGIONS.index("neck")
+    centre = means[neck].mean(0)
+    low = (means[:, 1] < centre[1]) & (means[:, 1] > means[neck, 1].min() + 0.03)  # towards the shoulders
+    back, front = neck & low & (means[:, 2] < centre[2] - 0.02), neck & low & (means[:, 2] > centre[2]) & (
+        np.abs(means[:, 0] - centre[0]) < 0.03)
+    offset = b.sample @ b.hair
+    return (offset[back], b.rgb[back]), (offset[front], b.rgb[front])
+
+
+def test_hair_that_falls_past_the_chin_hangs_down_the_back_of_the_neck(astronaut_avatar):
+    """Issue 20, long hair: a portrait whose hair falls to the shoulders gets hair Gaussians there, round the
+    back of the neck, in the hair's colour; the throat stays bare, and the short-haired original gets none."""
+    long_photo, colour = _long_haired(skimage.data.astronaut())
+    (back, back_rgb), (front, _) = _neck_hair(HeadSplat().reconstruct(long_photo))
+    assert np.median(back) > 0.015  # metres of hair over the back of the neck at shoulder height
+    assert np.all(front == 0)
+    (short, short_rgb), _ = _neck_hair(astronaut_avatar)
+    assert np.all(short == 0)
+
+    def dist(rgb):  # median log-colour distance to the hair the photo shows falling (astronaut: 0.61 vs 1.09)
+        return np.median(np.linalg.norm(np.log(rgb + 0.02) - np.log(colour / 255 + 0.02), axis=1))
+    assert dist(back_rgb) < 0.8 < dist(short_rgb)

@@ -28,12 +28,13 @@ from model.core.camera import Camera, head_extent
 from model.core.gaussians import Gaussians, rgb_to_sh
 from model.core.errors import InputError
 from model.core.image_io import load_image, to_float, to_uint8
+from model.core.raster_mesh import rasterize_mesh
 from model.core.render import compositing_weights
 from model.head import rig
 from model.head.fitting import FittedHead, fit
 from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
-from model.head.segmentation import PhotoEvidence, photo_evidence
+from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence
 from model.head.template import REGIONS, TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.binding import (
@@ -56,7 +57,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # on renders of the avatar (rig.calibrate); 0.7: the unseen hair is quilted on the scalp unrolled at its true
 # size, from hair sampled away from the face and the ears (texture.synthesize_hair, hair_sample_places);
 # 0.7.1: texels of the face's skin colours are left out of a dark hair's exemplar (texture.skin_like)
-METHOD_VERSION = "0.7.1"
+# 0.8: long hair hangs down the sides and back of the neck to where the photo's hair ends (hanging_hair,
+# segmentation.hair_reach), coloured and quilted as hair
+METHOD_VERSION = "0.8.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -190,10 +193,13 @@ def scalp_weight(tpl) -> np.ndarray:
 CARVE_FRACTIONS = np.linspace(1.0, 0.0, 9)  # hair thickness fractions tried, thickest first
 
 
-def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
+def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
+                 reach: float = -np.inf) -> np.ndarray:
     """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
     fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair),
-    then carved to the photo's silhouette. vertices, normals [V,3] (metres, unit)."""
+    hanging down the neck when the photo's hair falls below the chin (reach, face heights:
+    segmentation.hair_reach; see hanging_hair), then carved to the photo's silhouette.
+    vertices, normals [V,3] (metres, unit)."""
     if not ev.has_hair:
         return np.zeros(len(vertices))
     weight = scalp_weight(fitted.template)
@@ -225,7 +231,71 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, no
     nx, ny, nz = normals.T
     w_top, w_side = np.maximum(ny, 0) ** 2, nx ** 2 + np.minimum(nz, 0) ** 2
     thickness = weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
+    if reach > 0:
+        thickness = np.maximum(thickness, hanging_hair(fitted, vertices, normals, thickness, reach))
     return thickness * silhouette_fraction(fitted, person, vertices, normals, thickness)
+
+
+# Long hair hangs: below the widest point of the hair round the head it falls straight down, so its surface
+# is a vertical curtain at that widest radius, over the sides and back of the lower head and the neck, down
+# to where the photo's hair ends (faded over HAIR_END_FADE_M). The throat stays bare: the curtain fades in
+# between HAIR_HANG_AZIMUTH_DEG round the neck's axis from the front (0) to full at the sides.
+HAIR_HANG_AZIMUTH_DEG = (55.0, 80.0)
+HAIR_END_FADE_M = 0.02
+HAIR_HANG_MAX_M = 0.08  # thickest curtain offset along a normal: under the back of the skull normals face down
+HAIR_HANG_BINS = 72
+HAIR_TEXEL_M = 0.005  # a neck texel under at least this much hair is coloured as hair  # azimuth bins (5 degrees) of the hair's widest radius
+
+
+def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
+                 reach: float) -> np.ndarray:
+    """[V] metres: the offset along each vertex normal that puts the scalp and neck below the hair's widest
+    point on the hanging curtain (see HAIR_HANG_AZIMUTH_DEG), down to `reach` face heights below the chin
+    (inf: to the bottom of the neck). vertices, normals [V,3] (metres, unit); thickness [V] the hair over
+    the scalp so far, metres."""
+    tpl = fitted.template
+    out = np.zeros(len(vertices))
+    lms = tpl.landmarks(vertices)
+    chin_y, face_h = lms[152, 1], lms[10, 1] - lms[152, 1]
+    y_end = max(chin_y - reach * face_h, vertices[:, 1].min()) if np.isfinite(reach) else vertices[:, 1].min()
+    neck = tpl.region_vertices("neck")
+    axis = vertices[neck][:, [0, 2]].mean(0)
+    shell = vertices + thickness[:, None] * normals
+    scalp = np.flatnonzero(thickness > 0)
+
+    def polar(p):  # azimuth bin (0 = front) and radius about the neck's vertical axis
+        dx, dz = p[:, 0] - axis[0], p[:, 2] - axis[1]
+        a = np.arctan2(dx, dz)
+        return np.clip(((a + np.pi) / (2 * np.pi) * HAIR_HANG_BINS).astype(int), 0, HAIR_HANG_BINS - 1), \
+            np.hypot(dx, dz), a
+
+    b, r, _ = polar(shell[scalp])
+    widest = np.full(HAIR_HANG_BINS, -np.inf)
+    np.maximum.at(widest, b, r)
+    if not np.isfinite(widest).any():
+        return out
+    at = np.full(HAIR_HANG_BINS, np.inf)  # height of the widest point in each bin
+    top = r >= widest[b] - 1e-9
+    np.minimum.at(at, b[top], shell[scalp][top, 1])
+    ok = np.isfinite(widest)
+    k = np.arange(HAIR_HANG_BINS)
+    widest = np.interp(k, k[ok], widest[ok], period=HAIR_HANG_BINS)
+    at = np.interp(k, k[ok], at[ok], period=HAIR_HANG_BINS)
+    idx = np.union1d(tpl.region_vertices("scalp"), neck)
+    bv, rv, av = polar(vertices[idx])
+    below = vertices[idx, 1] < at[bv]
+    radial = np.stack([np.sin(av), np.zeros_like(av), np.cos(av)], 1)
+    outward = np.maximum((normals[idx] * radial).sum(1), 0.35)
+    t = np.clip((widest[bv] - rv) / outward, 0, HAIR_HANG_MAX_M)
+    lo, hi = np.deg2rad(HAIR_HANG_AZIMUTH_DEG)
+    w_side = np.clip((np.abs(av) - lo) / (hi - lo), 0, 1)
+    w_end = np.clip((vertices[idx, 1] - y_end) / HAIR_END_FADE_M, 0, 1)
+    out[idx] = np.where(below, t * _smooth(w_side) * _smooth(w_end), 0.0)
+    return out
+
+
+def _smooth(x: np.ndarray) -> np.ndarray:
+    return x * x * (3 - 2 * x)
 
 
 def silhouette_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, normals: np.ndarray,
@@ -338,7 +408,12 @@ class HeadSplat(Method):
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
         vn = vertex_normals(vertices, tpl.faces)
-        hair = hair_offsets(fitted, ev, vertices, vn) if self.prior else np.zeros(len(vertices))
+        if self.prior:
+            head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0
+            reach = hair_reach(photo, fitted.landmarks, ev, head)
+            hair = hair_offsets(fitted, ev, vertices, vn, reach)
+        else:
+            hair = np.zeros(len(vertices))
         surface = vertices + hair[:, None] * vn
         sample = layout.sampling_matrix(len(vertices), tpl.faces)
         points = sample @ surface
@@ -356,7 +431,11 @@ class HeadSplat(Method):
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
         if self.prior:
-            rgb = complete(layout, rgb, conf, ev, points, fitted.camera)
+            # hair covers the scalp, and the neck where it hangs down (hanging_hair)
+            hanging = (layout.region == REGIONS.index("neck")) & (
+                layout.sampling_matrix(len(surface), tpl.faces) @ hair > HAIR_TEXEL_M)
+            hair_texels = (layout.region == REGIONS.index("scalp")) | hanging
+            rgb = complete(layout, rgb, conf, ev, points, fitted.camera, hair_texels)
         elif self.unseen == "grey":
             rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
         else:

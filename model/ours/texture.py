@@ -399,20 +399,20 @@ def skin_like(rgb: np.ndarray, skin_log: tuple | None, candidates: np.ndarray) -
     return out
 
 
-def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, scalp: np.ndarray,
+def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: np.ndarray,
                     points: np.ndarray, places: np.ndarray | None = None, seed: int = 0):
-    """The unseen scalp texels (conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture: quilted
-    from the well-seen, hair-coloured scalp texels (quilt: each block matches the seen hair it overlaps),
-    on the scalp unrolled at its true size (hair_cells of points [T,3], the texels' positions, metres).
+    """The unseen hair texels (hair [T] bool, conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture:
+    quilted from the well-seen, hair-coloured ones (quilt: each block matches the seen hair it overlaps),
+    on the hair unrolled at its true size (hair_cells of points [T,3], the texels' positions, metres).
     places [T] bool, if given: where the exemplar may come from (hair_sample_places).
     Returns rgb [T,3] with those texels replaced, or None when the photo shows too little hair."""
-    fill = scalp & (conf < SEEN_CONF)
-    exemplar = scalp & (conf >= WELL_SEEN_CONF)
+    fill = hair & (conf < SEEN_CONF)
+    exemplar = hair & (conf >= WELL_SEEN_CONF)
     if places is not None:
         exemplar &= places
     if not fill.any() or exemplar.sum() < QUILT_MIN_SOURCES:
         return None
-    idx = np.flatnonzero(scalp)
+    idx = np.flatnonzero(hair)
     cells, shape = hair_cells(points[idx])
     flat = cells[:, 0] * shape[1] + cells[:, 1]
 
@@ -461,8 +461,9 @@ def _strand_noise(layout: UVLayout, seed: int = 7) -> np.ndarray:
     return np.tanh(0.6 * layout.from_grid(n))
 
 
-def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
-    """The full-head prior's colour [T,3] for every texel, from the photo's skin and hair statistics."""
+def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = None) -> np.ndarray:
+    """The full-head prior's colour [T,3] for every texel, from the photo's skin and hair statistics;
+    hair [T] bool: the texels hair covers (default: the scalp)."""
     names = {n: i for i, n in enumerate(REGIONS)}
     skin = ev.skin_rgb.astype(np.float64)
     colours = {
@@ -476,11 +477,10 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
     for name, c in colours.items():
         if name in names:
             prior[layout.region == names[name]] = c
-    if "scalp" in names:
-        scalp = layout.region == names["scalp"]
-        n = _strand_noise(layout)[scalp, None]
-        hair, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
-        prior[scalp] = np.clip(np.where(n > 0, hair + n * (hair * 1.25 - hair), hair + n * (hair - dark)), 0, 1)
+    hair = layout.region == names["scalp"] if hair is None else hair
+    n = _strand_noise(layout)[hair, None]
+    mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
+    prior[hair] = np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
     return prior
 
 
@@ -492,6 +492,8 @@ def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.n
     out = np.full((len(rgb), 3), np.nan)
     rows = layout.rc[:, 0]
     seen = band & (conf >= WELL_SEEN_CONF)
+    if not band.any():
+        return out
     lo, hi = rows[band].min(), rows[band].max()
     table = np.full((hi - lo + 1, 3), np.nan)
     for r in range(lo, hi + 1):
@@ -508,31 +510,33 @@ def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.n
 
 
 def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, points: np.ndarray,
-             camera: Camera, sigma: float = 10.0):
+             camera: Camera, hair: np.ndarray | None = None, sigma: float = 10.0):
     """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
     first the smoothly extended observed colour, so the seam between the two fades out; the unseen hair
     is quilted from the seen hair (synthesize_hair; points [T,3]: the texels' positions, metres, which
-    `camera` projects onto the photo).
+    `camera` projects onto the photo). hair [T] bool: the texels hair covers (default: the scalp; long
+    hair also covers the neck, model.ours.avatar.hanging_hair).
     Returns rgb [T,3]."""
     names = {n: i for i, n in enumerate(REGIONS)}
-    prior = region_prior(layout, ev)
-    if "neck" in names:  # clothing and skin go round the neck
-        ring = ring_colours(layout, rgb, conf, layout.region == names["neck"])
-        ok = ~np.isnan(ring[:, 0])
-        prior[ok] = ring[ok]
+    scalp = layout.region == names["scalp"]
+    hair = scalp if hair is None else hair
+    prior = region_prior(layout, ev, hair)
+    # clothing and skin go round the neck, under any hair hanging there
+    ring = ring_colours(layout, rgb, conf, (layout.region == names["neck"]) & ~hair)
+    ok = ~np.isnan(ring[:, 0])
+    prior[ok] = ring[ok]
     ext, support = smooth_fill(layout, rgb, conf, sigma)
     near = np.clip(support * 3, 0, 1)[:, None]
-    scalp = layout.region == names["scalp"]
     detail = np.zeros_like(prior)  # hair keeps its strand detail on top of the extended colour
-    detail[scalp] = prior[scalp] - ev.hair_rgb
+    detail[hair] = prior[hair] - ev.hair_rgb
     base = near * (ext + detail) + (1 - near) * prior
     # the photo's own hair texture where it has enough of it
     uv, _ = camera.project(points)
     places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
-    places &= ~skin_like(rgb, ev.skin_log, scalp & (conf >= WELL_SEEN_CONF) & places)
-    synth = synthesize_hair(layout, rgb, conf, scalp, points, places)
+    places &= ~skin_like(rgb, ev.skin_log, hair & (conf >= WELL_SEEN_CONF) & places)
+    synth = synthesize_hair(layout, rgb, conf, hair, points, places)
     if synth is not None:
-        unseen = scalp & (conf < SEEN_CONF)
+        unseen = hair & (conf < SEEN_CONF)
         base[unseen] = synth[unseen]
     c = conf[:, None]
     return np.clip(c * rgb + (1 - c) * base, 0, 1)
