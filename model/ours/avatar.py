@@ -243,8 +243,8 @@ def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, no
 HAIR_HANG_AZIMUTH_DEG = (55.0, 80.0)
 HAIR_END_FADE_M = 0.02
 HAIR_HANG_MAX_M = 0.08  # thickest curtain offset along a normal: under the back of the skull normals face down
-HAIR_HANG_BINS = 72
-HAIR_TEXEL_M = 0.005  # a neck texel under at least this much hair is coloured as hair  # azimuth bins (5 degrees) of the hair's widest radius
+HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
+HAIR_TEXEL_M = 0.005  # a neck texel under at least this much hair is coloured as hair
 
 
 def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
