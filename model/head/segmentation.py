@@ -144,8 +144,8 @@ HAIR_GROW_REACH = 1.0
 
 def hair_reach(image: np.ndarray, lm: Landmarks, ev: PhotoEvidence, head: np.ndarray) -> float:
     """How far the photo's hair falls below the chin, in face heights (negative: it ends above it; inf:
-    it runs out of the bottom of the photo; -inf: no hair beside the temples). image RGB [H,W,3] (uint8 or [0,1]);
-    head [H,W] bool: the fitted head's silhouette, which keeps the seeds on the head."""
+    it runs out of the bottom of the photo; -inf: no hair beside the temples). image RGB [H,W,3], uint8
+    or in [0,1]; head [H,W] bool: the fitted head's silhouette, which keeps the seeds on the head."""
     if ev.skin_log is None:
         return -np.inf
     xy = lm.xy

@@ -244,7 +244,7 @@ HAIR_HANG_AZIMUTH_DEG = (55.0, 80.0)
 HAIR_END_FADE_M = 0.02
 HAIR_HANG_MAX_M = 0.08  # thickest curtain offset along a normal: under the back of the skull normals face down
 HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
-HAIR_TEXEL_M = 0.005  # a neck texel whose triangle has at least this much hair is coloured as hair
+HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
 
 
 def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
@@ -431,10 +431,11 @@ class HeadSplat(Method):
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
         if self.prior:
-            # hair covers the scalp, and the neck where it hangs down (hanging_hair)
-            # (read on the neck's own vertices: its top ring shares the scalp's border, which has the scalp's hair)
+            # hair covers the scalp, and the neck where it hangs down (hanging_hair), read on the neck's own
+            # vertices: its top ring shares the scalp's border, which carries the scalp's hair
             below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
-            hanging = (layout.region == REGIONS.index("neck")) & (below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
+            hanging = (layout.region == REGIONS.index("neck")) & (
+                below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
             hair_texels = (layout.region == REGIONS.index("scalp")) | hanging
             rgb = complete(layout, rgb, conf, ev, points, fitted.camera, hair_texels)
         elif self.unseen == "grey":
