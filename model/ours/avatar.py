@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from functools import lru_cache
 
 import numpy as np
@@ -38,6 +39,7 @@ from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence
 from model.head.template import REGIONS, TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.binding import (
+    UVLayout,
     bound_frames,
     face_quaternions,
     split_texels,
@@ -77,7 +79,7 @@ class Binding:
     used_faces: np.ndarray  # [U] the distinct triangles in `faces`
     face_slot: np.ndarray  # [T] index into used_faces
     uv_coef: np.ndarray  # [U,2] uv_tangent_coefficients of used_faces
-    hair: np.ndarray  # [V] offset along the vertex normal, metres (hair volume; 0 on bare skin)
+    hair: np.ndarray  # [V] offset along the vertex normal, metres (hair volume, rim growth; 0 elsewhere)
     scales: np.ndarray  # [T,3] float32, metres (tangent, bitangent, normal), neutral pose
     rgb: np.ndarray  # [T,3] in [0,1]
     sh: np.ndarray  # [T,1,3] the same colour as DC spherical harmonics
@@ -294,6 +296,47 @@ def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, 
     return out
 
 
+# The face's rim at the input view: where the fitted jaw and chin stop short of the photo's (a turned or tilted
+# head whose jaw line the landmarks' oval puts a few mm inside), the photo's neck and jaw shadow showed past
+# the render's edge (person1/3/4 of the group set lost 5-11 dB there, all within 1 cm of the edge).
+# Vertices on the rim (normal within RIM_FACING of the view's perpendicular) of the face and neck move out
+# along their normals over the run of uncovered person pixels next to them, at most RIM_STEPS_M[-1], only
+# within RIM_FACE_DIST face heights of the face oval.
+RIM_STEPS_M = np.linspace(0.0, 0.01, 11)
+RIM_FACE_DIST = 0.1
+RIM_FACING = 0.35
+
+
+def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
+               covered: np.ndarray) -> np.ndarray:
+    """[V] metres: how far each rim vertex of the face and neck moves out along its normal so that the input
+    view covers the photo's person pixels just beyond the fitted jaw and chin (see RIM_STEPS_M); smoothed
+    over the mesh. vertices, normals [V,3] (metres, unit): the fitted neutral surface; covered [H,W] bool:
+    its silhouette in the photo."""
+    tpl, cam = fitted.template, fitted.camera
+    h, w = ev.person.shape
+    gap = (ev.person_core > 0.5) & ~covered & (ev.face_dist < RIM_FACE_DIST)
+    out = np.zeros(len(vertices))
+    if not gap.any():
+        return out
+    idx = np.union1d(tpl.region_vertices("face_skin"), tpl.region_vertices("neck"))
+    view = cam.position[None] - vertices[idx]
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    idx = idx[np.abs((normals[idx] * view).sum(1)) < RIM_FACING]
+    pts = vertices[idx][None] + RIM_STEPS_M[1:, None, None] * normals[idx][None]
+    uv, z = cam.project(pts.reshape(-1, 3))
+    px = np.round(uv).astype(np.int64)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+    ok = np.zeros(len(px), bool)
+    ok[inside] = gap[px[inside, 1], px[inside, 0]]
+    run = np.cumprod(ok.reshape(len(RIM_STEPS_M) - 1, len(idx)), axis=0).sum(0)  # unbroken steps outward
+    out[idx] = RIM_STEPS_M[run]
+    smooth = _neighbour_mean(tpl)
+    for _ in range(2):
+        out = smooth @ out
+    return out
+
+
 def _smooth(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
@@ -356,6 +399,17 @@ def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camer
     return out
 
 
+class Projection(NamedTuple):
+    """The photo's evidence in UV space (HeadSplat.projected_texture)."""
+    layout: UVLayout
+    offset: np.ndarray  # [V] metres along the vertex normals: the hair volume, then the rim (rim_growth)
+    surface: np.ndarray  # [V,3] metres: the fitted neutral surface so offset
+    points: np.ndarray  # [T,3] metres: the texels on it
+    rgb: np.ndarray  # [T,3] in [0,1]: the photo's colour at each texel
+    conf: np.ndarray  # [T] how well the photo sees each texel (project_texture)
+    hair: np.ndarray  # [T] bool: the texels hair covers (the scalp; the neck where long hair hangs)
+
+
 class HeadSplat(Method):
     """Ours, with switches for the ablations (see baselines/registry.py)."""
 
@@ -400,43 +454,41 @@ class HeadSplat(Method):
         avatar.timings["total"] = round(t["view_fit"] - t["start"], 4)
         return avatar
 
-    def projected_texture(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence):
-        """The photo's evidence in UV space before any fusion: (layout, hair [V] metres, surface [V,3]
-        metres, points [T,3] the texels on it, metres, rgb [T,3] in [0,1], conf [T]) — project_texture on
-        the hair-offset surface."""
+    def projected_texture(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> Projection:
+        """The photo's evidence in UV space before any fusion (see Projection): project_texture on the fitted
+        surface offset by the hair and the rim."""
         tpl = fitted.template
         layout = uv_layout(self.uv_res)
         vertices = rig.deform(fitted, None)
         vn = vertex_normals(vertices, tpl.faces)
+        hair = np.zeros(len(vertices))
+        hair_texels = layout.region == REGIONS.index("scalp")
+        head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
         if self.prior:
-            head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0
-            reach = hair_reach(photo, fitted.landmarks, ev, head)
-            hair = hair_offsets(fitted, ev, vertices, vn, reach)
-        else:
-            hair = np.zeros(len(vertices))
-        surface = vertices + hair[:, None] * vn
+            hair = hair_offsets(fitted, ev, vertices, vn, hair_reach(photo, fitted.landmarks, ev, head))
+            # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
+            # top ring shares the scalp's border, which carries the scalp's hair
+            below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
+            hair_texels |= (layout.region == REGIONS.index("neck")) & (
+                below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
+        offset = hair + rim_growth(fitted, ev, vertices, vn, head)
+        surface = vertices + offset[:, None] * vn
         sample = layout.sampling_matrix(len(vertices), tpl.faces)
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(photo, ev.person_core, points, normals,
                                     fitted.camera, surface, tpl.faces)
-        return layout, hair, surface, points, rgb, conf
+        return Projection(layout, offset, surface, points, rgb, conf, hair_texels)
 
     def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
         """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
-        layout, hair, surface, points, rgb, conf = self.projected_texture(photo, fitted, ev)
+        layout, offset, surface, points, rgb, conf, hair_texels = self.projected_texture(photo, fitted, ev)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
         if self.prior:
-            # hair covers the scalp, and the neck where it hangs down (hanging_hair), read on the neck's own
-            # vertices: its top ring shares the scalp's border, which carries the scalp's hair
-            below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
-            hanging = (layout.region == REGIONS.index("neck")) & (
-                below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
-            hair_texels = (layout.region == REGIONS.index("scalp")) | hanging
             rgb = complete(layout, rgb, conf, ev, points, fitted.camera, hair_texels)
         elif self.unseen == "grey":
             rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
@@ -463,6 +515,6 @@ class HeadSplat(Method):
         coef = uv_tangent_coefficients(tpl.face_uvs[used])
         rgb_g = rgb[texel].astype(np.float32)
         scales = np.maximum(scales, 1e-5).astype(np.float32)
-        binding = Binding(sample, f, bary, used, slot, coef, hair, scales, rgb_g, rgb_to_sh(rgb_g),
+        binding = Binding(sample, f, bary, used, slot, coef, offset, scales, rgb_g, rgb_to_sh(rgb_g),
                           opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding)
