@@ -299,7 +299,7 @@ def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, 
 # The face's rim at the input view: where the fitted jaw and chin stop short of the photo's (a turned or tilted
 # head whose jaw line the landmarks' oval puts a few mm inside), the photo's neck and jaw shadow showed past
 # the render's edge (person1/3/4 of the group set lost 5-11 dB there, all within 1 cm of the edge).
-# Vertices on the rim (normal within RIM_FACING of the view's perpendicular) of the face and neck move out
+# Vertices on the rim (normal within RIM_FACING of the view's perpendicular) of the jaw and neck move out
 # along their normals over the run of uncovered person pixels next to them, at most RIM_STEPS_M[-1], only
 # within RIM_FACE_DIST face heights of the face oval.
 RIM_STEPS_M = np.linspace(0.0, 0.01, 11)
@@ -309,7 +309,7 @@ RIM_FACING = 0.35
 
 def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
                covered: np.ndarray) -> np.ndarray:
-    """[V] metres: how far each rim vertex of the face and neck moves out along its normal so that the input
+    """[V] metres: how far each rim vertex of the jaw and neck moves out along its normal so that the input
     view covers the photo's person pixels just beyond the fitted jaw and chin (see RIM_STEPS_M); smoothed
     over the mesh. vertices, normals [V,3] (metres, unit): the fitted neutral surface; covered [H,W] bool:
     its silhouette in the photo."""
@@ -320,6 +320,7 @@ def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, norm
     if not gap.any():
         return out
     idx = np.union1d(tpl.region_vertices("face_skin"), tpl.region_vertices("neck"))
+    idx = idx[vertices[idx, 1] < tpl.landmarks(vertices)[[61, 291], 1].mean()]  # the jaw, below the mouth corners
     view = cam.position[None] - vertices[idx]
     view /= np.linalg.norm(view, axis=1, keepdims=True)
     idx = idx[np.abs((normals[idx] * view).sum(1)) < RIM_FACING]
