@@ -183,3 +183,33 @@ def test_hair_that_falls_past_the_chin_hangs_down_the_back_of_the_neck(astronaut
         return np.linalg.norm(np.log(np.median(rgb, 0) + 0.02) - np.log(ref + 0.02))
     hair, skin = np.median(b.rgb[crown], 0), photo_evidence(long_photo, detect_landmarks(long_photo)).skin_rgb
     assert dist(back_rgb, hair) < 0.3 < dist(back_rgb, skin)  # astronaut: 0.09 and 0.69
+
+
+def test_the_jaw_grows_over_the_jaw_line_the_fit_stopped_short_of(astronaut_avatar):
+    """Issue 20, rims: where the photo's jaw reaches a few pixels past the fitted one, the jaw's rim grows over
+    them (at most RIM_STEPS_M[-1]); the face above the mouth does not move."""
+    from dataclasses import replace
+
+    from model.core.raster_mesh import rasterize_mesh
+    from model.head import rig
+    from model.head.mesh import vertex_normals
+    from model.ours.avatar import rim_growth
+    photo = skimage.data.astronaut()
+    fitted = astronaut_avatar.fitted
+    tpl, cam = fitted.template, fitted.camera
+    vertices = rig.deform(fitted, None)
+    normals = vertex_normals(vertices, tpl.faces)
+    head = rasterize_mesh(vertices, tpl.faces, cam)[0] >= 0
+    lm = detect_landmarks(photo)
+    # the photo's person is the fitted head; the fit stops 3 mm short of it below the mouth
+    above = vertices[:, 1] > tpl.landmarks(vertices)[[61, 291], 1].mean()
+    fit_short = vertices - np.where(above, 0.0, 0.003)[:, None] * normals
+    covered = rasterize_mesh(fit_short, tpl.faces, cam)[0] >= 0
+    ev = replace(photo_evidence(photo, lm), person_core=head.astype(np.float32))
+    grow = rim_growth(fitted, ev, fit_short, normals, covered)
+    assert 0 < grow.max() <= RIM_STEPS_M[-1]
+    assert np.all(grow[vertices[:, 1] > tpl.landmarks(vertices)[[61, 291], 1].mean() + 0.01] == 0)
+    band = head & ~covered & (ev.face_dist < 0.1)  # the photo's jaw line beyond the short fit
+    grown = rasterize_mesh(fit_short + grow[:, None] * normals, tpl.faces, cam)[0] >= 0
+    assert band.sum() > 100
+    assert (grown & band).sum() > 0.7 * band.sum()

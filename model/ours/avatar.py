@@ -310,8 +310,8 @@ RIM_FACING = 0.35
 def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
                covered: np.ndarray) -> np.ndarray:
     """[V] metres: how far each rim vertex of the jaw and neck moves out along its normal so that the input
-    view covers the photo's person pixels just beyond the fitted jaw and chin (see RIM_STEPS_M); smoothed
-    over the mesh. vertices, normals [V,3] (metres, unit): the fitted neutral surface; covered [H,W] bool:
+    view covers the photo's person pixels just beyond the fitted jaw and chin (see RIM_STEPS_M); spread over
+    the mesh. vertices, normals [V,3] (metres, unit): the fitted neutral surface; covered [H,W] bool:
     its silhouette in the photo."""
     tpl, cam = fitted.template, fitted.camera
     h, w = ev.person.shape
@@ -333,8 +333,8 @@ def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, norm
     run = np.cumprod(ok.reshape(len(RIM_STEPS_M) - 1, len(idx)), axis=0).sum(0)  # unbroken steps outward
     out[idx] = RIM_STEPS_M[run]
     smooth = _neighbour_mean(tpl)
-    for _ in range(2):
-        out = smooth @ out
+    for _ in range(2):  # spread onto the next rings (no step where the rim band ends), keeping each vertex's own
+        out = np.maximum(out, smooth @ out)
     return out
 
 
