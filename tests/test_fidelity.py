@@ -213,3 +213,45 @@ def test_the_jaw_grows_over_the_jaw_line_the_fit_stopped_short_of(astronaut_avat
     grown = rasterize_mesh(fit_short + grow[:, None] * normals, tpl.faces, cam)[0] >= 0
     assert band.sum() > 100
     assert (grown & band).sum() > 0.7 * band.sum()
+
+
+def _hair_scene(extra: str):
+    """A synthetic portrait (240 px; face oval centred at (120, 110), 80 x 110 px; chin at y = 165) with hair
+    above and beside the temples, and `extra`: "long" hair falling beside the face to y = 220, or a "beard"
+    (the lower face, sideburns to y = 150 and 25 px under the chin). -> (image, Landmarks, PhotoEvidence,
+    head [H,W] bool)."""
+    import cv2
+
+    from model.head.landmarks import FACE_OVAL, Landmarks
+    from model.head.segmentation import SKIN_LOG_EPS, PhotoEvidence
+    size, skin, hair = 240, np.array([0.85, 0.65, 0.5]), np.array([0.3, 0.2, 0.1])
+    rows, cols = np.mgrid[:size, :size]
+    points = np.zeros((478, 3))
+    t = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)  # from the forehead, clockwise
+    points[list(FACE_OVAL), 0], points[list(FACE_OVAL), 1] = 120 + 40 * np.sin(t), 110 - 55 * np.cos(t)
+    points[[105, 334], 1], points[[33, 263], 1], points[152, :2] = 85, 100, (120, 165)
+    lm = Landmarks(points, (size, size))
+    face = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(face, [np.round(points[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    head = ((cols - 120) / 62.0) ** 2 + ((rows - 100) / 75.0) ** 2 <= 1
+    hairy = head & (rows < 120) & (face == 0)
+    if extra == "long":
+        hairy |= (rows > 90) & (rows < 220) & (((cols > 58) & (cols < 80)) | ((cols > 160) & (cols < 182)))
+    else:
+        hairy |= (face > 0) & (rows > 140)
+        hairy |= (rows > 90) & (rows < 150) & (((cols > 72) & (cols < 92)) | ((cols > 148) & (cols < 168)))
+        hairy |= (rows >= 150) & (rows < 190) & (cols > 100) & (cols < 140)
+    image = np.full((size, size, 3), 0.9)
+    image[face > 0] = skin
+    image[hairy] = hair * (1 + 0.15 * np.sin(cols[hairy] * 2.1))[:, None]
+    person = (head | hairy | (face > 0)).astype(np.float32)
+    face_dist = cv2.distanceTransform(1 - face, cv2.DIST_L2, 3) / 110.0
+    skin_log = (np.log(skin + SKIN_LOG_EPS), np.eye(3) / 0.05 ** 2)
+    ev = PhotoEvidence(person, person, skin, hair, hair, 0.0, True, face_dist, skin_log)
+    return image, lm, ev, head
+
+
+def test_hair_reach_is_how_far_long_hair_falls_past_the_chin_and_a_beard_is_not_long_hair():
+    from model.head.segmentation import hair_reach
+    assert hair_reach(*_hair_scene("long")) == pytest.approx((219 - 165) / 110, abs=0.02)
+    assert hair_reach(*_hair_scene("beard")) < 0  # ends with the sideburns, above the chin

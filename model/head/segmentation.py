@@ -131,15 +131,17 @@ def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
 # Long hair: how far the photo's hair falls below the chin. Without a hair segmentation (see
 # model/ours/texture.py, HAIR_FACE_GAP), the hair is grown from seeds: the person's pixels beside the
 # temples (HAIR_SEED_FACE_DIST face heights outside the face oval, between the brows and the eyes, on
-# the fitted head's silhouette) that are not of the face's skin colours. Their median log colour grows,
-# as one connected region, into every pixel within HAIR_GROW_LOG of it that is not skin either, up to
-# HAIR_GROW_REACH face heights from the face. Short hair stops at the ears (skin) or at the background
-# beside the jaw; hair that frames the face carries on down past the chin. On the 8 real portraits
-# the two long-haired subjects reach 0.20 and 0.47 face heights below the chin; the six others stop
-# 0.45-0.73 above it.
+# the fitted head's silhouette) that are not of the face's skin colours. Their median log colour grows, as
+# one connected region, into every pixel outside the face oval within HAIR_GROW_LOG of it that is not skin
+# either, up to HAIR_GROW_REACH face heights from the face; its lowest point beside the chin (HAIR_SIDE)
+# is the hair's end, so a beard (inside the oval, under the chin) is not long hair. Short hair stops at
+# the ears (skin) or at the background beside the jaw; hair that frames the face carries on down past
+# the chin. On the 8 real portraits the two long-haired subjects reach 0.46 and 0.19 face heights below
+# the chin; the six others stop 0.54-0.72 above it.
 HAIR_SEED_FACE_DIST = (0.03, 0.15)
 HAIR_GROW_LOG = 0.3
 HAIR_GROW_REACH = 1.0
+HAIR_SIDE = 0.3  # how far beside the chin, in face widths, the hair's end is read
 
 
 def hair_reach(image: np.ndarray, lm: Landmarks, ev: PhotoEvidence, head: np.ndarray) -> float:
@@ -160,13 +162,18 @@ def hair_reach(image: np.ndarray, lm: Landmarks, ev: PhotoEvidence, head: np.nda
             & (rows >= brow - 0.1 * face_h) & (rows <= eye))
     if seed.sum() < 20:
         return -np.inf
-    like = not_skin & (ev.face_dist < HAIR_GROW_REACH) & (np.linalg.norm(log - np.median(log[seed], 0), axis=2)
-                                                           < HAIR_GROW_LOG)
+    like = (not_skin & (ev.face_dist > 0) & (ev.face_dist < HAIR_GROW_REACH)
+            & (np.linalg.norm(log - np.median(log[seed], 0), axis=2) < HAIR_GROW_LOG))
     if not (seed & like).any():
         return -np.inf
     labels, _ = ndimage.label(like)
     grown = np.isin(labels, np.unique(labels[seed & like]))
+    # long hair falls beside the face, not under the chin (a beard, a dark collar)
+    width = oval[:, 0].max() - oval[:, 0].min()
+    grown[:, max(0, int(xy[152, 0] - HAIR_SIDE * width)):max(0, int(xy[152, 0] + HAIR_SIDE * width) + 1)] = False
     hit = np.flatnonzero(grown.any(1))
+    if len(hit) == 0:
+        return -np.inf
     if hit[-1] >= image.shape[0] - 1:
         return np.inf
     return float((hit[-1] - xy[152, 1]) / face_h)
