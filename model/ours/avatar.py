@@ -60,7 +60,8 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # size, from hair sampled away from the face and the ears (texture.synthesize_hair, hair_sample_places);
 # 0.7.1: texels of the face's skin colours are left out of a dark hair's exemplar (texture.skin_like)
 # 0.8: long hair hangs down the sides and back of the neck to where the photo's hair ends (hanging_hair,
-# segmentation.hair_reach), coloured and quilted as hair
+# segmentation.hair_reach), coloured and quilted as hair; the jaw's rim grows over the photo's jaw line
+# where the fit stops short of it (rim_growth)
 METHOD_VERSION = "0.8.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -292,7 +293,7 @@ def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, 
     lo, hi = np.deg2rad(HAIR_HANG_AZIMUTH_DEG)
     w_side = np.clip((np.abs(av) - lo) / (hi - lo), 0, 1)
     w_end = np.clip((vertices[idx, 1] - y_end) / HAIR_END_FADE_M, 0, 1)
-    out[idx] = np.where(below, t * _smooth(w_side) * _smooth(w_end), 0.0)
+    out[idx] = np.where(below, t * _smoothstep(w_side) * _smoothstep(w_end), 0.0)
     return out
 
 
@@ -338,7 +339,7 @@ def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, norm
     return out
 
 
-def _smooth(x: np.ndarray) -> np.ndarray:
+def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
