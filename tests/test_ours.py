@@ -479,19 +479,16 @@ def test_skin_on_the_scalp_is_left_out_of_dark_hair_but_fair_hair_is_kept():
 
 def test_the_photos_skin_statistics_cover_its_cheeks_and_not_its_hair():
     """segmentation.photo_evidence on astronaut: her cheeks lie inside the skin distribution's radius
-    (texture.SKIN_MAHALANOBIS), most of the light-brown hair above her forehead outside it."""
+    (segmentation.SKIN_MAHALANOBIS), most of the light-brown hair above her forehead outside it."""
     from skimage import data
     from model.head.landmarks import detect_landmarks
-    from model.head.segmentation import CHEEKS, SKIN_LOG_EPS, photo_evidence
-    from model.ours.texture import SKIN_MAHALANOBIS
+    from model.head.segmentation import CHEEKS, SKIN_LOG_EPS, SKIN_MAHALANOBIS, photo_evidence, skin_distance
     img = data.astronaut()
     lm = detect_landmarks(img)
     ev = photo_evidence(img, lm)
-    mean, icov = ev.skin_log
 
     def radius(px):
-        d = np.log(np.clip(px / 255.0, 0, 1) + SKIN_LOG_EPS) - mean
-        return np.sqrt(np.einsum("ti,ij,tj->t", d, icov, d))
+        return skin_distance(np.log(np.clip(px / 255.0, 0, 1) + SKIN_LOG_EPS), ev.skin_log)
 
     xy = np.round(lm.xy).astype(int)
     cheeks = np.concatenate([img[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3) for x, y in xy[list(CHEEKS)]])

@@ -64,6 +64,15 @@ def _median_rgb(pixels: np.ndarray, fallback) -> np.ndarray:
 
 
 SKIN_LOG_EPS = 0.02  # skin statistics are of log(rgb + eps): ratios, without dark pixels' noise dominating
+SKIN_MAHALANOBIS = 3.0  # a colour within this many standard deviations of the skin statistics is the face's skin
+
+
+def skin_distance(log_rgb: np.ndarray, skin_log: tuple) -> np.ndarray:
+    """[...] Mahalanobis distance of log colours log_rgb [...,3] (log(rgb + SKIN_LOG_EPS)) from the face's
+    skin statistics skin_log (PhotoEvidence.skin_log: mean [3], inverse covariance [3,3])."""
+    mean, icov = skin_log
+    d = log_rgb - mean
+    return np.sqrt(np.einsum("...i,ij,...j->...", d, icov, d))
 
 
 def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
@@ -154,8 +163,7 @@ def hair_reach(image: np.ndarray, lm: Landmarks, ev: PhotoEvidence, head: np.nda
     oval = xy[list(FACE_OVAL)]
     face_h = max(float(oval[:, 1].max() - oval[:, 1].min()), 1.0)
     log = cv2.GaussianBlur(np.log(to_float(image) + SKIN_LOG_EPS), (0, 0), max(0.5, 0.01 * face_h))
-    d = log - ev.skin_log[0]
-    not_skin = (np.einsum("hwi,ij,hwj->hw", d, ev.skin_log[1], d) > 9.0) & (ev.person > 0.5)  # 3 sigma
+    not_skin = (skin_distance(log, ev.skin_log) > SKIN_MAHALANOBIS) & (ev.person > 0.5)
     rows = np.arange(image.shape[0])[:, None]
     brow, eye = xy[[105, 334], 1].mean(), xy[[33, 263], 1].mean()
     seed = (not_skin & head & (ev.face_dist > HAIR_SEED_FACE_DIST[0]) & (ev.face_dist < HAIR_SEED_FACE_DIST[1])

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from model.core.camera import Camera
 from model.core.raster_mesh import rasterize_mesh
-from model.head.segmentation import SKIN_LOG_EPS, PhotoEvidence
+from model.head.segmentation import SKIN_LOG_EPS, SKIN_MAHALANOBIS, PhotoEvidence, skin_distance
 from model.head.template import REGIONS
 from model.ours.binding import UVLayout
 
@@ -374,11 +374,10 @@ def hair_sample_places(layout: UVLayout, points: np.ndarray, face_dist: np.ndarr
 
 
 # Skin the photo shows on the scalp (a high hairline's forehead, the skin round the ears) is told from hair
-# by the face's own skin colours: within SKIN_MAHALANOBIS of their distribution in log RGB. That only holds
-# for hair clearly darker than the skin (black, brown: <= e^-0.8 = 45% of its brightness; on the 8 real
-# portraits such hair reads -1.1 to -1.5, fair and light-brown hair -0.3 to -0.6): fair hair in warm light
-# has the skin's colours, and dropping what looks like skin there drops the hair.
-SKIN_MAHALANOBIS = 3.0
+# by the face's own skin colours: within segmentation.SKIN_MAHALANOBIS of their distribution in log RGB.
+# That only holds for hair clearly darker than the skin (black, brown: <= e^-0.8 = 45% of its brightness;
+# on the 8 real portraits such hair reads -1.1 to -1.5, fair and light-brown hair -0.3 to -0.6): fair hair
+# in warm light has the skin's colours, and dropping what looks like skin there drops the hair.
 DARK_HAIR_LOG = -0.8
 
 
@@ -389,11 +388,10 @@ def skin_like(rgb: np.ndarray, skin_log: tuple | None, candidates: np.ndarray) -
     out = np.zeros(len(rgb), bool)
     if skin_log is None or not candidates.any():
         return out
-    mean, icov = skin_log
     idx = np.flatnonzero(candidates)
-    d = np.log(np.clip(rgb[idx], 0, 1) + SKIN_LOG_EPS) - mean
-    skin = np.einsum("ti,ij,tj->t", d, icov, d) <= SKIN_MAHALANOBIS ** 2
-    if skin.all() or np.median(d[~skin].mean(1)) > DARK_HAIR_LOG:
+    log = np.log(np.clip(rgb[idx], 0, 1) + SKIN_LOG_EPS)
+    skin = skin_distance(log, skin_log) <= SKIN_MAHALANOBIS
+    if skin.all() or np.median((log[~skin] - skin_log[0]).mean(1)) > DARK_HAIR_LOG:
         return out
     out[idx[skin]] = True
     return out
@@ -518,8 +516,7 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     hair also covers the neck, model.ours.avatar.hanging_hair).
     Returns rgb [T,3]."""
     names = {n: i for i, n in enumerate(REGIONS)}
-    scalp = layout.region == names["scalp"]
-    hair = scalp if hair is None else hair
+    hair = layout.region == names["scalp"] if hair is None else hair
     prior = region_prior(layout, ev, hair)
     # clothing and skin go round the neck, under any hair hanging there
     ring = ring_colours(layout, rgb, conf, (layout.region == names["neck"]) & ~hair)
