@@ -34,6 +34,23 @@ def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
     return (alpha > 0.5) & (core_of(person) > 0.5)
 
 
+def label_alpha(avatar, camera, bust: bool) -> np.ndarray:
+    """[H,W] coverage at `camera` of our avatar's bust (bust=True) or of the rest of it (model.ours.bust),
+    each drawn in front of or behind the other as in the full render."""
+    from model.core.gaussians import Gaussians
+    from model.core.render import render
+    from model.ours.bust import REGION
+    g = avatar.gaussians()
+    on = (avatar.face_region[avatar.binding.faces] == REGION) == bust
+    label = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, np.repeat(on[:, None], 3, 1).astype(np.float32))
+    return render(label, camera, background=(0.0, 0.0, 0.0)).rgb[..., 0]
+
+
+def body_alpha(avatar, camera) -> np.ndarray | None:
+    """The bust's coverage (label_alpha) when the avatar has one (ours), else None."""
+    return label_alpha(avatar, camera, bust=True) if getattr(avatar, "bust", None) is not None else None
+
+
 def silhouette_fill(alpha: np.ndarray) -> float:
     """Mean alpha inside the filled silhouette (alpha > 0.5, holes filled): 1 means no holes."""
     sil = binary_fill_holes(alpha > 0.5)
@@ -103,7 +120,7 @@ def hair_texture(avatar, size: int = 512) -> dict:
     from model.core.render import render
     from model.head.template import REGIONS
     g = avatar.gaussians()
-    scalp = avatar.fitted.template.face_region[avatar.binding.faces] == REGIONS.index("scalp")
+    scalp = avatar.face_region[avatar.binding.faces] == REGIONS.index("scalp")
     label = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, np.repeat(scalp[:, None], 3, 1).astype(np.float32))
     views = {}
     for yaw in (0, 180):
@@ -158,8 +175,12 @@ def main(argv=None) -> int:
     r = avatar.render(cam, background=(1.0, 1.0, 1.0))
     photo = to_float(image)
     person = person_mask(image)
-    mask = head_mask(r.alpha, person)
+    bust = body_alpha(avatar, cam)
+    # the head's pixels: a bust (ours) is scored apart, as input_view_psnr_bust
+    mask = head_mask(r.alpha if bust is None else label_alpha(avatar, cam, bust=False), person)
     out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)
+    if bust is not None:
+        out["input_view_psnr_bust"] = round(psnr(r.rgb, photo, head_mask(bust, person)), 3)
     out["input_view_ssim_masked"] = round(ssim(r.rgb, photo, mask), 4)
     out["head_mask_fraction"] = round(float(mask.mean()), 4)
     # share of the rendered head that lies on the photo's background (it should lie on the person)

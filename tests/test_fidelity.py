@@ -154,7 +154,7 @@ def _neck_hair(avatar):
     the last 3 cm, where the hair ends), and the same for the throat (6 cm wide)."""
     b, tpl = avatar.binding, avatar.fitted.template
     means = avatar.gaussians().means
-    neck = tpl.face_region[b.faces] == REGIONS.index("neck")
+    neck = avatar.face_region[b.faces] == REGIONS.index("neck")
     centre = means[neck].mean(0)
     low = (means[:, 1] < centre[1]) & (means[:, 1] > means[neck, 1].min() + 0.03)  # towards the shoulders
     back, front = neck & low & (means[:, 2] < centre[2] - 0.02), neck & low & (means[:, 2] > centre[2]) & (
@@ -176,7 +176,7 @@ def test_hair_that_falls_past_the_chin_hangs_down_the_back_of_the_neck(astronaut
     assert front.max() < RIM_STEPS_M[-1] and short.max() < RIM_STEPS_M[-1]
     # its colour is the hair's (the crown's, on this avatar), not the skin's
     b = avatar.binding
-    scalp = avatar.fitted.template.face_region[b.faces] == REGIONS.index("scalp")
+    scalp = avatar.face_region[b.faces] == REGIONS.index("scalp")
     crown = scalp & (avatar.gaussians().means[:, 1] > 0.05)
 
     def dist(rgb, ref):  # log-colour distance of the median colours

@@ -133,14 +133,12 @@ def test_fusion_is_not_darkened_by_a_shadow_at_the_edge_of_what_the_photo_saw():
 
 
 def test_gaussians_stay_on_their_triangles_under_animation(avatar):
-    tpl = avatar.fitted.template
     b = avatar.binding
     for controls in (None, {"jawOpen": 1.0, "mouthSmileLeft": 0.7}, {"headYaw": 0.6, "eyeBlinkRight": 1.0}):
         g = avatar.gaussians(controls)
-        from model.head import rig
-        v = rig.deform(avatar.fitted, controls)
-        surface = v + b.hair[:, None] * vertex_normals(v, tpl.faces)
-        tri = surface[tpl.faces[b.faces]]
+        v = avatar.vertices(controls)  # the template's, then the bust's
+        surface = v + b.hair[:, None] * vertex_normals(v, avatar.faces)
+        tri = surface[avatar.faces[b.faces]]
         n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         n /= np.linalg.norm(n, axis=1, keepdims=True)
         off_plane = np.abs(((g.means - tri[:, 0]) * n).sum(1))
@@ -284,7 +282,7 @@ def test_closed_eyelids_hide_the_eyeballs(avatar):
     from model.core.render import compositing_weights
     from model.head.template import REGIONS
     b = avatar.binding
-    eye = avatar.fitted.template.face_region[b.faces] == REGIONS.index("eyes")
+    eye = avatar.face_region[b.faces] == REGIONS.index("eyes")
 
     def eyeball_pixels(controls):
         A = compositing_weights(avatar.gaussians(controls), avatar.input_camera)

@@ -68,6 +68,10 @@ class Gaussians:
         dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-12)
         return np.maximum(eval_sh(self.sh, dirs) + 0.5, 0.0)
 
+    def take(self, index: np.ndarray) -> "Gaussians":
+        """The Gaussians at index ([M] int or [N] bool), in that order."""
+        return Gaussians(*(getattr(self, f.name)[index] for f in fields(self)))
+
     def copy(self) -> "Gaussians":
         return Gaussians(*(getattr(self, f.name).copy() for f in fields(self)))
 

@@ -13,7 +13,9 @@ Pipeline, one feed-forward pass (no optimisation loop):
    by the texel footprint. Under the rig, a new expression is one template deformation plus a
    re-evaluation of these bindings;
 6. the colours of the Gaussians the photo sees are solved so that the render at the input camera
-   reproduces the photo (fit_colours_to_view: a damped linear least-squares, no learned weights).
+   reproduces the photo (fit_colours_to_view: a damped linear least-squares, no learned weights);
+7. under the head, a bust (model.ours.bust) with its own chart, textured the same way, never moving
+   under the rig.
 """
 from __future__ import annotations
 
@@ -47,7 +49,10 @@ from model.ours.binding import (
     uv_layout,
     uv_tangent_coefficients,
 )
-from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture
+from model.ours.bust import REGION as BUST_REGION
+from model.ours.bust import SHOULDER_DROP, Bust, build_bust, bust_layout, bust_normals
+from model.ours.bust import grid as bust_grid
+from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture, ring_colours
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -61,21 +66,25 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 0.7.1: texels of the face's skin colours are left out of a dark hair's exemplar (texture.skin_like)
 # 0.8: long hair hangs down the sides and back of the neck to where the photo's hair ends (hanging_hair,
 # segmentation.hair_reach), coloured and quilted as hair; the jaw's rim grows over the photo's jaw line
-# where the fit stops short of it (rim_growth)
-METHOD_VERSION = "0.8.0"
+# where the fit stops short of it (rim_growth); 0.9: a bust under the neck (model.ours.bust), the hair's quilting
+# cut in numba (same output)
+METHOD_VERSION = "0.9.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
 SPLIT_RATIO, SPLIT_MIN_M, SPLIT_MAX = 2.0, 0.002, 8
 UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
+UNSEEN_CLOTHING = 0.3  # grey of the bust where the photo shows none of its ring nor one near it
+BUST_RING_REACH = 0.03  # chart v (~3 cm): how far up or down a ring's colour reaches rings the photo does not show
 
 
 @dataclass
 class Binding:
-    """Gaussians bound to template triangles (T of them: one or more per kept texel)."""
+    """Gaussians bound to the avatar's triangles (T of them: one or more per kept texel). The avatar's mesh is
+    the template's followed by the bust's (joined_mesh): V vertices, F triangles."""
 
     sample: object  # scipy.sparse [T,V]: barycentric interpolation of per-vertex positions
-    faces: np.ndarray  # [T] triangle of each Gaussian
+    faces: np.ndarray  # [T] triangle of each Gaussian (into the joined mesh's F)
     bary: np.ndarray  # [T,3] its barycentric coordinates there (the rows of `sample`)
     used_faces: np.ndarray  # [U] the distinct triangles in `faces`
     face_slot: np.ndarray  # [T] index into used_faces
@@ -88,17 +97,42 @@ class Binding:
     rest_area: np.ndarray  # [U] areas of used_faces in the neutral pose, m²
 
 
+def joined_mesh(tpl, bust: Bust | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The avatar's triangles: the template's, then the bust's (vertex indices after the template's):
+    faces [F,3], face_uvs [F,3,2] (the bust's chart one tile below the atlas, v + 1, so the two never
+    overlap in an export's UVs) and face_region [F] (REGIONS indices; the bust's is bust.REGION)."""
+    if bust is None:
+        return tpl.faces, tpl.face_uvs, tpl.face_region
+    faces, uvs = bust_grid()
+    return (np.concatenate([tpl.faces, faces + tpl.n_vertices]), np.concatenate([tpl.face_uvs, uvs + [0.0, 1.0]]),
+            np.concatenate([tpl.face_region, np.full(len(faces), BUST_REGION)]))
+
+
 @dataclass
 class HeadSplatAvatar(GaussianAvatar):
     info: MethodInfo
     fitted: FittedHead
     binding: Binding
+    bust: Bust | None = None  # the neck's base and shoulders, static under the rig (model.ours.bust)
     timings: dict = field(default_factory=dict)
     _neutral: Gaussians | None = None
     _tracker_calibrated: bool = False
 
     def __post_init__(self):
+        # framed on the head alone: the bust hangs below the frame's centre, as in a portrait
         self.head_center, self.head_radius = head_extent(rig.deform(self.fitted, None))
+        self.faces, self.face_uvs, self.face_region = joined_mesh(self.fitted.template, self.bust)
+
+    def vertices(self, controls: Controls | None = None) -> np.ndarray:
+        """[V,3] metres: the template under `controls` (model.head.rig.deform), then the bust (it never moves)."""
+        v = rig.deform(self.fitted, controls)
+        return v if self.bust is None else np.concatenate([v, self.bust.vertices])
+
+    @property
+    def neck_weight(self) -> np.ndarray:
+        """[V] how much each vertex turns with the head (the rig's neck weight; 0 on the bust)."""
+        w = rig.rig_of(self.fitted).neck_w
+        return w if self.bust is None else np.concatenate([w, np.zeros(len(self.bust.vertices))])
 
     @property
     def input_camera(self) -> Camera:
@@ -107,17 +141,16 @@ class HeadSplatAvatar(GaussianAvatar):
     def gaussians(self, controls: Controls | None = None) -> Gaussians:
         if not controls and self._neutral is not None:
             return self._neutral
-        g = self._pose(rig.deform(self.fitted, controls))
+        g = self._pose(self.vertices(controls))
         if not controls:
             self._neutral = g
         return g
 
     def _pose(self, vertices: np.ndarray) -> Gaussians:
-        tpl = self.fitted.template
         b = self.binding
-        surface = vertices + b.hair[:, None] * vertex_normals(vertices, tpl.faces)
+        surface = vertices + b.hair[:, None] * vertex_normals(vertices, self.faces)
         means = b.sample @ surface
-        quats, area = face_quaternions(surface, tpl.faces[b.used_faces], b.uv_coef)
+        quats, area = face_quaternions(surface, self.faces[b.used_faces], b.uv_coef)
         # A triangle the rig stretches (a closing eyelid, an opening jaw) spreads its Gaussians apart:
         # grow them in the tangent plane by the linear stretch so the surface stays closed.
         grow = np.sqrt(np.clip(area / np.maximum(b.rest_area, 1e-12), 1.0, 9.0))
@@ -447,7 +480,10 @@ class HeadSplat(Method):
         t["build"] = time.perf_counter()
         if self.view_fit:
             b, g = avatar.binding, avatar.gaussians()
-            b.rgb = fit_colours_to_view(g, b.rgb, fitted.camera, photo, ev.person_core > 0.5).astype(np.float32)
+            # the head's colours only: the bust's clothing keeps its sampled colours (fitting them too took
+            # ~0.1 s more on astronaut, over the time budget, for a sharper shirt)
+            head = avatar.face_region[b.faces] != BUST_REGION
+            b.rgb[head] = fit_colours_to_view(g.take(head), b.rgb[head], fitted.camera, photo, ev.person_core > 0.5)
             b.sh = rgb_to_sh(b.rgb)
             avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
@@ -496,27 +532,75 @@ class HeadSplat(Method):
             rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
         else:
             opacity[conf < SEEN_CONF] = 0.0  # nothing backs these texels: leave the hole visible
-        _, su, sv = tangent_frames(surface, tpl.faces, tpl.face_uvs)
-        # A texel's footprint on the surface, metres along u and v. The atlas stretches some charts
-        # (the neck is ~4x longer than wide per texel): such texels get several Gaussians along their
-        # long side, so detail there is not limited to one elongated splat.
-        fu, fv = su[layout.face] / layout.res, sv[layout.face] / layout.res
-        long, short = np.maximum(fu, fv), np.maximum(np.minimum(fu, fv), 1e-6)
-        counts = np.clip(np.ceil(long / np.maximum(SPLIT_RATIO * short, SPLIT_MIN_M)), 1, SPLIT_MAX).astype(np.int64)
-        counts[opacity <= 0] = 0
-        along_u = fu >= fv
-        texel, bary = split_texels(layout, tpl.face_uvs, counts, along_u)
-        k, along_u, f = counts[texel], along_u[texel], layout.face[texel]
-        sample = barycentric_matrix(tpl.faces[f], bary, len(surface))
-        # A Gaussian's sigma ~0.6 of its share of the texel: neighbours overlap enough to close the
-        # surface, little blur.
-        st = 0.6 * fu[texel] / np.where(along_u, k, 1)
-        sb = 0.6 * fv[texel] / np.where(along_u, 1, k)
-        scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
+        texel, f, bary, scales = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
+        rgb_g, opacity_g = rgb[texel], opacity[texel]
+        bust = None
+        if self.prior:
+            bust, brgb = self._bust(photo, fitted, ev, surface)
+            blay = bust_layout()
+            bfaces, buvs = bust_grid()
+            btexel, bf, bbary, bscales = texel_gaussians(blay, bfaces, buvs, bust.vertices, np.ones(len(brgb), bool))
+            f = np.concatenate([f, bf + len(tpl.faces)])
+            bary, scales = np.concatenate([bary, bbary]), np.concatenate([scales, bscales])
+            rgb_g = np.concatenate([rgb_g, brgb[btexel]])
+            opacity_g = np.concatenate([opacity_g, np.full(len(btexel), 0.98, np.float32)])
+            surface = np.concatenate([surface, bust.vertices])
+            offset = np.concatenate([offset, np.zeros(len(bust.vertices))])
+        faces, face_uvs, _ = joined_mesh(tpl, bust)
+        sample = barycentric_matrix(faces[f], bary, len(surface))
         used, slot = np.unique(f, return_inverse=True)
-        coef = uv_tangent_coefficients(tpl.face_uvs[used])
-        rgb_g = rgb[texel].astype(np.float32)
-        scales = np.maximum(scales, 1e-5).astype(np.float32)
+        coef = uv_tangent_coefficients(face_uvs[used])
+        rgb_g = rgb_g.astype(np.float32)
         binding = Binding(sample, f, bary, used, slot, coef, offset, scales, rgb_g, rgb_to_sh(rgb_g),
-                          opacity[texel], face_quaternions(surface, tpl.faces[used], coef)[1])
-        return HeadSplatAvatar(self.info, fitted, binding)
+                          opacity_g, face_quaternions(surface, faces[used], coef)[1])
+        return HeadSplatAvatar(self.info, fitted, binding, bust)
+
+    def _bust(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence,
+              surface: np.ndarray) -> tuple[Bust, np.ndarray]:
+        """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
+        them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not
+        (symmetric fusion), else the colour of the texel's ring (a shirt goes round the back), else
+        UNSEEN_CLOTHING."""
+        tpl = fitted.template
+        bust = build_bust(fitted, ev.person)
+        layout = bust_layout()
+        faces, _ = bust_grid()
+        sample = layout.sampling_matrix(len(bust.vertices), faces)
+        points = sample @ bust.vertices
+        normals = sample @ bust_normals(bust)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        rgb, conf = project_texture(photo, ev.person_core, points, normals, fitted.camera,
+                                    np.concatenate([surface, bust.vertices]),
+                                    np.concatenate([tpl.faces, faces + len(surface)]))
+        if self.symmetry:
+            rgb, conf = fuse_symmetric(layout, rgb, conf)
+        # a ring's colour reaches BUST_RING_REACH up and down; below the shoulders (clothing, not the neck's
+        # skin) it reaches all the way down: the photo's frame cuts the chest, the shirt goes on
+        ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), BUST_RING_REACH * layout.res)
+        chest = ring_colours(layout, rgb, conf, layout.rc[:, 0] >= bust.chart_row(SHOULDER_DROP))
+        ring = np.where(np.isnan(ring), np.where(np.isnan(chest), UNSEEN_CLOTHING, chest), ring)
+        return bust, np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
+
+
+def texel_gaussians(layout: UVLayout, faces: np.ndarray, face_uvs: np.ndarray, surface: np.ndarray,
+                    keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussians of a chart's texels (those where keep [T] bool): (texel [N] each one's texel, face [N] its
+    triangle, bary [N,3] its barycentric coordinates there, scales [N,3] float32 metres (tangent, bitangent,
+    normal)). faces [F,3], face_uvs [F,3,2]: the chart's mesh; surface [V,3] metres: its vertices."""
+    _, su, sv = tangent_frames(surface, faces, face_uvs)
+    # A texel's footprint on the surface, metres along u and v. The atlas stretches some charts
+    # (the neck is ~4x longer than wide per texel): such texels get several Gaussians along their
+    # long side, so detail there is not limited to one elongated splat.
+    fu, fv = su[layout.face] / layout.res, sv[layout.face] / layout.res
+    long, short = np.maximum(fu, fv), np.maximum(np.minimum(fu, fv), 1e-6)
+    counts = np.clip(np.ceil(long / np.maximum(SPLIT_RATIO * short, SPLIT_MIN_M)), 1, SPLIT_MAX).astype(np.int64)
+    counts[~keep] = 0
+    along_u = fu >= fv
+    texel, bary = split_texels(layout, face_uvs, counts, along_u)
+    k, along_u = counts[texel], along_u[texel]
+    # A Gaussian's sigma ~0.6 of its share of the texel: neighbours overlap enough to close the
+    # surface, little blur.
+    st = 0.6 * fu[texel] / np.where(along_u, k, 1)
+    sb = 0.6 * fv[texel] / np.where(along_u, 1, k)
+    scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
+    return texel, layout.face[texel], bary, np.maximum(scales, 1e-5).astype(np.float32)

@@ -183,15 +183,21 @@ def split_texels(layout: UVLayout, face_uvs: np.ndarray, counts: np.ndarray, alo
     return texel, bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
 
+def layout_of(face_uvs: np.ndarray, face_region: np.ndarray, res: int) -> UVLayout:
+    """The texel layout of a chart whose triangles have UVs face_uvs [F,3,2] (in [0,1], symmetric about
+    u = 0.5) and regions face_region [F], at `res` x `res`."""
+    face_id, bary = rasterize_uv(face_uvs, res)
+    rows, cols = np.nonzero(face_id >= 0)
+    grid = np.full((res, res), -1, np.int64)
+    grid[rows, cols] = np.arange(len(rows))
+    mirror = grid[rows, res - 1 - cols]  # the chart is symmetric about u = 0.5: column c <-> res-1-c
+    face = face_id[rows, cols].astype(np.int64)
+    return UVLayout(res, np.stack([rows, cols], 1), face, bary[rows, cols], np.asarray(face_region)[face],
+                    mirror, grid)
+
+
 @lru_cache(maxsize=4)
 def uv_layout(res: int) -> UVLayout:
     """The texel layout of the project's template at `res` x `res` (cached)."""
     template = load_template()
-    face_id, bary = rasterize_uv(template.face_uvs, res)
-    rows, cols = np.nonzero(face_id >= 0)
-    grid = np.full((res, res), -1, np.int64)
-    grid[rows, cols] = np.arange(len(rows))
-    mirror = grid[rows, res - 1 - cols]  # the atlas is symmetric about u = 0.5: column c <-> res-1-c
-    face = face_id[rows, cols].astype(np.int64)
-    return UVLayout(res, np.stack([rows, cols], 1), face, bary[rows, cols], template.face_region[face],
-                    mirror, grid)
+    return layout_of(template.face_uvs, template.face_region, res)

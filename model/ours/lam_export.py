@@ -310,14 +310,14 @@ def offset_ply(offsets, rgb, opacities, scales, quats) -> bytes:
 def merged(avatar, target: int = DEFAULT_TARGET):
     """Our avatar's Gaussians merged to ~target: (ids [N] cluster of each of ours, then merge()'s outputs,
     uv [N,2] of ours in the template atlas). avatar: model.ours.avatar.HeadSplatAvatar."""
-    b, tpl = avatar.binding, avatar.fitted.template
+    b = avatar.binding
     g0 = avatar.gaussians()
     rgb = np.clip(g0.rgb, 0, 1).astype(np.float64)
     opac = g0.opacities.astype(np.float64)
-    uv = np.einsum("ni,nij->nj", b.bary, tpl.face_uvs[b.faces])
+    uv = np.einsum("ni,nij->nj", b.bary, avatar.face_uvs[b.faces])
     # the hair's texture would take the budget from the face by colour spread alone: its Gaussians count
     # for HAIR_WEIGHT of theirs, so eyes, lips and teeth keep their detail (and the mouth its opening)
-    w = footprint_weights(opac, g0.scales) * np.where(tpl.face_region[b.faces] == REGIONS.index("scalp"),
+    w = footprint_weights(opac, g0.scales) * np.where(avatar.face_region[b.faces] == REGIONS.index("scalp"),
                                                       HAIR_WEIGHT, 1.0)
     ids = cluster_ids(b.faces, uv, int(avatar.info.parameters.get("uv_res", 256)), target, g0.means, rgb, w,
                       avatar.head_radius)
@@ -332,14 +332,14 @@ def package_contents(avatar, target: int = DEFAULT_TARGET) -> dict:
     ids, w, means, quats, scales, opac, crgb, uv = merged(avatar, target)
     k = len(means)
     avg = lambda x: _segment_sum(ids, w.reshape(-1, *([1] * (x.ndim - 1))) * x, k)
-    surface = avg(b.sample @ rig.deform(fitted, None))  # [K,3] vertex on the template surface
+    surface = avg(b.sample @ avatar.vertices())  # [K,3] vertex on the avatar's surface
     # one rig evaluation per ARKit name; IGNORED_ARKIT names (no rig motion) give empty targets
     targets = {}
     for name in ARKIT_NAMES:
         controls = rig.validate({name: 1.0})
         moved = avatar.gaussians(controls).means if any(controls.values()) else g0.means
         targets[name] = avg(moved.astype(np.float64) - g0.means).astype(np.float32)
-    neck_w = np.clip(avg(b.sample @ rig.rig_of(fitted).neck_w), 0.0, 1.0)
+    neck_w = np.clip(avg(b.sample @ avatar.neck_weight), 0.0, 1.0)
     joints = np.zeros((k, 4), np.uint8)
     joints[:, 0], joints[:, 1] = 2, 1  # head, neckUpper
     weights = np.zeros((k, 4), np.float32)

@@ -23,7 +23,7 @@ sections.
 
 Sections (units: metres, radians):
 
-    vertices      f32 [V,3]   the fitted neutral template
+    vertices      f32 [V,3]   the fitted neutral template, then the bust (model.ours.bust; it never moves)
     faces         u16|u32 [F,3]
     delta_start   u32 [C+1]   expression c moves vertices delta_index[start[c]:start[c+1]]
     delta_index   u16|u32 [K]
@@ -84,10 +84,10 @@ def _index_dtype(n: int):
 def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
     """A HeadSplatAvatar -> (header fields, sections) before serialisation (see the module docstring)."""
     fitted, b = avatar.fitted, avatar.binding
-    tpl = fitted.template
     r = rig.rig_of(fitted)
-    V, C = len(fitted.vertices), len(rig.EXPRESSIONS)
-    deltas = r.deltas.reshape(C, V, 3)
+    vertices, C = avatar.vertices(), len(rig.EXPRESSIONS)
+    V = len(vertices)
+    deltas = r.deltas.reshape(C, len(fitted.vertices), 3)  # the template's vertices: the bust never moves
     starts, index, values, scales = [0], [], [], []
     for d in deltas:
         moved = np.flatnonzero(np.abs(d).max(1) > MIN_DELTA_M)
@@ -99,13 +99,13 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
     neutral = avatar.gaussians()
     bary = np.clip(np.round(b.bary[:, 1:] * BARY_SCALE), 0, BARY_SCALE)
     sections = {
-        "vertices": fitted.vertices.astype(np.float32),
-        "faces": tpl.faces.astype(_index_dtype(V)),
+        "vertices": vertices.astype(np.float32),
+        "faces": avatar.faces.astype(_index_dtype(V)),
         "delta_start": np.asarray(starts, np.uint32),
         "delta_index": np.concatenate(index).astype(_index_dtype(V)),
         "delta_value": np.concatenate(values).reshape(-1, 3),
         "delta_scale": np.asarray(scales, np.float32),
-        "neck_weight": r.neck_w.astype(np.float32),
+        "neck_weight": avatar.neck_weight.astype(np.float32),
         "eyeball_r": np.asarray(r.eyeballs[0], np.uint32),
         "eyeball_l": np.asarray(r.eyeballs[1], np.uint32),
         "hair": b.hair.astype(np.float32),
@@ -121,7 +121,7 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
     header = {
         "format": "headsplat-live", "version": FORMAT_VERSION,
         "method": {"id": avatar.info.id, "version": avatar.info.version},
-        "counts": {"vertices": V, "faces": len(tpl.faces), "used_faces": len(b.used_faces),
+        "counts": {"vertices": V, "faces": len(avatar.faces), "used_faces": len(b.used_faces),
                    "gaussians": len(b.faces), "expressions": C, "delta_entries": int(starts[-1])},
         "head_center": [float(x) for x in avatar.head_center], "head_radius": float(avatar.head_radius),
         "neck_pivot": [float(x) for x in fitted.neck_pivot],

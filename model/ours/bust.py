@@ -1,0 +1,246 @@
+"""The bust: the base of the neck and the upper shoulders under the head, so an avatar does not end in a
+cut neck (issue 20, item 4).
+
+The open template ends at the neck. The bust is built per photo in the *body's* frame, upright and facing
+the camera: a portrait's shoulders face the lens far more often than its head does, so a head turned 40
+degrees in the photo sits on shoulders seen square, as in the photo. (The head frame is the fit's; the body
+frame is the photo camera's frontal frame, FittedHead.posed_vertices' frame, where "up" is the photo's up.)
+Its shoulders are as wide as the photo's person mask shows them (shoulder_widths), and it is carved to the
+photo's silhouette like the hair (carve): any point of it over the photo's background would have hidden
+that background. It never moves under the rig: the head turns on it.
+
+Surface: rings down the body (its top ring inside the neck, so the two overlap and no gap opens when the head
+turns) by columns round the body's vertical axis; each ring a superellipse whose half-width grows from the
+neck's along the shoulder line and whose depth grows to the chest's. The grid is its own UV chart, fixed for
+every avatar (so its texel layout is computed once): u = azimuth (0.5 at the front, u -> 1 - u mirrors x, as
+in the template's atlas), v down the rings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from model.head.fitting import FittedHead
+from model.head.mesh import vertex_normals
+from model.head.template import REGIONS
+from model.ours.binding import UVLayout, layout_of
+
+REGION = len(REGIONS)  # the bust's region index, after the template's (HeadSplatAvatar.face_region)
+COLS, RINGS = 96, 56  # grid: azimuth columns, rings top to bottom
+V_SPAN = 0.26  # the chart's v extent: ~ the profile's length over the shoulders' girth, so texels are ~square
+TEXEL_RES = 192  # the chart's texel raster (~5 mm on a 1 m girth)
+
+# Body measurements, metres (adult anthropometry; the photo overrides the shoulder widths where it shows them)
+TOP_OVERLAP = 0.035  # the top ring sits this far up inside the neck
+BOTTOM = 0.17  # the bust ends this far below the neck's base
+SHOULDER_DROP = 0.06  # the shoulder's tip (acromion) lies this far below the neck's base
+SHOULDER_HALF_WIDTH = 0.185  # neck axis to the shoulder's tip
+DELTOID = 0.012  # the upper arm's bulge beyond the shoulder's tip
+CHEST_HALF_DEPTH = 0.105
+BACK_SHIFT = 0.02  # the torso's axis lies behind the neck's
+HALF_WIDTH_RANGE = (0.14, 0.25)  # measured half-widths (tip + deltoid) outside this are not a shoulder
+CARVE_FRACTIONS = np.linspace(1.0, 0.4, 13)  # radial fractions tried when carving, widest first
+MIN_SHOWN = 0.25  # of the bust's front on the photo's person: the photo shows the body (build_bust)
+
+
+@dataclass(frozen=True)
+class Bust:
+    vertices: np.ndarray  # [B,3] metres, head frame (the template's world)
+    faces: np.ndarray  # [G,3] indices into vertices
+    depths: np.ndarray  # [RINGS] metres below the neck's base of each ring (negative: inside the neck)
+    shoulders: tuple  # (right, left) half-widths measured on the photo, metres; None where it shows none
+
+    def chart_row(self, h: float) -> float:
+        """The row of the chart's texel raster (bust_layout) at depth h below the neck's base (metres)."""
+        return float(np.interp(h, self.depths, np.arange(RINGS))) / (RINGS - 1) * V_SPAN * TEXEL_RES
+
+
+@lru_cache(maxsize=1)
+def grid() -> tuple[np.ndarray, np.ndarray]:
+    """The fixed topology: faces [G,3] into the RINGS x COLS vertex grid (row-major, columns wrap round) and
+    their UVs [G,3,2]."""
+    r, c = np.meshgrid(np.arange(RINGS - 1), np.arange(COLS), indexing="ij")
+    c1 = (c + 1) % COLS
+    a, b, d, e = r * COLS + c, r * COLS + c1, (r + 1) * COLS + c, (r + 1) * COLS + c1
+    faces = np.concatenate([np.stack([a, d, b], -1).reshape(-1, 3), np.stack([b, d, e], -1).reshape(-1, 3)])
+    u = lambda cc: cc / COLS  # noqa: E731
+    v = lambda rr: rr / (RINGS - 1) * V_SPAN  # noqa: E731
+    uva = np.stack([u(c), v(r)], -1)
+    uvb, uvd, uve = np.stack([u(c + 1), v(r)], -1), np.stack([u(c), v(r + 1)], -1), np.stack([u(c + 1), v(r + 1)], -1)
+    face_uvs = np.concatenate([np.stack([uva, uvd, uvb], 2).reshape(-1, 3, 2),
+                               np.stack([uvb, uvd, uve], 2).reshape(-1, 3, 2)])
+    return faces.astype(np.int64), face_uvs
+
+
+@lru_cache(maxsize=1)
+def bust_layout() -> UVLayout:
+    """The texels of the bust's chart (grid()), one Gaussian or more each, as the template atlas' texels."""
+    faces, face_uvs = grid()
+    return layout_of(face_uvs, np.full(len(faces), REGION), TEXEL_RES)
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def profile(h: np.ndarray, neck: tuple[float, float], half_width: float) -> tuple[np.ndarray, ...]:
+    """Ring shape at depths h [R] below the neck's base (metres, negative inside the neck): half-width [R] to one
+    side (shoulder tip + deltoid = half_width at the shoulder), half-depth [R], the axis' shift back [R] and the
+    superellipse exponent [R]. neck: the neck's base half-width and half-depth, metres."""
+    nx, nz = neck
+    tip = half_width - DELTOID
+    base = 1.05 * nx
+    s = np.clip(h / SHOULDER_DROP, 0.0, 1.0) ** (1 / 1.6)  # the trapezius: steep by the neck, flatter outwards
+    a = np.where(h <= 0, nx * (1.05 - 0.13 * np.clip(-h / TOP_OVERLAP, 0, 1)), base + (tip - base) * s)
+    a = a + DELTOID * np.sin(0.5 * np.pi * np.clip((h - SHOULDER_DROP) / 0.05, 0, 1))
+    grow = _smoothstep(h / SHOULDER_DROP)  # the chest's depth is reached at the shoulder's tip
+    c = np.where(h <= 0, nz * (0.95 - 0.07 * np.clip(-h / TOP_OVERLAP, 0, 1)),
+                 0.95 * nz + (CHEST_HALF_DEPTH - 0.95 * nz) * grow)
+    return a, c, BACK_SHIFT * grow, 2.0 + 1.5 * grow
+
+
+def _neck_base(fitted: FittedHead, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """The neck's base in the body frame (body [3,3]: its rotation from the head frame, about the neck pivot):
+    its centre [3] and (half-width, half-depth), metres."""
+    c0 = fitted.neck_pivot
+    neck = (fitted.vertices[fitted.template.region_vertices("neck")] - c0) @ body.T + c0
+    low = neck[neck[:, 1] < neck[:, 1].min() + 0.01]
+    centre = low.mean(0)
+    return centre, (float(np.ptp(low[:, 0]) / 2), float(np.ptp(low[:, 2]) / 2))
+
+
+def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | None, float | None]:
+    """(right, left) half-widths of the shoulders in metres, neck axis to the outer edge of the upper arm, as the
+    photo's person mask (person [H,W] bool) shows them a little below the shoulder's tip: the unbroken run of
+    person pixels from the neck outwards, on the plane of the neck's base. None for a side the photo crops,
+    or whose run is not a shoulder's (HALF_WIDTH_RANGE: a neighbour, or a mask that misses the clothing)."""
+    centre, _ = _neck_base(fitted, fitted.head_rotation)
+    cam = fitted.frontal_camera
+    h, w = person.shape
+    reach = np.linspace(0.0, HALF_WIDTH_RANGE[1] + 0.03, 188)  # 1.5 mm steps
+    out = []
+    for side in (-1.0, 1.0):  # the subject's right is -x
+        pts = np.repeat(centre[None], len(reach), 0)
+        pts[:, 0] += side * reach
+        pts[:, 1] -= SHOULDER_DROP + 0.03
+        pts[:, 2] -= BACK_SHIFT
+        uv, z = cam.project(pts)
+        px = np.round(uv).astype(np.int64)
+        inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+        on = np.zeros(len(px), bool)
+        on[inside] = person[px[inside, 1], px[inside, 0]]
+        run = int(np.cumprod(on).sum())  # samples from the axis out, all on the person
+        if run == 0 or run == len(reach) or (run < len(reach) and not inside[run]):
+            out.append(None)  # no person under the neck, a run to the end, or cropped by the frame
+            continue
+        width = float(reach[run - 1])
+        out.append(width if HALF_WIDTH_RANGE[0] <= width <= HALF_WIDTH_RANGE[1] else None)
+    return out[0], out[1]
+
+
+def ring_depths(neck: tuple[float, float], half_width: float) -> np.ndarray:
+    """[RINGS] depths below the neck's base (metres), evenly spaced along the profile (the mean of its side and
+    front outlines), so the shoulders' tops, which run out more than down, get as many rings as their length."""
+    hh = np.linspace(-TOP_OVERLAP, BOTTOM, 1000)
+    a, c, _, _ = profile(hh, neck, half_width)
+    dh = np.diff(hh)
+    ds = 0.5 * (np.hypot(dh, np.diff(a)) + np.hypot(dh, np.diff(c)))
+    s = np.concatenate([[0.0], np.cumsum(ds)])
+    return np.interp(np.linspace(0, s[-1], RINGS), s, hh)
+
+
+def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None],
+                  body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([RINGS*COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths, ring_depths).
+    widths: (right, left) half-widths or None
+    (the default, mirrored from the other side when that one is known); body [3,3]: the body frame's rotation
+    from the head frame about the neck pivot (FittedHead.head_rotation: upright facing the photo's camera;
+    the identity: the head's own)."""
+    right, left = widths
+    right = right if right is not None else (left if left is not None else SHOULDER_HALF_WIDTH + DELTOID)
+    left = left if left is not None else right
+    centre, neck = _neck_base(fitted, body)
+    hh = ring_depths(neck, 0.5 * (right + left))
+    # each ring: a superellipse, each half (front to back) cut into COLS / 2 columns of equal length (by
+    # angle, a boxy superellipse's sides would get few, long ones); the left half (+x) at u > 0.5
+    half = COLS // 2
+    x = np.empty((RINGS, COLS))
+    z = np.empty((RINGS, COLS))
+    t = np.linspace(0.0, np.pi, 721)
+    sin, cos = np.sin(t), np.cos(t)
+    for side, w in ((-1, right), (1, left)):
+        a, c, back, n = profile(hh, neck, w)
+        e = 2.0 / n[:, None]
+        hx = a[:, None] * sin[None] ** e
+        hz = c[:, None] * np.sign(cos)[None] * np.abs(cos)[None] ** e - back[:, None]
+        arc = np.concatenate([np.zeros((RINGS, 1)), np.cumsum(np.hypot(np.diff(hx), np.diff(hz)), 1)], 1)
+        cols = half + side * np.arange(half + 1)  # front (u = 0.5) to back; the back's column wraps to 0
+        for r in range(RINGS):
+            at = np.linspace(0.0, arc[r, -1], half + 1)
+            x[r, cols % COLS] = side * np.interp(at, arc[r], hx[r])
+            z[r, cols % COLS] = np.interp(at, arc[r], hz[r])
+    points = np.stack([centre[0] + x, np.repeat((centre[1] - hh)[:, None], COLS, 1), centre[2] + z], -1).reshape(-1, 3)
+    c0 = fitted.neck_pivot
+    return (points - c0) @ body + c0, hh  # body frame -> head frame
+
+
+def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """The bust's vertices [B,3] pulled in towards its axis (per vertex, the widest of CARVE_FRACTIONS of its
+    distance from the axis, smoothed round each ring) where they would project onto the photo's background
+    (person [H,W] bool); points outside the frame or behind the camera are kept. body: as for body_vertices."""
+    cam, (h, w) = fitted.camera, person.shape
+    centre, _ = _neck_base(fitted, body)
+    c0 = fitted.neck_pivot
+    axis = (np.array([centre[0], 0.0, centre[2] - BACK_SHIFT]) - c0) @ body + c0  # a point on it
+    up = np.array([0.0, 1.0, 0.0]) @ body
+    rel = vertices - axis
+    radial = rel - (rel @ up)[:, None] * up[None]
+    pts = (vertices - radial)[None] + CARVE_FRACTIONS[:, None, None] * radial[None]
+    uv, z = cam.project(pts.reshape(-1, 3))
+    px = np.round(uv).astype(np.int64)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+    ok = ~inside
+    ok[inside] = person[px[inside, 1], px[inside, 0]]
+    ok = ok.reshape(len(CARVE_FRACTIONS), -1)
+    frac = np.where(ok.any(0), CARVE_FRACTIONS[np.argmax(ok, axis=0)], CARVE_FRACTIONS[-1]).reshape(RINGS, COLS)
+    for _ in range(3):  # no stair steps round a ring or down the body
+        frac = 0.25 * (np.roll(frac, 1, 1) + np.roll(frac, -1, 1)) + 0.5 * frac
+        frac[1:-1] = 0.25 * (frac[:-2] + frac[2:]) + 0.5 * frac[1:-1]
+    return vertices - radial + frac.reshape(-1, 1) * radial
+
+
+def shown_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, depths: np.ndarray) -> float:
+    """The fraction of the bust's front (below the neck, the middle third of its columns: u in [1/3, 2/3]) that
+    projects onto the photo's person (person [H,W] bool). vertices, depths: body_vertices'."""
+    v = vertices.reshape(RINGS, COLS, 3)
+    front = np.abs(np.arange(COLS) / COLS - 0.5) < 1 / 6
+    pts = v[depths > 0.02][:, front].reshape(-1, 3)
+    uv, z = fitted.camera.project(pts)
+    px = np.round(uv).astype(np.int64)
+    h, w = person.shape
+    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+    return float(person[px[inside, 1], px[inside, 0]].sum() / len(pts))
+
+
+def build_bust(fitted: FittedHead, person: np.ndarray) -> Bust:
+    """The bust under `fitted`'s head, shaped to the photo's person mask (person [H,W] probability).
+
+    Upright facing the photo's camera where the photo shows the bust (MIN_SHOWN of its front on the person);
+    a photo cropped at the neck says nothing of the body's turn, and the bust then follows the head's frame,
+    so that seen from the front the avatar sits square on its shoulders."""
+    mask = person > 0.5
+    widths = shoulder_widths(fitted, mask)
+    body = fitted.head_rotation
+    vertices, depths = body_vertices(fitted, widths, body)
+    if shown_fraction(fitted, mask, vertices, depths) < MIN_SHOWN:
+        body = np.eye(3)
+        vertices, depths = body_vertices(fitted, widths, body)
+    return Bust(carve(fitted, mask, vertices, body), grid()[0], depths, widths)
+
+
+def bust_normals(bust: Bust) -> np.ndarray:
+    """[B,3] unit outward normals of the bust's vertices."""
+    return vertex_normals(bust.vertices, bust.faces)
