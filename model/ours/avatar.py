@@ -50,9 +50,9 @@ from model.ours.binding import (
     uv_tangent_coefficients,
 )
 from model.ours.bust import REGION as BUST_REGION
-from model.ours.bust import SHOULDER_DROP, Bust, build_bust, bust_layout, bust_normals
+from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals
 from model.ours.bust import grid as bust_grid
-from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture, ring_colours
+from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -74,8 +74,6 @@ METHOD_VERSION = "0.9.0"
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
 SPLIT_RATIO, SPLIT_MIN_M, SPLIT_MAX = 2.0, 0.002, 8
 UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
-UNSEEN_CLOTHING = 0.3  # grey of the bust where the photo shows none of its ring nor one near it
-BUST_RING_REACH = 0.03  # chart v (~3 cm): how far up or down a ring's colour reaches rings the photo does not show
 
 
 @dataclass
@@ -559,8 +557,7 @@ class HeadSplat(Method):
               surface: np.ndarray) -> tuple[Bust, np.ndarray]:
         """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
         them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not
-        (symmetric fusion), else the colour of the texel's ring (a shirt goes round the back), else
-        UNSEEN_CLOTHING."""
+        (symmetric fusion), else the colour of the texel's ring (bust.bust_colours)."""
         tpl = fitted.template
         bust = build_bust(fitted, ev.person)
         layout = bust_layout()
@@ -574,12 +571,7 @@ class HeadSplat(Method):
                                     np.concatenate([tpl.faces, faces + len(surface)]))
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
-        # a ring's colour reaches BUST_RING_REACH up and down; below the shoulders (clothing, not the neck's
-        # skin) it reaches all the way down: the photo's frame cuts the chest, the shirt goes on
-        ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), BUST_RING_REACH * layout.res)
-        chest = ring_colours(layout, rgb, conf, layout.rc[:, 0] >= bust.chart_row(SHOULDER_DROP))
-        ring = np.where(np.isnan(ring), np.where(np.isnan(chest), UNSEEN_CLOTHING, chest), ring)
-        return bust, np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
+        return bust, bust_colours(bust, rgb, conf, ev.skin_log)
 
 
 def texel_gaussians(layout: UVLayout, faces: np.ndarray, face_uvs: np.ndarray, surface: np.ndarray,

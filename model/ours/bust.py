@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from model.head.fitting import FittedHead
 from model.head.mesh import vertex_normals
+from model.head.segmentation import SKIN_LOG_EPS, SKIN_MAHALANOBIS, skin_distance
 from model.head.template import REGIONS
 from model.ours.binding import UVLayout, layout_of
+from model.ours.texture import SEEN_CONF, ring_colours
 
 REGION = len(REGIONS)  # the bust's region index, after the template's (HeadSplatAvatar.face_region)
 COLS, RINGS = 96, 56  # grid: azimuth columns, rings top to bottom
@@ -41,20 +44,32 @@ DELTOID = 0.012  # the upper arm's bulge beyond the shoulder's tip
 CHEST_HALF_DEPTH = 0.105
 BACK_SHIFT = 0.02  # the torso's axis lies behind the neck's
 HALF_WIDTH_RANGE = (0.14, 0.25)  # measured half-widths (tip + deltoid) outside this are not a shoulder
+DROP_RANGE = (0.02, 0.1)  # measured shoulder drops are clamped to this
+ROOT_RANGE = (-0.1, 0.02)  # and the shoulder line's root, below the template neck's base
+# The template's neck runs on below where shoulders begin: on astronaut and Grace Hopper the photo's shoulder
+# line leaves the neck 6.8 and 8.2 cm above the neck's base. Where the photo shows none, half that.
+DEFAULT_ROOT = -0.04
 CARVE_FRACTIONS = np.linspace(1.0, 0.4, 13)  # radial fractions tried when carving, widest first
 MIN_SHOWN = 0.25  # of the bust's front on the photo's person: the photo shows the body (build_bust)
+MAX_TURN_DEG = 40.0  # the most the body turns from the head's frame (build_bust)
+UNSEEN_CLOTHING = 0.3  # grey of the bust where the photo shows none of its ring nor one near it
+RING_REACH = 0.03  # chart v (~3 cm): how far up or down a ring's colour reaches rings the photo does not show
 
 
 @dataclass(frozen=True)
 class Bust:
     vertices: np.ndarray  # [B,3] metres, head frame (the template's world)
     faces: np.ndarray  # [G,3] indices into vertices
-    depths: np.ndarray  # [RINGS] metres below the neck's base of each ring (negative: inside the neck)
     shoulders: tuple  # (right, left) half-widths measured on the photo, metres; None where it shows none
+    root: float | None  # the shoulder line's root measured on the photo (shoulder_line), metres; None: default
+    drops: tuple  # (right, left) shoulder drops measured on the photo, metres; None where it shows none
+    depths: np.ndarray  # [RINGS] metres below the shoulder line's root of each ring (negative: inside the neck)
 
-    def chart_row(self, h: float) -> float:
-        """The row of the chart's texel raster (bust_layout) at depth h below the neck's base (metres)."""
-        return float(np.interp(h, self.depths, np.arange(RINGS))) / (RINGS - 1) * V_SPAN * TEXEL_RES
+    @property
+    def chest_row(self) -> float:
+        """The row of the chart's texel raster (bust_layout) at the shoulders' tips: the chest begins below."""
+        ring = float(np.interp(np.mean(_sides(self.drops, SHOULDER_DROP)), self.depths, np.arange(RINGS)))
+        return ring / (RINGS - 1) * V_SPAN * TEXEL_RES
 
 
 @lru_cache(maxsize=1)
@@ -86,20 +101,26 @@ def _smoothstep(x):
     return x * x * (3 - 2 * x)
 
 
-def profile(h: np.ndarray, neck: tuple[float, float], half_width: float) -> tuple[np.ndarray, ...]:
-    """Ring shape at depths h [R] below the neck's base (metres, negative inside the neck): half-width [R] to one
-    side (shoulder tip + deltoid = half_width at the shoulder), half-depth [R], the axis' shift back [R] and the
-    superellipse exponent [R]. neck: the neck's base half-width and half-depth, metres."""
-    nx, nz = neck
-    tip = half_width - DELTOID
-    base = 1.05 * nx
-    s = np.clip(h / SHOULDER_DROP, 0.0, 1.0) ** (1 / 1.6)  # the trapezius: steep by the neck, flatter outwards
-    a = np.where(h <= 0, nx * (1.05 - 0.13 * np.clip(-h / TOP_OVERLAP, 0, 1)), base + (tip - base) * s)
-    a = a + DELTOID * np.sin(0.5 * np.pi * np.clip((h - SHOULDER_DROP) / 0.05, 0, 1))
-    grow = _smoothstep(h / SHOULDER_DROP)  # the chest's depth is reached at the shoulder's tip
-    c = np.where(h <= 0, nz * (0.95 - 0.07 * np.clip(-h / TOP_OVERLAP, 0, 1)),
-                 0.95 * nz + (CHEST_HALF_DEPTH - 0.95 * nz) * grow)
-    return a, c, BACK_SHIFT * grow, 2.0 + 1.5 * grow
+SHOULDER_CURVE = 1.6  # the shoulder line: drop x (out / tip's out) ** SHOULDER_CURVE, steep by the neck
+
+
+def outline(h: np.ndarray, neck_half_width: float, half_width: float, drop: float) -> np.ndarray:
+    """Half-width [R] of the rings to one side at depths h [R] below the neck's base (metres, negative inside the
+    neck): the shoulder line runs from the neck out to the shoulder's tip `drop` lower, then the upper arm
+    bulges by DELTOID (half_width = tip + DELTOID)."""
+    tip, base = half_width - DELTOID, 1.05 * neck_half_width
+    s = np.clip(h / drop, 0.0, 1.0) ** (1 / SHOULDER_CURVE)
+    a = np.where(h <= 0, neck_half_width * (1.05 - 0.13 * np.clip(-h / TOP_OVERLAP, 0, 1)), base + (tip - base) * s)
+    return a + DELTOID * np.sin(0.5 * np.pi * np.clip((h - drop) / 0.05, 0, 1))
+
+
+def girth(h: np.ndarray, neck_half_depth: float, drop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rings' half-depth [R], their axis' shift back [R] and superellipse exponent [R] at depths h [R]: the
+    neck's round section grows to the chest's boxy one by the shoulders' tips (`drop` below the neck's base)."""
+    grow = _smoothstep(h / drop)
+    c = np.where(h <= 0, neck_half_depth * (0.95 - 0.07 * np.clip(-h / TOP_OVERLAP, 0, 1)),
+                 0.95 * neck_half_depth + (CHEST_HALF_DEPTH - 0.95 * neck_half_depth) * grow)
+    return c, BACK_SHIFT * grow, 2.0 + 1.5 * grow
 
 
 def _neck_base(fitted: FittedHead, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
@@ -141,29 +162,81 @@ def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | Non
     return out[0], out[1]
 
 
-def ring_depths(neck: tuple[float, float], half_width: float) -> np.ndarray:
+def shoulder_line(fitted: FittedHead, person: np.ndarray, widths: tuple[float | None, float | None]
+                  ) -> tuple[float | None, tuple[float | None, float | None]]:
+    """The shoulder line as the photo's person mask (person [H,W] bool) draws it: (root, (right, left) drops),
+    metres. root: how far below the template neck's base the line leaves the neck (negative: above it; the
+    mean of both sides); drops: how much lower it reaches the shoulder's tip. Fitted to the mask's top at a few
+    places along each shoulder, above the bust's axis (root + drop x (out / tip's out) ** SHOULDER_CURVE).
+    None for a side with fewer than 3 readings (cropped, or a person above the line: hair falling to it, a
+    neighbour). Clamped to ROOT_RANGE and DROP_RANGE. widths: shoulder_widths' (defaults where None)."""
+    centre, (nx, _) = _neck_base(fitted, fitted.head_rotation)
+    cam = fitted.frontal_camera
+    h, w = person.shape
+    down = np.linspace(-0.06, 0.14, 101)  # 2 mm steps, from above the neck's base
+    out = []
+    for side, width in zip((-1.0, 1.0), _sides(widths, SHOULDER_HALF_WIDTH + DELTOID)):
+        base, tip = 1.05 * nx, width - DELTOID
+        found = []
+        for x in np.linspace(base + 0.04, tip - 0.01, 6):
+            pts = np.repeat(centre[None], len(down), 0)
+            pts[:, 0] += side * x
+            pts[:, 1] -= down
+            pts[:, 2] -= BACK_SHIFT
+            uv, z = cam.project(pts)
+            px = np.round(uv).astype(np.int64)
+            inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+            if not inside.all():
+                continue
+            on = person[px[:, 1], px[:, 0]]
+            if on[0] or not on.any():
+                continue  # the person already above the line (hair, a neighbour) or no shoulder below
+            top = int(np.argmax(on))
+            if on[top:top + 5].all():  # a centimetre of person under the line, not a stray pixel
+                found.append((((x - base) / (tip - base)) ** SHOULDER_CURVE, down[top]))
+        if len(found) >= 3:
+            t, top = np.array(found).T
+            out.append(np.linalg.lstsq(np.stack([np.ones_like(t), t], 1), top, rcond=None)[0])
+        else:
+            out.append(None)
+    roots = [f[0] for f in out if f is not None]
+    root = float(np.clip(np.mean(roots), *ROOT_RANGE)) if roots else None
+    return root, tuple(None if f is None else float(np.clip(f[1], *DROP_RANGE)) for f in out)
+
+
+def ring_depths(neck: tuple[float, float], half_width: float, drop: float) -> np.ndarray:
     """[RINGS] depths below the neck's base (metres), evenly spaced along the profile (the mean of its side and
     front outlines), so the shoulders' tops, which run out more than down, get as many rings as their length."""
     hh = np.linspace(-TOP_OVERLAP, BOTTOM, 1000)
-    a, c, _, _ = profile(hh, neck, half_width)
+    a, c = outline(hh, neck[0], half_width, drop), girth(hh, neck[1], drop)[0]
     dh = np.diff(hh)
     ds = 0.5 * (np.hypot(dh, np.diff(a)) + np.hypot(dh, np.diff(c)))
     s = np.concatenate([[0.0], np.cumsum(ds)])
     return np.interp(np.linspace(0, s[-1], RINGS), s, hh)
 
 
-def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None],
-                  body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """([RINGS*COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths, ring_depths).
-    widths: (right, left) half-widths or None
-    (the default, mirrored from the other side when that one is known); body [3,3]: the body frame's rotation
-    from the head frame about the neck pivot (FittedHead.head_rotation: upright facing the photo's camera;
-    the identity: the head's own)."""
-    right, left = widths
-    right = right if right is not None else (left if left is not None else SHOULDER_HALF_WIDTH + DELTOID)
-    left = left if left is not None else right
+def _sides(pair: tuple[float | None, float | None], default: float) -> tuple[float, float]:
+    """(right, left) with a side the photo did not show taken from the other, or `default`."""
+    right, left = pair
+    right = right if right is not None else (left if left is not None else default)
+    return right, (left if left is not None else right)
+
+
+def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None], root: float | None,
+                  drops: tuple[float | None, float | None], body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([RINGS*COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths below the shoulder
+    line's root, ring_depths). widths, root, drops: shoulder_widths' and shoulder_line's, None for the default
+    (a side: the other side's when that one is known); body [3,3]: the body frame's rotation from the head
+    frame about the neck pivot (FittedHead.head_rotation: upright facing the photo's camera; the identity: the
+    head's own)."""
+    right, left = _sides(widths, SHOULDER_HALF_WIDTH + DELTOID)
+    drop_r, drop_l = _sides(drops, SHOULDER_DROP)
     centre, neck = _neck_base(fitted, body)
-    hh = ring_depths(neck, 0.5 * (right + left))
+    centre[1] -= DEFAULT_ROOT if root is None else root
+    mean_drop = 0.5 * (drop_r + drop_l)  # one girth for both sides: the two halves meet at the midline
+    hh = ring_depths(neck, 0.5 * (right + left), mean_drop)
+    c, back, n = girth(hh, neck[1], mean_drop)
+    e = 2.0 / n[:, None]
     # each ring: a superellipse, each half (front to back) cut into COLS / 2 columns of equal length (by
     # angle, a boxy superellipse's sides would get few, long ones); the left half (+x) at u > 0.5
     half = COLS // 2
@@ -171,9 +244,8 @@ def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None],
     z = np.empty((RINGS, COLS))
     t = np.linspace(0.0, np.pi, 721)
     sin, cos = np.sin(t), np.cos(t)
-    for side, w in ((-1, right), (1, left)):
-        a, c, back, n = profile(hh, neck, w)
-        e = 2.0 / n[:, None]
+    for side, w, drop in ((-1, right, drop_r), (1, left, drop_l)):
+        a = outline(hh, neck[0], w, drop)
         hx = a[:, None] * sin[None] ** e
         hz = c[:, None] * np.sign(cos)[None] * np.abs(cos)[None] ** e - back[:, None]
         arc = np.concatenate([np.zeros((RINGS, 1)), np.cumsum(np.hypot(np.diff(hx), np.diff(hz)), 1)], 1)
@@ -225,20 +297,52 @@ def shown_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray,
     return float(person[px[inside, 1], px[inside, 0]].sum() / len(pts))
 
 
+def _limited(rotation: np.ndarray, max_angle: float) -> np.ndarray:
+    """rotation [3,3] scaled down along its own axis to at most max_angle radians."""
+    rv = Rotation.from_matrix(rotation).as_rotvec()
+    angle = np.linalg.norm(rv)
+    return rotation if angle <= max_angle else Rotation.from_rotvec(rv * max_angle / angle).as_matrix()
+
+
 def build_bust(fitted: FittedHead, person: np.ndarray) -> Bust:
     """The bust under `fitted`'s head, shaped to the photo's person mask (person [H,W] probability).
 
-    Upright facing the photo's camera where the photo shows the bust (MIN_SHOWN of its front on the person);
-    a photo cropped at the neck says nothing of the body's turn, and the bust then follows the head's frame,
-    so that seen from the front the avatar sits square on its shoulders."""
+    Upright facing the photo's camera where the photo shows the bust (MIN_SHOWN of its front on the person),
+    turned at most MAX_TURN_DEG from the head's frame (a body squarely under a head turned or tilted further
+    looks broken from the front, and the person mask of a crop or a group photo is a weak witness); a photo
+    cropped at the neck says nothing of the body's turn, and the bust then follows the head's frame, so that
+    seen from the front the avatar sits square on its shoulders."""
     mask = person > 0.5
     widths = shoulder_widths(fitted, mask)
-    body = fitted.head_rotation
-    vertices, depths = body_vertices(fitted, widths, body)
+    root, drops = shoulder_line(fitted, mask, widths)
+    body = _limited(fitted.head_rotation, np.deg2rad(MAX_TURN_DEG))
+    vertices, depths = body_vertices(fitted, widths, root, drops, body)
     if shown_fraction(fitted, mask, vertices, depths) < MIN_SHOWN:
-        body = np.eye(3)
-        vertices, depths = body_vertices(fitted, widths, body)
-    return Bust(carve(fitted, mask, vertices, body), grid()[0], depths, widths)
+        body, root, drops = np.eye(3), None, (None, None)
+        vertices, depths = body_vertices(fitted, widths, root, drops, body)
+    return Bust(carve(fitted, mask, vertices, body), grid()[0], widths, root, drops, depths)
+
+
+def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, skin_log: tuple | None) -> np.ndarray:
+    """[T,3] the bust's texel colours (bust_layout's texels) from the photo's, rgb [T,3] in [0,1] with their
+    confidence conf [T] (model.ours.texture.project_texture, after any symmetric fusion): a texel the photo
+    sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours: a shirt goes
+    round the back) where the photo shows that ring or one within RING_REACH; below the shoulders' tips (the
+    chest: clothing, not the neck) the nearest chest ring's the photo shows, across its bottom edge, in
+    other than the face's skin colours (skin_log from segmentation.photo_evidence: hands, arms or a bare
+    chest are not spread round the body). Else UNSEEN_CLOTHING: a photo cut at the chin gets a plain top,
+    not a stretched neck. (Reaching further up for the clothing took a group photo's background, a card in
+    a hand, a shadowed neck's skin all round the body.)"""
+    layout = bust_layout()
+    chest = layout.rc[:, 0] >= bust.chest_row
+    chest_conf = conf
+    if skin_log is not None:
+        skin = skin_distance(np.log(np.clip(rgb, 0, 1) + SKIN_LOG_EPS), skin_log) <= SKIN_MAHALANOBIS
+        chest_conf = np.where(skin, 0.0, conf)
+    ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res)
+    below = ring_colours(layout, rgb, chest_conf, chest)
+    ring = np.where(np.isnan(ring), np.where(np.isnan(below), UNSEEN_CLOTHING, below), ring)
+    return np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
 
 
 def bust_normals(bust: Bust) -> np.ndarray:
