@@ -97,16 +97,18 @@ def test_the_bust_lies_under_the_neck_and_is_as_wide_as_shoulders(astronaut):
 
 def test_the_shirt_goes_round_the_back(astronaut):
     """Astronaut's orange suit, seen at the front, colours the bust's back (which the photo does not show)."""
+    from model.core.gaussians import quat_to_rotmat
     g = astronaut.gaussians()
     bust = _bust(astronaut)
-    cam = astronaut.input_camera
-    facing = ((cam.position[None] - g.means) * (g.means - astronaut.bust.vertices.mean(0))).sum(1)
-    low = g.means[:, 1] < np.percentile(g.means[bust, 1], 25)  # the chest, below the suit's collar ring
+    normal = quat_to_rotmat(g.quats)[:, :, 2]  # a bound Gaussian's third axis is its surface's normal
+    facing = (normal * (astronaut.input_camera.position[None] - g.means)).sum(1)
+    side = np.abs(normal[:, 1]) < 0.5  # the body's side, not its flat bottom
+    low = side & (g.means[:, 1] < np.percentile(g.means[bust & side, 1], 25))  # the chest, below the suit's ring
     front, back = bust & low & (facing > 0), bust & low & (facing < 0)
-    assert front.sum() > 500 and back.sum() > 500
+    assert front.sum() > 200 and back.sum() > 200, (front.sum(), back.sum())
     f, b = np.median(g.rgb[front], 0), np.median(g.rgb[back], 0)
     assert f[0] > f[2] + 0.2 and b[0] > b[2] + 0.2, (f, b)  # orange, front and back
-    assert np.abs(f - b).max() < 0.15
+    assert np.abs(f - b).max() < 0.2
 
 
 def test_a_turned_head_sits_on_shoulders_square_to_the_camera(astronaut):

@@ -32,7 +32,8 @@ from model.ours.texture import SEEN_CONF, ring_colours
 
 REGION = len(REGIONS)  # the bust's region index, after the template's (HeadSplatAvatar.face_region)
 COLS, RINGS = 96, 56  # grid: azimuth columns, rings top to bottom
-V_SPAN = 0.26  # the chart's v extent: ~ the profile's length over the shoulders' girth, so texels are ~square
+CAP_RINGS = 24  # then rings closing the bottom, a flat disc (the chart's rows go on below the side's)
+V_SPAN = 0.26  # the side rings' v extent in the chart: ~ the profile's length over the shoulders' girth (~square texels)
 TEXEL_RES = 192  # the chart's texel raster (~5 mm on a 1 m girth)
 
 # Body measurements, metres (adult anthropometry; the photo overrides the shoulder widths where it shows them)
@@ -74,14 +75,14 @@ class Bust:
 
 @lru_cache(maxsize=1)
 def grid() -> tuple[np.ndarray, np.ndarray]:
-    """The fixed topology: faces [G,3] into the RINGS x COLS vertex grid (row-major, columns wrap round) and
-    their UVs [G,3,2]."""
-    r, c = np.meshgrid(np.arange(RINGS - 1), np.arange(COLS), indexing="ij")
+    """The fixed topology: faces [G,3] into the (RINGS + CAP_RINGS) x COLS vertex grid (row-major, columns wrap
+    round) and their UVs [G,3,2]."""
+    r, c = np.meshgrid(np.arange(RINGS + CAP_RINGS - 1), np.arange(COLS), indexing="ij")
     c1 = (c + 1) % COLS
     a, b, d, e = r * COLS + c, r * COLS + c1, (r + 1) * COLS + c, (r + 1) * COLS + c1
     faces = np.concatenate([np.stack([a, d, b], -1).reshape(-1, 3), np.stack([b, d, e], -1).reshape(-1, 3)])
     u = lambda cc: cc / COLS  # noqa: E731
-    v = lambda rr: rr / (RINGS - 1) * V_SPAN  # noqa: E731
+    v = lambda rr: rr / (RINGS - 1) * V_SPAN  # noqa: E731  (the cap's rows as long as the side's: ~its radius)
     uva = np.stack([u(c), v(r)], -1)
     uvb, uvd, uve = np.stack([u(c + 1), v(r)], -1), np.stack([u(c), v(r + 1)], -1), np.stack([u(c + 1), v(r + 1)], -1)
     face_uvs = np.concatenate([np.stack([uva, uvd, uvb], 2).reshape(-1, 3, 2),
@@ -224,7 +225,7 @@ def _sides(pair: tuple[float | None, float | None], default: float) -> tuple[flo
 
 def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None], root: float | None,
                   drops: tuple[float | None, float | None], body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """([RINGS*COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths below the shoulder
+    """([(RINGS + CAP_RINGS) * COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths below the shoulder
     line's root, ring_depths). widths, root, drops: shoulder_widths' and shoulder_line's, None for the default
     (a side: the other side's when that one is known); body [3,3]: the body frame's rotation from the head
     frame about the neck pivot (FittedHead.head_rotation: upright facing the photo's camera; the identity: the
@@ -254,7 +255,13 @@ def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None],
             at = np.linspace(0.0, arc[r, -1], half + 1)
             x[r, cols % COLS] = side * np.interp(at, arc[r], hx[r])
             z[r, cols % COLS] = np.interp(at, arc[r], hz[r])
-    points = np.stack([centre[0] + x, np.repeat((centre[1] - hh)[:, None], COLS, 1), centre[2] + z], -1).reshape(-1, 3)
+    # the bottom: the last ring shrunk towards the axis in CAP_RINGS steps (not onto it: no degenerate triangle;
+    # the innermost ring's Gaussians cover the few millimetres left)
+    shrink = 1.0 - np.arange(1, CAP_RINGS + 1)[:, None] / (CAP_RINGS + 1)
+    x = np.concatenate([x, shrink * x[-1]])
+    z = np.concatenate([z, shrink * (z[-1] + back[-1]) - back[-1]])
+    y = np.concatenate([hh, np.full(CAP_RINGS, hh[-1])])
+    points = np.stack([centre[0] + x, np.repeat((centre[1] - y)[:, None], COLS, 1), centre[2] + z], -1).reshape(-1, 3)
     c0 = fitted.neck_pivot
     return (points - c0) @ body + c0, hh  # body frame -> head frame
 
@@ -277,7 +284,7 @@ def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np
     ok = ~inside
     ok[inside] = person[px[inside, 1], px[inside, 0]]
     ok = ok.reshape(len(CARVE_FRACTIONS), -1)
-    frac = np.where(ok.any(0), CARVE_FRACTIONS[np.argmax(ok, axis=0)], CARVE_FRACTIONS[-1]).reshape(RINGS, COLS)
+    frac = np.where(ok.any(0), CARVE_FRACTIONS[np.argmax(ok, axis=0)], CARVE_FRACTIONS[-1]).reshape(RINGS + CAP_RINGS, COLS)
     for _ in range(3):  # no stair steps round a ring or down the body
         frac = 0.25 * (np.roll(frac, 1, 1) + np.roll(frac, -1, 1)) + 0.5 * frac
         frac[1:-1] = 0.25 * (frac[:-2] + frac[2:]) + 0.5 * frac[1:-1]
@@ -287,7 +294,7 @@ def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np
 def shown_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, depths: np.ndarray) -> float:
     """The fraction of the bust's front (below the neck, the middle third of its columns: u in [1/3, 2/3]) that
     projects onto the photo's person (person [H,W] bool). vertices, depths: body_vertices'."""
-    v = vertices.reshape(RINGS, COLS, 3)
+    v = vertices.reshape(RINGS + CAP_RINGS, COLS, 3)[:RINGS]
     front = np.abs(np.arange(COLS) / COLS - 0.5) < 1 / 6
     pts = v[depths > 0.02][:, front].reshape(-1, 3)
     uv, z = fitted.camera.project(pts)
