@@ -2,18 +2,20 @@
 cut neck (issue 20, item 4).
 
 The open template ends at the neck. The bust is built per photo in the *body's* frame, upright and facing
-the camera: a portrait's shoulders face the lens far more often than its head does, so a head turned 40
-degrees in the photo sits on shoulders seen square, as in the photo. (The head frame is the fit's; the body
-frame is the photo camera's frontal frame, FittedHead.posed_vertices' frame, where "up" is the photo's up.)
-Its shoulders are as wide as the photo's person mask shows them (shoulder_widths), and it is carved to the
-photo's silhouette like the hair (carve): any point of it over the photo's background would have hidden
-that background. It never moves under the rig: the head turns on it.
+the camera: a portrait's shoulders face the lens far more often than its head does, so a head turned 35
+degrees in the photo sits on shoulders seen square, as in the photo (build_bust: when the photo shows the
+body, and at most MAX_TURN_DEG from the head's frame). The head frame is the fit's; the body frame is the
+photo camera's frontal frame, FittedHead.posed_vertices' frame, where "up" is the photo's up. Its shoulders
+are as wide (shoulder_widths) and its shoulder line as high and as steep (shoulder_line) as the photo's
+person mask shows them, and it is carved to the photo's silhouette like the hair (carve): any point of it
+over the photo's background would have hidden that background. It never moves under the rig: the head
+turns on it.
 
 Surface: rings down the body (its top ring inside the neck, so the two overlap and no gap opens when the head
-turns) by columns round the body's vertical axis; each ring a superellipse whose half-width grows from the
-neck's along the shoulder line and whose depth grows to the chest's. The grid is its own UV chart, fixed for
-every avatar (so its texel layout is computed once): u = azimuth (0.5 at the front, u -> 1 - u mirrors x, as
-in the template's atlas), v down the rings.
+turns) by columns round the body's vertical axis, then rings closing a flat bottom; each ring a superellipse
+whose half-width grows from the neck's along the shoulder line and whose depth grows to the chest's. The grid
+is its own UV chart, fixed for every avatar (so its texel layout is computed once): u round the body (0.5 at
+the front, u -> 1 - u mirrors x, as in the template's atlas), v down the rings.
 """
 from __future__ import annotations
 
@@ -36,10 +38,11 @@ CAP_RINGS = 24  # then rings closing the bottom, a flat disc (the chart's rows g
 V_SPAN = 0.26  # the side rings' v extent in the chart: ~ the profile's length over the shoulders' girth (~square texels)
 TEXEL_RES = 192  # the chart's texel raster (~5 mm on a 1 m girth)
 
-# Body measurements, metres (adult anthropometry; the photo overrides the shoulder widths where it shows them)
+# Body measurements, metres (adult anthropometry; the photo overrides the shoulders where it shows them).
+# Depths are below the shoulder line's root, where it leaves the neck (see DEFAULT_ROOT)
 TOP_OVERLAP = 0.035  # the top ring sits this far up inside the neck
-BOTTOM = 0.17  # the bust ends this far below the neck's base
-SHOULDER_DROP = 0.06  # the shoulder's tip (acromion) lies this far below the neck's base
+BOTTOM = 0.17  # the bust ends this far down
+SHOULDER_DROP = 0.06  # the shoulder's tip (acromion) lies this far down
 SHOULDER_HALF_WIDTH = 0.185  # neck axis to the shoulder's tip
 DELTOID = 0.012  # the upper arm's bulge beyond the shoulder's tip
 CHEST_HALF_DEPTH = 0.105
@@ -106,8 +109,8 @@ SHOULDER_CURVE = 1.6  # the shoulder line: drop x (out / tip's out) ** SHOULDER_
 
 
 def outline(h: np.ndarray, neck_half_width: float, half_width: float, drop: float) -> np.ndarray:
-    """Half-width [R] of the rings to one side at depths h [R] below the neck's base (metres, negative inside the
-    neck): the shoulder line runs from the neck out to the shoulder's tip `drop` lower, then the upper arm
+    """Half-width [R] of the rings to one side at depths h [R] below the shoulder line's root (metres, negative
+    inside the neck): the shoulder line runs from the neck out to the shoulder's tip `drop` lower, then the upper arm
     bulges by DELTOID (half_width = tip + DELTOID)."""
     tip, base = half_width - DELTOID, 1.05 * neck_half_width
     s = np.clip(h / drop, 0.0, 1.0) ** (1 / SHOULDER_CURVE)
@@ -117,7 +120,7 @@ def outline(h: np.ndarray, neck_half_width: float, half_width: float, drop: floa
 
 def girth(h: np.ndarray, neck_half_depth: float, drop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rings' half-depth [R], their axis' shift back [R] and superellipse exponent [R] at depths h [R]: the
-    neck's round section grows to the chest's boxy one by the shoulders' tips (`drop` below the neck's base)."""
+    neck's round section grows to the chest's boxy one by the shoulders' tips (`drop` below the root)."""
     grow = _smoothstep(h / drop)
     c = np.where(h <= 0, neck_half_depth * (0.95 - 0.07 * np.clip(-h / TOP_OVERLAP, 0, 1)),
                  0.95 * neck_half_depth + (CHEST_HALF_DEPTH - 0.95 * neck_half_depth) * grow)
@@ -206,7 +209,7 @@ def shoulder_line(fitted: FittedHead, person: np.ndarray, widths: tuple[float | 
 
 
 def ring_depths(neck: tuple[float, float], half_width: float, drop: float) -> np.ndarray:
-    """[RINGS] depths below the neck's base (metres), evenly spaced along the profile (the mean of its side and
+    """[RINGS] depths below the shoulder line's root (metres), evenly spaced along the profile (the mean of its side and
     front outlines), so the shoulders' tops, which run out more than down, get as many rings as their length."""
     hh = np.linspace(-TOP_OVERLAP, BOTTOM, 1000)
     a, c = outline(hh, neck[0], half_width, drop), girth(hh, neck[1], drop)[0]
