@@ -67,7 +67,7 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 0.8: long hair hangs down the sides and back of the neck to where the photo's hair ends (hanging_hair,
 # segmentation.hair_reach), coloured and quilted as hair; the jaw's rim grows over the photo's jaw line
 # where the fit stops short of it (rim_growth); 0.9: a bust under the neck (model.ours.bust), the hair's quilting
-# cut in numba (same output)
+# in numba (same output), the tracker's jaw calibrated at jawOpen 0.7 (model.head.rig.CALIBRATION_POSES)
 METHOD_VERSION = "0.9.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
