@@ -34,21 +34,22 @@ def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
     return (alpha > 0.5) & (core_of(person) > 0.5)
 
 
-def label_alpha(avatar, camera, bust: bool) -> np.ndarray:
-    """[H,W] coverage at `camera` of our avatar's bust (bust=True) or of the rest of it (model.ours.bust),
-    each drawn in front of or behind the other as in the full render."""
+def label_alpha(avatar, camera, on: np.ndarray) -> np.ndarray:
+    """[H,W] coverage at `camera` of the avatar's neutral Gaussians where on [T] bool, drawn in front of or
+    behind the others as in the full render (a label render)."""
     from model.core.gaussians import Gaussians
     from model.core.render import render
-    from model.ours.bust import REGION
     g = avatar.gaussians()
-    on = (avatar.face_region[avatar.binding.faces] == REGION) == bust
     label = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, np.repeat(on[:, None], 3, 1).astype(np.float32))
     return render(label, camera, background=(0.0, 0.0, 0.0)).rgb[..., 0]
 
 
-def body_alpha(avatar, camera) -> np.ndarray | None:
-    """The bust's coverage (label_alpha) when the avatar has one (ours), else None."""
-    return label_alpha(avatar, camera, bust=True) if getattr(avatar, "bust", None) is not None else None
+def bust_gaussians(avatar) -> np.ndarray | None:
+    """[T] bool: our avatar's Gaussians on its bust (model.ours.bust); None for an avatar without one."""
+    if getattr(avatar, "bust", None) is None:
+        return None
+    from model.ours.bust import REGION
+    return avatar.face_region[avatar.binding.faces] == REGION
 
 
 def silhouette_fill(alpha: np.ndarray) -> float:
@@ -116,16 +117,12 @@ def hair_texture(avatar, size: int = 512) -> dict:
 
     from evaluation.metrics import texture_distance
     from model.core.camera import framing_camera
-    from model.core.gaussians import Gaussians
-    from model.core.render import render
     from model.head.template import REGIONS
-    g = avatar.gaussians()
     scalp = avatar.face_region[avatar.binding.faces] == REGIONS.index("scalp")
-    label = Gaussians.from_rgb(g.means, g.quats, g.scales, g.opacities, np.repeat(scalp[:, None], 3, 1).astype(np.float32))
     views = {}
     for yaw in (0, 180):
         cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, size)
-        hair = binary_erosion(render(label, cam, background=(0.0, 0.0, 0.0)).rgb[..., 0] > 0.9, iterations=4)
+        hair = binary_erosion(label_alpha(avatar, cam, scalp) > 0.9, iterations=4)
         views[yaw] = (avatar.render(cam).rgb, hair)
     (front, fm), (back, bm) = views[0], views[180]
     if fm.sum() < 400 or bm.sum() < 400:
@@ -175,12 +172,12 @@ def main(argv=None) -> int:
     r = avatar.render(cam, background=(1.0, 1.0, 1.0))
     photo = to_float(image)
     person = person_mask(image)
-    bust = body_alpha(avatar, cam)
+    bust = bust_gaussians(avatar)
     # the head's pixels: a bust (ours) is scored apart, as input_view_psnr_bust
-    mask = head_mask(r.alpha if bust is None else label_alpha(avatar, cam, bust=False), person)
+    mask = head_mask(r.alpha if bust is None else label_alpha(avatar, cam, ~bust), person)
     out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)
     if bust is not None:
-        out["input_view_psnr_bust"] = round(psnr(r.rgb, photo, head_mask(bust, person)), 3)
+        out["input_view_psnr_bust"] = round(psnr(r.rgb, photo, head_mask(label_alpha(avatar, cam, bust), person)), 3)
     out["input_view_ssim_masked"] = round(ssim(r.rgb, photo, mask), 4)
     out["head_mask_fraction"] = round(float(mask.mean()), 4)
     # share of the rendered head that lies on the photo's background (it should lie on the person)

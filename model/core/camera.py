@@ -79,6 +79,18 @@ class Camera:
         uv = np.stack([self.fx * pc[:, 0] / safe + self.cx, self.fy * pc[:, 1] / safe + self.cy], axis=1)
         return uv, z
 
+    def mask_at(self, mask: np.ndarray, points: np.ndarray, outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """mask [H,W] bool (an image this camera took) at the nearest pixel of each world point [N,3] ->
+        (values [N] bool, `outside` where the point is not in the frame; in_frame [N] bool: inside the
+        mask's H x W and in front of the camera)."""
+        uv, z = self.project(points)
+        px = np.round(uv).astype(np.int64)  # pixel centres sit at integers
+        h, w = mask.shape[:2]
+        in_frame = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+        values = np.full(len(px), outside, bool)
+        values[in_frame] = mask[px[in_frame, 1], px[in_frame, 0]]
+        return values, in_frame
+
     def unproject(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Pixels [N,2] (x, y) at camera z-depth [N] (metres) -> world points [N,3]; inverse of project."""
         pixels, z = np.asarray(pixels, dtype=np.float64), np.asarray(depth, dtype=np.float64)

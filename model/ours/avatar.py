@@ -346,7 +346,6 @@ def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, norm
     the mesh. vertices, normals [V,3] (metres, unit): the fitted neutral surface; covered [H,W] bool:
     its silhouette in the photo."""
     tpl, cam = fitted.template, fitted.camera
-    h, w = ev.person.shape
     gap = (ev.person_core > 0.5) & ~covered & (ev.face_dist < RIM_FACE_DIST)
     out = np.zeros(len(vertices))
     if not gap.any():
@@ -357,11 +356,7 @@ def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, norm
     view /= np.linalg.norm(view, axis=1, keepdims=True)
     idx = idx[np.abs((normals[idx] * view).sum(1)) < RIM_FACING]
     pts = vertices[idx][None] + RIM_STEPS_M[1:, None, None] * normals[idx][None]
-    uv, z = cam.project(pts.reshape(-1, 3))
-    px = np.round(uv).astype(np.int64)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
-    ok = np.zeros(len(px), bool)
-    ok[inside] = gap[px[inside, 1], px[inside, 0]]
+    ok = cam.mask_at(gap, pts.reshape(-1, 3))[0]
     run = np.cumprod(ok.reshape(len(RIM_STEPS_M) - 1, len(idx)), axis=0).sum(0)  # unbroken steps outward
     out[idx] = RIM_STEPS_M[run]
     smooth = _neighbour_mean(tpl)
@@ -386,14 +381,8 @@ def silhouette_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.nda
     frac = np.ones(len(vertices))
     if len(idx) == 0:
         return frac
-    cam, (h, w) = fitted.camera, person.shape
     pts = vertices[idx][None] + CARVE_FRACTIONS[:, None, None] * (thickness[idx, None] * normals[idx])[None]
-    uv, z = cam.project(pts.reshape(-1, 3))
-    px = np.round(uv).astype(np.int64)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
-    ok = ~inside
-    ok[inside] = person[px[inside, 1], px[inside, 0]]
-    ok = ok.reshape(len(CARVE_FRACTIONS), len(idx))
+    ok = fitted.camera.mask_at(person, pts.reshape(-1, 3), outside=True)[0].reshape(len(CARVE_FRACTIONS), len(idx))
     first = np.argmax(ok, axis=0)  # thickest allowed fraction; none allowed -> argmax 0 -> fixed below
     frac[idx] = np.where(ok.any(0), CARVE_FRACTIONS[first], 0.0)
     smooth = _neighbour_mean(fitted.template)

@@ -140,11 +140,10 @@ def _neck_base(fitted: FittedHead, body: np.ndarray) -> tuple[np.ndarray, tuple[
 def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | None, float | None]:
     """(right, left) half-widths of the shoulders in metres, neck axis to the outer edge of the upper arm, as the
     photo's person mask (person [H,W] bool) shows them a little below the shoulder's tip: the unbroken run of
-    person pixels from the neck outwards, on the plane of the neck's base. None for a side the photo crops,
+    person pixels from the neck outwards, on the plane of the bust's axis (BACK_SHIFT behind the neck's). None for a side the photo crops,
     or whose run is not a shoulder's (HALF_WIDTH_RANGE: a neighbour, or a mask that misses the clothing)."""
     centre, _ = _neck_base(fitted, fitted.head_rotation)
     cam = fitted.frontal_camera
-    h, w = person.shape
     reach = np.linspace(0.0, HALF_WIDTH_RANGE[1] + 0.03, 188)  # 1.5 mm steps
     out = []
     for side in (-1.0, 1.0):  # the subject's right is -x
@@ -152,11 +151,7 @@ def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | Non
         pts[:, 0] += side * reach
         pts[:, 1] -= SHOULDER_DROP + 0.03
         pts[:, 2] -= BACK_SHIFT
-        uv, z = cam.project(pts)
-        px = np.round(uv).astype(np.int64)
-        inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
-        on = np.zeros(len(px), bool)
-        on[inside] = person[px[inside, 1], px[inside, 0]]
+        on, inside = cam.mask_at(person, pts)
         run = int(np.cumprod(on).sum())  # samples from the axis out, all on the person
         if run == 0 or run == len(reach) or (run < len(reach) and not inside[run]):
             out.append(None)  # no person under the neck, a run to the end, or cropped by the frame
@@ -176,7 +171,6 @@ def shoulder_line(fitted: FittedHead, person: np.ndarray, widths: tuple[float | 
     neighbour). Clamped to ROOT_RANGE and DROP_RANGE. widths: shoulder_widths' (defaults where None)."""
     centre, (nx, _) = _neck_base(fitted, fitted.head_rotation)
     cam = fitted.frontal_camera
-    h, w = person.shape
     down = np.linspace(-0.06, 0.14, 101)  # 2 mm steps, from above the neck's base
     out = []
     for side, width in zip((-1.0, 1.0), _sides(widths, SHOULDER_HALF_WIDTH + DELTOID)):
@@ -187,12 +181,9 @@ def shoulder_line(fitted: FittedHead, person: np.ndarray, widths: tuple[float | 
             pts[:, 0] += side * x
             pts[:, 1] -= down
             pts[:, 2] -= BACK_SHIFT
-            uv, z = cam.project(pts)
-            px = np.round(uv).astype(np.int64)
-            inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
+            on, inside = cam.mask_at(person, pts)
             if not inside.all():
                 continue
-            on = person[px[:, 1], px[:, 0]]
             if on[0] or not on.any():
                 continue  # the person already above the line (hair, a neighbour) or no shoulder below
             top = int(np.argmax(on))
@@ -273,7 +264,6 @@ def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np
     """The bust's vertices [B,3] pulled in towards its axis (per vertex, the widest of CARVE_FRACTIONS of its
     distance from the axis, smoothed round each ring) where they would project onto the photo's background
     (person [H,W] bool); points outside the frame or behind the camera are kept. body: as for body_vertices."""
-    cam, (h, w) = fitted.camera, person.shape
     centre, _ = _neck_base(fitted, body)
     c0 = fitted.neck_pivot
     axis = (np.array([centre[0], 0.0, centre[2] - BACK_SHIFT]) - c0) @ body + c0  # a point on it
@@ -281,12 +271,7 @@ def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np
     rel = vertices - axis
     radial = rel - (rel @ up)[:, None] * up[None]
     pts = (vertices - radial)[None] + CARVE_FRACTIONS[:, None, None] * radial[None]
-    uv, z = cam.project(pts.reshape(-1, 3))
-    px = np.round(uv).astype(np.int64)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
-    ok = ~inside
-    ok[inside] = person[px[inside, 1], px[inside, 0]]
-    ok = ok.reshape(len(CARVE_FRACTIONS), -1)
+    ok = fitted.camera.mask_at(person, pts.reshape(-1, 3), outside=True)[0].reshape(len(CARVE_FRACTIONS), -1)
     frac = np.where(ok.any(0), CARVE_FRACTIONS[np.argmax(ok, axis=0)], CARVE_FRACTIONS[-1]).reshape(RINGS + CAP_RINGS, COLS)
     for _ in range(3):  # no stair steps round a ring or down the body
         frac = 0.25 * (np.roll(frac, 1, 1) + np.roll(frac, -1, 1)) + 0.5 * frac
@@ -300,11 +285,7 @@ def shown_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray,
     v = vertices.reshape(RINGS + CAP_RINGS, COLS, 3)[:RINGS]
     front = np.abs(np.arange(COLS) / COLS - 0.5) < 1 / 6
     pts = v[depths > 0.02][:, front].reshape(-1, 3)
-    uv, z = fitted.camera.project(pts)
-    px = np.round(uv).astype(np.int64)
-    h, w = person.shape
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (z > 0)
-    return float(person[px[inside, 1], px[inside, 0]].sum() / len(pts))
+    return float(fitted.camera.mask_at(person, pts)[0].mean())
 
 
 def _limited(rotation: np.ndarray, max_angle: float) -> np.ndarray:
