@@ -330,7 +330,6 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
             if not need.any():
                 continue
             pick = rng.integers(len(src), size=candidates)
-            blocks = blocks_all[pick]
             ov = have[i:i + p, j:j + p]
             if ov.any():
                 ssd = _overlap_ssd(blocks_all, pick, out[i:i + p, j:j + p], ov)
@@ -338,6 +337,7 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
                 k = best[rng.integers(len(best))]
             else:
                 k = 0
+            block = blocks_all[pick[k]]
             region = out[i:i + p, j:j + p]
             # where it overlaps blocks placed before, the block takes the texels past the path of least
             # difference through the overlap (Efros & Freeman's boundary cut): blocks meet along their
@@ -345,14 +345,14 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
             placed = fill[i:i + p, j:j + p] & ~need  # earlier blocks' texels in this window
             write = need
             if placed.any():
-                err = np.where(ov, ((blocks[k] - region) ** 2).sum(-1), 0.0)
+                err = np.where(ov, ((block - region) ** 2).sum(-1), 0.0)
                 take = np.ones((p, p), bool)
                 if placed[:, :p - step].any():
                     take[:, :p - step] = _boundary_cut(err[:, :p - step])
                 if placed[:p - step].any():
                     take[:p - step] &= _boundary_cut(err[:p - step].T).T
                 write = need | (placed & take)
-            region[write] = blocks[k][write]
+            region[write] = block[write]
             have[i:i + p, j:j + p] |= need
             todo[i:i + p, j:j + p] = False
     return out
