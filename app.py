@@ -15,6 +15,7 @@ handlers are wrapped with `spaces.GPU` (see `_gpu`). The footer shows the active
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import json
@@ -93,10 +94,17 @@ LIVE_CSS = """
 #live-viewer .hs-live-message { position: absolute; inset: 0; display: flex; align-items: center;
   justify-content: center; text-align: center; padding: 1.5em; background: #f6f6f6; color: #333; }
 #live-viewer .hs-live-message[hidden] { display: none; }
+#live-viewer .hs-live-progress { position: absolute; left: 0; right: 0; top: 45%; text-align: center;
+  color: #333; font-size: 0.95em; }
+#live-viewer .hs-live-progress[hidden] { display: none; }
 .hs-hint { font-size: 0.85em; opacity: 0.7; }
 """
 _HS = "(window.headsplat && window.headsplat.viewer)"
 JS_LOAD = f"(f) => {{ if (f && {_HS}) window.headsplat.viewer.load(f); return []; }}"
+# an upload starts: the previous avatar leaves the live view at once and a progress line shows (no stale
+# person while the server builds); if the server fails, the page shows the avatar it had (the session kept it)
+JS_PENDING = f"(f) => {{ if (f && {_HS}) window.headsplat.viewer.pending(); return []; }}"
+JS_RESTORE = f"() => {{ {_HS} && window.headsplat.viewer.restore(); return []; }}"
 JS_ATTACH = "() => { requestAnimationFrame(() => window.headsplat && window.headsplat.attach('%s')); return []; }"
 JS_VIEW = f"(y, p) => {{ {_HS} && window.headsplat.viewer.setView(y, p); return []; }}"
 JS_CONTROL = f"(v) => {{ {_HS} && window.headsplat.viewer.setControls({{[%s]: v}}); return []; }}"
@@ -140,6 +148,8 @@ class Session:
         self.avatar = None
         self.method_id: str | None = None
         self.photo_key: str | None = None  # hash of the photo the avatar was made from
+        self.building = threading.Lock()  # one reconstruction at a time per visitor (see reconstruct)
+        self.shown: str | None = None  # the file the live view shows (its live pack or .splat)
         self.mirror_since = self.mirror_last = 0.0  # monotonic seconds: the mirror stream's start, last frame
         self.mirror_rest: list = []  # the visitor's rest face: neutral_offsets of a stream's first faces
         self.mirror_rest_at = 0.0  # monotonic seconds: when the first of them came
@@ -273,11 +283,19 @@ def reconstruct(photo, method_id, session, progress=gr.Progress()):
     progress(0.05, desc="reading the photo")
     image = load_image(_upload_path(photo))
     method_id = method_id or DEFAULT_METHOD
-    progress(0.15, desc=f"reconstructing with {method_id}")
-    avatar = load_method(method_id).reconstruct(image)
-    session = _install(session, avatar, method_id, hashlib.sha1(image.tobytes()).hexdigest())
-    progress(0.8, desc="exporting")
-    return _created(session, avatar, method_id, time.perf_counter() - t0)
+    key = hashlib.sha1(image.tobytes()).hexdigest()
+    # gradio's Image fires `change` twice when a new file replaces one: the second call waits for the
+    # first and finds the avatar built (so does Create again with the same photo and method); it names
+    # the live view's file again, as the page may not have the first call's answer yet
+    with session.building if isinstance(session, Session) else contextlib.nullcontext():
+        if isinstance(session, Session) and session.avatar is not None and (
+                session.method_id, session.photo_key) == (method_id, key):
+            return (gr.skip(), session.shown) + (gr.skip(),) * 6
+        progress(0.15, desc=f"reconstructing with {method_id}")
+        avatar = load_method(method_id).reconstruct(image)
+        session = _install(session, avatar, method_id, key)
+        progress(0.8, desc="exporting")
+        return _created(session, avatar, method_id, time.perf_counter() - t0)
 
 
 @user_errors
@@ -317,10 +335,11 @@ def _created(session: Session, avatar, method_id: str, seconds: float) -> tuple:
     if pack is not None:
         shown = session.file("avatar.hslp")
         shown.write_bytes(pack)
+    session.shown = str(shown)
     view = render_view(avatar, 0.0, 0.0)
     for w in avatar.metadata().get("warnings", []):
         gr.Warning(w)
-    return session, str(shown), view, view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
+    return session, session.shown, view, view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
 
 
 def make_view_fn(names: list[str]):
@@ -898,12 +917,16 @@ def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_
                      trigger_mode="always_last")
         create_out = [session, live_src, rendered, anim_view, downloads, summary, yaw, pitch]
         load_live = dict(fn=None, inputs=live_src, outputs=None, js=JS_LOAD)
-        photo.change(reconstruct, [photo, method, session], create_out, api_name="reconstruct",
-                     preprocess=False, **heavy).then(**load_live)
-        lam_in.upload(open_lam, [lam_in, session], create_out, api_name="open_lam", preprocess=False,
-                      **heavy).then(**load_live)
-        create_btn.click(reconstruct, [photo, method, session], create_out, api_name="reconstruct_again",
-                         preprocess=False, **heavy).then(**load_live)
+        restore_live = dict(fn=None, inputs=None, outputs=None, js=JS_RESTORE)
+        # each way to a new avatar: the live view announces it at once (page only), then the server builds it
+        for trigger, fn, inputs, api_name in ((photo.change, reconstruct, [photo, method, session], "reconstruct"),
+                                               (lam_in.upload, open_lam, [lam_in, session], "open_lam"),
+                                               (create_btn.click, reconstruct, [photo, method, session],
+                                                "reconstruct_again")):
+            trigger(None, inputs[0], None, js=JS_PENDING)
+            built = trigger(fn, inputs, create_out, api_name=api_name, preprocess=False, **heavy)
+            built.success(**load_live)
+            built.failure(**restore_live)
         create_tab.select(None, None, None, js=JS_ATTACH % "live-slot-create")
         animate_tab.select(None, None, None, js=JS_ATTACH % "live-slot-animate")
         mirror_tab.select(None, None, None, js=JS_ATTACH % "live-slot-mirror")

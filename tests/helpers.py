@@ -52,6 +52,25 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--en
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and figures of the browser tests (git-ignored)
+
+
+def check_figure(record: str, name: str, value: float, op: str, threshold: float, why: str) -> None:
+    """Assert `value op threshold` and record the figure, its threshold and its margin in
+    tests/artifacts/<record>.json, so that repeated runs show how far each figure sits from its threshold
+    (browser tests: a figure on its threshold's edge is a flaky test)."""
+    import json
+    import operator
+    ok = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}[op](value, threshold)
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{record}.json"
+    figures = json.loads(path.read_text()) if path.is_file() else {}
+    figures[name] = {"value": round(float(value), 4), "op": op, "threshold": threshold,
+                     "margin": round(float(value - threshold if op[0] == ">" else threshold - value), 4)}
+    path.write_text(json.dumps(figures, indent=1))
+    assert ok, f"{why} ({name} = {value:.4f}, needs {op} {threshold})"
+
+
 def needs_chromium():
     """Skip mark for browser tests: they need Debian's chromium (`make test` installs it)."""
     import pytest

@@ -24,10 +24,9 @@ import pytest
 from PIL import Image
 
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import CHROMIUM, SHARED_FIXTURES, needs_chromium, node, shared_fixture
+from tests.helpers import ARTIFACTS, check_figure, CHROMIUM, SHARED_FIXTURES, needs_chromium, node, shared_fixture
 from tests.helpers import CHROMIUM_FLAGS as FLAGS
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 WEB = Path(__file__).resolve().parents[1] / "web"
 SIZE = 256  # software WebGL draws LAM's 30k splats at ~1 frame per second at this size
 FOV = 22  # degrees (LAM's own camera has 50: the head would be ~70 px wide)
@@ -160,7 +159,8 @@ def _check_page(page, seq: dict, label: str, expected_splats: int, expected_name
     open_i = int(jaw.argmax())
     neutral = _snapshot(page, {})
     stats["foreground"] = round(float(_foreground(neutral).mean()), 3)
-    assert stats["foreground"] > 0.08, f"{label}: the head does not draw ({stats['foreground']:.1%} of the canvas)"
+    check_figure("lam_renderer_figures", f"{label}_foreground", stats["foreground"], ">", 0.08,
+                 f"{label}: the head does not draw")
 
     # jawOpen 0 -> 1: pixels change at the mouth, and mostly there
     opened = _snapshot(page, {"jawOpen": 1.0})
@@ -173,8 +173,10 @@ def _check_page(page, seq: dict, label: str, expected_splats: int, expected_name
         ARTIFACTS / f"lam_renderer_{label}_jaw.png")
     stats["jaw_changed_in_mouth_box"] = round(float(changed[rows, cols].mean()), 3)
     stats["jaw_change_share_in_mouth_box"] = round(float(changed[rows, cols].sum() / max(changed.sum(), 1)), 3)
-    assert changed[rows, cols].mean() > 0.1, f"{label}: jawOpen = 1 did not change the mouth"
-    assert changed[rows, cols].sum() > 0.5 * changed.sum(), f"{label}: what jawOpen changed is not at the mouth"
+    check_figure("lam_renderer_figures", f"{label}_jaw_changed_in_mouth_box", stats["jaw_changed_in_mouth_box"], ">",
+                 0.1, f"{label}: jawOpen = 1 did not change the mouth")
+    check_figure("lam_renderer_figures", f"{label}_jaw_change_share_in_mouth_box",
+                 stats["jaw_change_share_in_mouth_box"], ">", 0.5, f"{label}: what jawOpen changed is not at the mouth")
 
     # the sequence's own frame with the widest jawOpen against all weights 0
     wide = _snapshot(page, frame=open_i)
@@ -182,7 +184,8 @@ def _check_page(page, seq: dict, label: str, expected_splats: int, expected_name
     stats["sequence_frame"] = [open_i, round(float(jaw[open_i]), 3)]
     stats["sequence_changed_in_mouth_box"] = round(float(seq_changed[rows, cols].mean()), 3)
     stats["snapshot_s"] = page.timings
-    assert seq_changed[rows, cols].mean() > 0.05, f"{label}: the sequence's open-mouth frame looks neutral"
+    check_figure("lam_renderer_figures", f"{label}_sequence_changed_in_mouth_box",
+                 stats["sequence_changed_in_mouth_box"], ">", 0.05, f"{label}: the sequence's open-mouth frame looks neutral")
 
     row = np.concatenate([neutral, opened, wide], 1).astype(np.uint8)
     Image.fromarray(row).save(ARTIFACTS / f"lam_renderer_{label}.png")

@@ -63,11 +63,19 @@ export class Poser {
 
   /** controls (rig or ARKit names) -> this.centers / quats / scales re-posed; returns the clipped values. */
   pose(controls) {
+    const out = this.place(controls);
+    this.gaussianFrames();
+    return out;
+  }
+
+  /** What the viewer needs each update: this.centers, and each used triangle's frame (faceQuat, faceGrow),
+   * which all its Gaussians share; pose() spreads the frames per Gaussian (the server's form). */
+  place(controls) {
     const { values, ignored } = normalizeControls(this.header, controls);
     this.deform(values);
     this.surface();
     this.faceFrames();
-    this.gaussians();
+    this.gaussianCentres();
     return { values, ignored };
   }
 
@@ -159,18 +167,24 @@ export class Poser {
     }
   }
 
-  gaussians() {
-    const { s, X, T, faceQuat: Q, faceGrow, centers, quats, scales } = this;
-    const F = s.faces;
+  gaussianCentres() {
+    const { s, X, T, centers } = this;
+    const F = s.faces, slot = s.slot, used = s.used_faces, bary = s.bary;
     for (let t = 0; t < T; t++) {
-      const u = s.slot[t];
-      const f = s.used_faces[u] * 3;
-      const b1 = s.bary[t * 2] / 65535, b2 = s.bary[t * 2 + 1] / 65535, b0 = 1 - b1 - b2;
+      const f = used[slot[t]] * 3;
+      const b1 = bary[t * 2] / 65535, b2 = bary[t * 2 + 1] / 65535, b0 = 1 - b1 - b2;
       const i0 = F[f] * 3, i1 = F[f + 1] * 3, i2 = F[f + 2] * 3;
       const o = t * 3;
       centers[o] = b0 * X[i0] + b1 * X[i1] + b2 * X[i2];
       centers[o + 1] = b0 * X[i0 + 1] + b1 * X[i1 + 1] + b2 * X[i2 + 1];
       centers[o + 2] = b0 * X[i0 + 2] + b1 * X[i1 + 2] + b2 * X[i2 + 2];
+    }
+  }
+
+  gaussianFrames() {
+    const { s, T, faceQuat: Q, faceGrow, quats, scales } = this;
+    for (let t = 0; t < T; t++) {
+      const u = s.slot[t], o = t * 3;
       const q = u * 4, g = faceGrow[u];
       quats[t * 4] = Q[q]; quats[t * 4 + 1] = Q[q + 1]; quats[t * 4 + 2] = Q[q + 2]; quats[t * 4 + 3] = Q[q + 3];
       scales[o] = s.scales[o] * g;

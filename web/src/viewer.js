@@ -3,7 +3,10 @@
 //
 // Page API (for the app, tests and embedding), on the element #live-viewer:
 //   window.headsplat.viewer.load(urlOrFileData)   fetch and show a live pack (animatable), or a .splat
-//                                                 download of a static method (model/core/export.py)
+//                                                 download of a static method (model/core/export.py);
+//                                                 resolves false if it failed or a newer load superseded it
+//   .pending(text)                                a new avatar is on its way (an upload): the current one
+//                                                 goes at once and a progress line says what is happening
 //   .setControls({name: value})                   rig or ARKit names; merged into the current pose
 //   .setView(yawDeg, pitchDeg)                    orbit camera, the server's framing (model.core.camera)
 //   .play(sequence, {video})                      a control sequence (LAM's JSON format) at its own
@@ -14,7 +17,13 @@
 //                                                 WebGL page (tests) stays responsive with a low cap
 //   .setBackground(cssColor)                      the clear colour (white by default, as the server's)
 //   .stats() -> {splats, frames, poses, lastUpdateMs, medianUpdateMs, playing, sequenceFrame, settled,
-//                error, ...}   settled: no change is waiting to be drawn (Spark has sorted and drawn)
+//                loading, announced, timeline, error, ...}
+//                settled: the last frame drawn shows the current pose and view with Spark's sort for them
+//                (no clock involved: a slow page settles later, never on a stale frame);
+//                loading: a new avatar is announced or loading and not drawn yet (the canvas is hidden);
+//                timeline: ms from pending() (or load()) to each stage of the latest avatar's arrival:
+//                pending, load, fetched, decoded, handed (to Spark), drawn (its first frame); epochMs:
+//                when the first of them happened, in ms since 1970 (to line up with the server's log)
 //   .snapshot() -> PNG data URL of the last drawn frame
 //   .readSplats() -> {centers, scales, quats, rgba}: what Spark holds now, unpacked (tests, benchmarks)
 import * as THREE from "three";
@@ -31,8 +40,11 @@ const FILL = 0.85;
 const ENCODING = { rgbMin: 0, rgbMax: 1, lnScaleMin: -12, lnScaleMax: 9 };
 const LN_STEP = 254 / (ENCODING.lnScaleMax - ENCODING.lnScaleMin);
 const ELEMENT_ID = "live-viewer";
-const SETTLE_MS = 1500;
-const FOLLOW_TAU_MS = 60; // mirror smoothing: time constant of the easing towards the latest controls
+const FOLLOW_TAU_MS = 60;
+// Live packs share one PackedSplats whose size is a multiple of this (unused slots fully transparent): a new
+// avatar of a similar size then keeps Spark's splat mapping, so its first frame is drawn at once with the
+// previous sort order, instead of waiting for a first sort (a depth read-back of seconds in software WebGL).
+const CAPACITY_STEP = 32768; // mirror smoothing: time constant of the easing towards the latest controls
 
 /** Call found(el) once an element with this id is in the page (now, or when Gradio renders it), unless
  * the returned cancel() runs first or timeoutMs passes. Returns cancel. */
@@ -67,6 +79,11 @@ class LiveViewer {
     this.sequenceFrame = -1;
     this.error = null;
     this.view = { yaw: 0, pitch: 0 };
+    this.loadToken = 0; // bumped by every pending() and load(): an older load that finishes late is dropped
+    this.announced = 0; // pending() calls
+    this.marks = {};
+    // a new avatar announced or loading: {handed: given to Spark, mapping: Spark's splat mapping with it}
+    this.awaiting = null;
   }
 
   // ----------------------------------------------------------------------------------- set-up
@@ -80,6 +97,10 @@ class LiveViewer {
     this.message.className = "hs-live-message";
     this.message.hidden = true;
     el.appendChild(this.message);
+    this.progressLine = document.createElement("div");
+    this.progressLine.className = "hs-live-progress";
+    this.progressLine.hidden = true;
+    el.appendChild(this.progressLine);
     const probe = document.createElement("canvas").getContext("webgl2");
     if (!probe) {
       this.fail("Your browser has no WebGL2, so the live 3D view cannot run here. The server render shows the avatar instead.");
@@ -92,7 +113,7 @@ class LiveViewer {
     this.renderer.domElement.style.touchAction = "none";
     this.scene = new THREE.Scene();
     // Spark sorts the splats in a worker: when a new order is ready it asks for another frame
-    this.spark = new SparkRenderer({ renderer: this.renderer, onDirty: () => { this.needsFrame = true; } });
+    this.spark = new SparkRenderer({ renderer: this.renderer, enableLod: false, onDirty: () => { this.needsFrame = true; } });
     this.scene.add(this.spark);
     this.camera = new THREE.PerspectiveCamera(FOV_Y_DEG, 1, 0.01, 100);
     this.orbit = new OrbitControls(this.camera, this.renderer.domElement);
@@ -117,11 +138,12 @@ class LiveViewer {
 
   fail(text) {
     this.error = text;
+    this.awaiting = null;
     if (this.message) {
       this.message.textContent = text;
       this.message.hidden = false;
     }
-    if (this.renderer) this.renderer.domElement.style.visibility = "hidden";
+    this.progress(null);
     this.el && this.el.dispatchEvent(new CustomEvent("headsplat-error", { detail: text, bubbles: true }));
   }
 
@@ -130,19 +152,85 @@ class LiveViewer {
   }
 
   // ----------------------------------------------------------------------------------- loading
-  async load(src) {
-    const url = typeof src === "string" ? src : src && (src.url || src.path);
-    if (!url) return false;
+  /** A new avatar is on its way (the app calls this as an upload starts): the current avatar leaves the
+   * view at once, so the previous person is never shown as if it were the new one. */
+  pending(text = "Building the new avatar…") {
     if (!this.ensureMounted()) return false;
-    this.url = url;
+    this.loadToken += 1; // drops any load in flight
+    this.inflight = null;
+    this.announced += 1;
+    this.clear();
+    this.marks = {};
+    this.mark("pending");
+    this.awaiting = { handed: false, mapping: null };
+    this.progress(text);
+    return true;
+  }
+
+  /** The upload failed: show again the avatar the page had (the app's session kept it), or nothing. */
+  restore() {
+    // nothing announced, or an avatar on its way already (an upload fires twice: two failures, one restore)
+    if (!this.awaiting || this.awaiting.handed || this.inflight) return false;
+    this.awaiting = null;
+    this.progress(null);
+    return this.url ? this.load(this.url) : false;
+  }
+
+  mark(stage) {
+    if (!Object.keys(this.marks).length) this.marksEpoch = Date.now();
+    this.marks[stage] = performance.now();
+  }
+
+  /** One line over the view saying what is on its way (null hides it); the canvas hides while a new
+   * avatar is awaited, since Spark keeps drawing its previous splats until the new ones are sorted. */
+  progress(text) {
+    if (this.progressLine) {
+      this.progressLine.textContent = text || "";
+      this.progressLine.hidden = !text;
+    }
+    if (this.renderer) this.renderer.domElement.style.visibility = this.error || this.awaiting ? "hidden" : "visible";
+  }
+
+  load(src) {
+    const url = typeof src === "string" ? src : src && (src.url || src.path);
+    if (!url) return Promise.resolve(false);
+    // the same file again while it loads, or once it shows (a server call that found it built): no reload
+    if (this.inflight && this.inflight.url === url) return this.inflight.promise;
+    if (url === this.url && this.poser && !this.awaiting && !this.error) return Promise.resolve(true);
+    const promise = this.fetchAndShow(url).finally(() => {
+      if (this.inflight && this.inflight.promise === promise) this.inflight = null;
+    });
+    this.inflight = { url, promise };
+    return promise;
+  }
+
+  async fetchAndShow(url) {
+    if (!this.ensureMounted()) return false;
+    const token = ++this.loadToken;
+    if (!this.awaiting) this.marks = {};
+    this.mark("load");
+    this.awaiting = this.awaiting || { handed: false, mapping: null };
+    this.progress("Downloading the avatar…");
     try {
       const res = await fetch(url);
       if (!res.ok) throw new PackError(`the avatar file could not be fetched (HTTP ${res.status})`);
       const bytes = await res.arrayBuffer();
+      if (token !== this.loadToken) return false; // a newer avatar was asked for meanwhile
+      this.mark("fetched");
       const head = String.fromCharCode(...new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength)));
-      if (head === MAGIC) this.show(readPack(bytes));
-      else await this.showStatic(bytes);
+      if (head === MAGIC) {
+        const pack = readPack(bytes);
+        this.mark("decoded");
+        this.show(pack);
+      } else {
+        await this.showStatic(bytes);
+        if (token !== this.loadToken) return false;
+      }
+      this.url = url;
+      this.mark("handed");
+      this.progress("Drawing the avatar…");
     } catch (e) {
+      if (token !== this.loadToken) return false;
       const why = e instanceof PackError ? e.message : `${e.name}: ${e.message}`;
       this.fail(`The live view could not read this avatar (${why}). The server render shows it instead.`);
       return false;
@@ -150,24 +238,26 @@ class LiveViewer {
     return true;
   }
 
-  clear() {
+  /** Ends the current avatar; the live packs' mesh stays in the scene (hidden) unless `dropMesh`. */
+  clear(dropMesh = false) {
     this.stop();
-    if (this.mesh) {
+    if (this.mesh && (dropMesh || !this.mesh.isLive)) {
       this.scene.remove(this.mesh);
       this.mesh.dispose && this.mesh.dispose();
       this.mesh = null;
+      this.packed = null;
     }
     this.error = null;
     this.message.hidden = true;
-    this.renderer.domElement.style.visibility = "visible";
     this.pack = null;
     this.poser = null;
+    this.progress(null);
   }
 
   /** A static method's .splat (the download's 3DGS frame, y down): shown, not animatable. */
   async showStatic(bytes) {
     if (bytes.byteLength === 0 || bytes.byteLength % 32) throw new PackError("neither a live pack nor a .splat file");
-    this.clear();
+    this.clear(true);
     const n = bytes.byteLength / 32;
     const pos = new Float32Array(bytes);
     const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
@@ -181,6 +271,7 @@ class LiveViewer {
     this.mesh.quaternion.set(1, 0, 0, 0); // the customary flip of y-down captures
     await this.mesh.initialized;
     this.scene.add(this.mesh);
+    this.awaiting = { handed: true, mapping: null };
     this.staticSplats = n;
     // model.core.camera.head_extent: box centre, radius 25% beyond the box's inscribed-sphere scale
     const c = lo.map((v, k) => 0.5 * (v + hi[k]));
@@ -217,32 +308,52 @@ class LiveViewer {
   }
 
   show(pack) {
-    this.clear();
+    const T = pack.header.counts.gaussians;
+    const reuse = !!(this.mesh && this.mesh.isLive && this.capacity >= T);
+    this.clear(!reuse);
+    if (!reuse) {
+      this.capacity = Math.ceil(T / CAPACITY_STEP) * CAPACITY_STEP;
+      this.packed = new PackedSplats({ maxSplats: this.capacity, splatEncoding: ENCODING });
+    }
     this.staticSplats = 0;
     this.pack = pack;
     this.poser = new Poser(pack);
-    const T = this.poser.T;
-    this.packed = new PackedSplats({ maxSplats: T, splatEncoding: ENCODING });
-    const arr = this.packed.ensureSplats(T);
-    this.packed.numSplats = T;
+    const n = this.capacity;
+    const arr = this.packed.ensureSplats(n);
+    this.packed.numSplats = n;
     const { rgb, opacity } = this.poser;
     for (let i = 0; i < T; i++) {
       utils.setPackedSplatRgba(arr, i, rgb[i * 3] / 255, rgb[i * 3 + 1] / 255, rgb[i * 3 + 2] / 255,
         opacity[i] / 255, ENCODING);
     }
+    arr.fill(0, T * 4, n * 4); // unused slots: opacity 0, drawn as nothing
     // per Gaussian: ln of its neutral scales; per used triangle: its encoded rotation (all of a
     // triangle's Gaussians share it), so each re-pose encodes 24k rotations, not 100k
-    const sc = this.poser.s.scales;
-    this.lnScale = new Float64Array(T * 3);
-    for (let i = 0; i < T * 3; i++) this.lnScale[i] = Math.log(sc[i]);
+    // per Gaussian, in Spark's 8-bit log-scale steps: the tangent scales before the triangle's growth, and
+    // the normal scale's byte (it never grows)
+    const sc = this.poser.s.scales, lo = ENCODING.lnScaleMin;
+    this.lnStep = new Float64Array(T * 2);
+    this.normalByte = new Uint32Array(T);
+    for (let i = 0; i < T; i++) {
+      this.lnStep[i * 2] = (Math.log(sc[i * 3]) - lo) * LN_STEP;
+      this.lnStep[i * 2 + 1] = (Math.log(sc[i * 3 + 1]) - lo) * LN_STEP;
+      this.normalByte[i] = Math.min(255, Math.max(1, Math.round((Math.log(sc[i * 3 + 2]) - lo) * LN_STEP) + 1));
+    }
+    // centres to float16 in one native call where the browser has Float16Array (Spark's toHalf otherwise)
+    this.half = typeof Float16Array === "function" ? new Float16Array(T * 3) : null;
+    this.halfBits = this.half ? new Uint16Array(this.half.buffer) : new Uint16Array(T * 3);
     this.faceQlo = new Uint32Array(this.poser.U);
     this.faceQhi = new Uint32Array(this.poser.U);
     this.faceLnGrow = new Float64Array(this.poser.U);
     this.scratch = new Uint32Array(4);
     this.controls = {};
     this.applyPose();
-    this.mesh = new SplatMesh({ packedSplats: this.packed });
-    this.scene.add(this.mesh);
+    if (!reuse) {
+      this.mesh = new SplatMesh({ packedSplats: this.packed });
+      this.mesh.isLive = true;
+      this.scene.add(this.mesh);
+    }
+    this.awaiting = { handed: true, mapping: null };
     this.frame(pack.header.head_center, pack.header.head_radius);
     this.el.dispatchEvent(new CustomEvent("headsplat-loaded", { detail: { splats: T, animatable: true }, bubbles: true }));
   }
@@ -263,7 +374,7 @@ class LiveViewer {
   applyPose() {
     if (!this.poser) return;
     const t0 = performance.now();
-    const { ignored } = this.poser.pose(this.controls);
+    const { ignored } = this.poser.place(this.controls);
     this.writePacked();
     this.packed.needsUpdate = true;
     if (this.mesh) this.mesh.updateVersion();
@@ -280,7 +391,7 @@ class LiveViewer {
    * calling those helpers per Gaussian cost ~50 ms for 100k, this ~5 ms). Colours stay as loaded. */
   writePacked() {
     const { centers, faceQuat: Q, faceGrow, U, T, s } = this.poser;
-    const arr = this.packed.packedArray, lnS = this.lnScale, qlo = this.faceQlo, qhi = this.faceQhi;
+    const arr = this.packed.packedArray, lnS = this.lnStep, nb = this.normalByte, qlo = this.faceQlo, qhi = this.faceQhi;
     const scratch = this.scratch;
     const lnG = this.faceLnGrow;
     for (let u = 0; u < U; u++) {
@@ -288,19 +399,20 @@ class LiveViewer {
       utils.setPackedSplatQuat(scratch, 0, Q[u * 4 + 1], Q[u * 4 + 2], Q[u * 4 + 3], Q[u * 4]);
       qlo[u] = scratch[2] >>> 16;
       qhi[u] = scratch[3] >>> 24;
-      lnG[u] = Math.log(faceGrow[u]);
+      lnG[u] = Math.log(faceGrow[u]) * LN_STEP;
     }
-    const lo = ENCODING.lnScaleMin;
+    const h = this.halfBits;
+    if (this.half) this.half.set(centers);
+    else for (let k = 0; k < T * 3; k++) h[k] = toHalf(centers[k]);
     const slot = s.slot;
     for (let i = 0; i < T; i++) {
       const u = slot[i], o = i * 3, w = i * 4;
       const g = lnG[u];
-      const sx = Math.min(255, Math.max(1, Math.round((lnS[o] + g - lo) * LN_STEP) + 1));
-      const sy = Math.min(255, Math.max(1, Math.round((lnS[o + 1] + g - lo) * LN_STEP) + 1));
-      const sz = Math.min(255, Math.max(1, Math.round((lnS[o + 2] - lo) * LN_STEP) + 1));
-      arr[w + 1] = toHalf(centers[o]) | (toHalf(centers[o + 1]) << 16);
-      arr[w + 2] = toHalf(centers[o + 2]) | (qlo[u] << 16);
-      arr[w + 3] = sx | (sy << 8) | (sz << 16) | (qhi[u] << 24);
+      const sx = Math.min(255, Math.max(1, Math.round(lnS[i * 2] + g) + 1));
+      const sy = Math.min(255, Math.max(1, Math.round(lnS[i * 2 + 1] + g) + 1));
+      arr[w + 1] = h[o] | (h[o + 1] << 16);
+      arr[w + 2] = h[o + 2] | (qlo[u] << 16);
+      arr[w + 3] = sx | (sy << 8) | (nb[i] << 16) | (qhi[u] << 24);
     }
   }
 
@@ -406,11 +518,11 @@ class LiveViewer {
     if (this.playing && !this.playing.paused) this.advance();
     else if (this.following && this.poser) this.easeTowards();
     if (this.dirtyPose) this.applyPose();
-    if (this.dirtyView) this.settleUntil = performance.now() + SETTLE_MS;
-    // render on demand (software WebGL is slow): after a change, whenever Spark has a new sort order
-    // for it, and for a short moment after each change
+    // render on demand (software WebGL is slow): after a change, and when Spark has new splats or a new
+    // sort order to show (its onDirty). Not while it sorts: frames drawn then show nothing new, and in
+    // software WebGL they slow the sort's own depth read-back several times over.
     const running = this.playing && !this.playing.paused;
-    if (!running && !this.needsFrame && !this.sortPending() && !(performance.now() < this.settleUntil)) return;
+    if (!running && !this.needsFrame && !this.dirtyView) return;
     if (this.maxFps && performance.now() - (this.lastFrameT || 0) < 1000 / this.maxFps) return;
     this.lastFrameT = performance.now();
     this.needsFrame = false;
@@ -420,6 +532,21 @@ class LiveViewer {
     this.lastRenderMs = performance.now() - t0;
     this.frames += 1;
     this.dirtyView = false;
+    if (this.awaiting && this.awaiting.handed) this.checkFirstFrame();
+  }
+
+  /** Spark shows a new splat mapping only once its first sort is done (until then it draws its previous
+   * splats): the first render after the hand-over generates the new splats, and the first frame whose
+   * display holds them is the new avatar's first frame. */
+  checkFirstFrame() {
+    const sp = this.spark;
+    if (this.awaiting.mapping === null) this.awaiting.mapping = sp.current.mappingVersion;
+    // mapping versions only grow; a display with none of the new splats yet is not the first frame. With
+    // the mapping kept (a reused mesh) the display is the new splats already, drawn in the previous order.
+    if (sp.display.mappingVersion < this.awaiting.mapping || sp.display !== sp.current || !sp.activeSplats) return;
+    this.awaiting = null;
+    this.mark("drawn");
+    this.progress(null);
   }
 
   sortPending() {
@@ -445,11 +572,19 @@ class LiveViewer {
     return {
       splats: this.poser ? this.poser.T : this.staticSplats || 0, animatable: !!this.poser, frames: this.frames, poses: this.poses,
       lastUpdateMs: this.lastUpdateMs, lastRenderMs: this.lastRenderMs, medianUpdateMs: sorted.length ? sorted[sorted.length >> 1] : null,
-      settled: !this.dirtyView && !this.dirtyPose && !this.needsFrame && !this.sortPending()
-        && !(performance.now() < this.settleUntil) && this.frames > 0,
+      settled: !this.dirtyView && !this.dirtyPose && !this.needsFrame && !this.sortPending() && !this.awaiting
+        && this.frames > 0,
+      loading: !!this.awaiting, announced: this.announced, timeline: this.timeline(),
       source: this.url || null, playing: !!this.playing && !this.playing.paused, sequenceFrame: this.sequenceFrame, controls: { ...this.controls },
       ignored: this.playing ? this.playing.ignored : this.ignored, error: this.error, view: { ...this.view },
     };
+  }
+
+  timeline() {
+    const t0 = this.marks.pending ?? this.marks.load;
+    const out = Object.fromEntries(Object.entries(this.marks).map(([k, t]) => [k, Math.round(t - t0)]));
+    if (t0 !== undefined) out.epochMs = this.marksEpoch; // to line up with a server's clock
+    return out;
   }
 
   readSplats() {
