@@ -40,11 +40,11 @@ const FILL = 0.85;
 const ENCODING = { rgbMin: 0, rgbMax: 1, lnScaleMin: -12, lnScaleMax: 9 };
 const LN_STEP = 254 / (ENCODING.lnScaleMax - ENCODING.lnScaleMin);
 const ELEMENT_ID = "live-viewer";
-const FOLLOW_TAU_MS = 60;
+const FOLLOW_TAU_MS = 60; // mirror smoothing: time constant of the easing towards the latest controls
 // Live packs share one PackedSplats whose size is a multiple of this (unused slots fully transparent): a new
 // avatar of a similar size then keeps Spark's splat mapping, so its first frame is drawn at once with the
 // previous sort order, instead of waiting for a first sort (a depth read-back of seconds in software WebGL).
-const CAPACITY_STEP = 32768; // mirror smoothing: time constant of the easing towards the latest controls
+const CAPACITY_STEP = 32768;
 
 /** Call found(el) once an element with this id is in the page (now, or when Gradio renders it), unless
  * the returned cancel() runs first or timeoutMs passes. Returns cancel. */
