@@ -158,11 +158,11 @@ def test_the_viewer_waits_for_a_tab_that_gradio_renders_late(page):
 def test_a_slider_move_reposes_the_avatar_in_the_page_with_no_request(page, ours_astronaut):
     page.evaluate(f"() => {V}.setView(0, 0)")
     page.click("button[role=tab]:has-text('Animate')")
-    page.wait_for_function("() => document.querySelector('#live-slot-animate #live-viewer') !== null", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#live-slot-animate #live-viewer') !== null", timeout=60_000)
     before = _snapshot(page)
     n_requests, poses = len(page.requests), page.evaluate(f"() => {V}.stats().poses")
     page.locator("#ctl-jawOpen input[type=range]").fill("1")
-    page.wait_for_function(f"(n) => {V}.stats().poses > n", arg=poses, timeout=10_000)
+    page.wait_for_function(f"(n) => {V}.stats().poses > n", arg=poses, timeout=60_000)
     after = _snapshot(page)
     assert page.requests[n_requests:] == [], f"moving a slider made requests: {page.requests[n_requests:]}"
     assert page.evaluate(f"() => {V}.stats().controls.jawOpen") == 1

@@ -46,20 +46,15 @@ const FOLLOW_TAU_MS = 60; // mirror smoothing: time constant of the easing towar
 // previous sort order, instead of waiting for a first sort (a depth read-back of seconds in software WebGL).
 const CAPACITY_STEP = 32768;
 
-/** Call found(el) once an element with this id is in the page (now, or when Gradio renders it), unless
- * the returned cancel() runs first or timeoutMs passes. Returns cancel. */
-function whenElement(id, found, timeoutMs = Infinity) {
+/** Call found(el) once an element with this id is in the page (now, or when Gradio renders it). */
+function whenElement(id, found) {
   const now = document.getElementById(id);
-  if (now) { found(now); return () => {}; }
-  let timer = null;
+  if (now) { found(now); return; }
   const watch = new MutationObserver(() => {
     const el = document.getElementById(id);
-    if (el) { cancel(); found(el); }
+    if (el) { watch.disconnect(); found(el); }
   });
-  const cancel = () => { watch.disconnect(); clearTimeout(timer); };
   watch.observe(document.documentElement, { childList: true, subtree: true });
-  if (Number.isFinite(timeoutMs)) timer = setTimeout(cancel, timeoutMs);
-  return cancel;
 }
 
 class LiveViewer {
@@ -290,21 +285,31 @@ class LiveViewer {
   }
 
   /** Move the viewer into another element (the app shows it on the Create, Animate and Mirror tabs).
-   * Gradio may render a tab's children a few frames after the tab is selected, so a slot that is not
-   * in the page yet is waited for (the latest request wins; given up after 30 s). */
+   * Gradio renders a tab's children a few frames after the tab is selected, and its HTML component fills
+   * its element in an effect that can run after the element is in the page, wiping a child put there
+   * first (a CI run found the Animate tab empty). So the requested slot is a home the viewer keeps: it
+   * moves in when the slot appears and back in whenever it is taken out (the latest request wins). */
   attach(slot) {
-    if (this.cancelAttach) this.cancelAttach();
-    this.cancelAttach = null;
     const move = (target) => {
       if (!this.el || this.el.parentElement === target) return false;
       target.appendChild(this.el);
       this.resize();
       return true;
     };
-    if (typeof slot !== "string") return slot ? move(slot) : false;
-    let moved = false;
-    this.cancelAttach = whenElement(slot, (target) => { moved = move(target); }, 30_000);
-    return moved;
+    if (typeof slot !== "string") {
+      this.home = null;
+      return slot ? move(slot) : false;
+    }
+    this.home = slot;
+    if (!this.homeWatch) {
+      this.homeWatch = new MutationObserver(() => {
+        const target = this.home && document.getElementById(this.home);
+        if (target) move(target);
+      });
+      this.homeWatch.observe(document.documentElement, { childList: true, subtree: true });
+    }
+    const target = document.getElementById(slot);
+    return target ? move(target) : false;
   }
 
   show(pack) {
