@@ -50,13 +50,12 @@ def _arr(b64: str, cols: int) -> np.ndarray:
 # visible while it still holds the previous avatar (stats().source unchanged since the upload began).
 WATCH = f"""(prev) => {{
   const v = {V}, canvas = document.querySelector('#live-viewer canvas');
-  const w = window.__hsWatch = {{ frames: 0, stale: 0, hiddenFrames: 0, done: false }};
+  const w = window.__hsWatch = {{ frames: 0, stale: 0, done: false }};
   const step = () => {{
     if (w.done) return;
     const s = v.stats(), visible = canvas && canvas.style.visibility !== 'hidden';
     w.frames += 1;
-    if (!visible) w.hiddenFrames += 1;
-    else if (w.announced && s.source === prev) w.stale += 1;
+    if (visible && w.announced && s.source === prev) w.stale += 1;
     if (s.loading) w.announced = true;
     requestAnimationFrame(step);
   }};
