@@ -7,7 +7,8 @@ import numpy as np
 from model.core.camera import Camera
 from model.core.gaussians import Gaussians, rotmat_to_quat
 from model.core.image_io import load_image, to_float
-from model.head.fitting import FittedHead, fit
+from model.head.fitting import fit
+from model.head.ict_fit import HeadFit
 from model.head.landmarks import detect_landmarks
 from model.head.rig import deform
 from model.head.segmentation import person_mask
@@ -19,7 +20,7 @@ MAX_GAUSSIANS = 150_000  # pixel grid stride is chosen to stay under this
 FIT_PARAMETERS = {"template_version": TEMPLATE_VERSION}
 
 
-def fit_photo(image) -> tuple[np.ndarray, FittedHead, np.ndarray, np.ndarray]:
+def fit_photo(image) -> tuple[np.ndarray, HeadFit, np.ndarray, np.ndarray]:
     """image -> (RGB uint8 [H,W,3], fitted head, head vertices [V,3] world, person mask [H,W] in [0,1])."""
     image = load_image(image)
     fitted = fit(image, landmarks=detect_landmarks(image))

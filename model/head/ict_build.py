@@ -44,7 +44,7 @@ The asset's arrays are described once, in head_model.py; how they are made is de
   Expressions are stored sparse: per shape only the vertices that move more than MOVE_EPS.
 - Landmarks: ICT's Multi-PIE 68 vertices (vertex_indices.json idx_to_landmark_verts), renumbered.
 - mediapipe's 478 face-mesh points on the surface (`landmark_faces`, `landmark_bary`): the project's
-  canonical mediapipe points (model/head/_template_canonical.py: head frame, metres) are aligned to
+  canonical mediapipe points (model/head/mediapipe_canon.py: head frame, metres) are aligned to
   ICT's neutral by the least-squares similarity between the 51 inner Multi-PIE points (brows, nose, eyes,
   mouth; ICT's landmarks68 against mediapipe's MP_OF_68, the pairing commonly used; the jaw contour is a
   silhouette, not a fixed point, so it is left out) plus their mirror images, which makes the similarity
@@ -277,8 +277,8 @@ def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndar
 
 def mediapipe_map(neutral, faces, face_part, names, lm68, mirror) -> tuple[np.ndarray, np.ndarray, dict]:
     """mediapipe's 478 points -> (triangle [478], barycentrics [478,3], facts); see the module doc."""
-    from model.head._template_build import _closest_on_faces
-    from model.head._template_canonical import load as load_canonical
+    from model.head.mediapipe_canon import load as load_canonical
+    from model.head.mesh import closest_on_faces
     canon, pair = load_canonical()
     a, b = canon[list(MP_OF_68[17:])], neutral[lm68[17:]]
     s, r, t = similarity(np.r_[a, a * MIRROR], np.r_[b, b * MIRROR])
@@ -292,7 +292,7 @@ def mediapipe_map(neutral, faces, face_part, names, lm68, mirror) -> tuple[np.nd
     face_ = lambda *parts: np.nonzero(np.isin(face_part, [names.index(p) for p in parts]))[0]  # noqa: E731
     own = np.nonzero(own)[0]
     skin = own[own < 468]
-    tri_f[skin], bary[skin] = _closest_on_faces(target[skin], neutral, faces, face_("face", "head_neck"))
+    tri_f[skin], bary[skin] = closest_on_faces(target[skin], neutral, faces, face_("face", "head_neck"))
     eye = face_("eyeball_R")
     ev = np.unique(faces[eye])
     centre = 0.5 * (neutral[ev].min(0) + neutral[ev].max(0))  # (the mean leans forward: the iris is dense)
@@ -300,7 +300,7 @@ def mediapipe_map(neutral, faces, face_part, names, lm68, mirror) -> tuple[np.nd
     iris = own[own >= 468]
     ray = target[iris] - centre
     outside = centre + 2 * radius * ray / np.linalg.norm(ray, axis=1, keepdims=True)
-    tri_f[iris], bary[iris] = _closest_on_faces(outside, neutral, faces, eye)
+    tri_f[iris], bary[iris] = closest_on_faces(outside, neutral, faces, eye)
     # the left half: twin triangle of the twin point, barycentrics permuted to the twin's corners
     index = {tuple(sorted(f)): i for i, f in enumerate(faces.tolist())}
     for i in np.nonzero(tri_f < 0)[0]:

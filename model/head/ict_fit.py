@@ -257,6 +257,20 @@ class HeadFit:
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
+    def template(self):
+        """The head the avatar stands on (model.head.template.load_template(): this model + the atlas)."""
+        from model.head.template import load_template
+        t = load_template()
+        if t.model is not self.model and t.model.path != self.model.path:
+            raise ValueError("this fit's head model is not the template's")
+        return t
+
+    @property
+    def version(self) -> str:
+        from model.head.template import TEMPLATE_VERSION
+        return TEMPLATE_VERSION
+
+    @property
     def expression_dict(self) -> dict[str, float]:
         return {n: float(w) for n, w in zip(self.model.expression_names, self.expression)}
 

@@ -1,5 +1,5 @@
-"""Triangle-mesh geometry shared by the template, the fit and the method: normals and barycentric
-interpolation. Lives below the template (which needs barycentric_matrix for its landmark map) and
+"""Triangle-mesh geometry shared by the head model, the fit and the method: normals, barycentric
+interpolation and closest points. Lives below the template (which needs barycentric_matrix for its landmark map) and
 the binding of Gaussians (which needs normals), so neither imports the other."""
 from __future__ import annotations
 
@@ -50,3 +50,57 @@ def barycentric_matrix(corners: np.ndarray, bary: np.ndarray, n_vertices: int):
     rows = np.repeat(np.arange(len(corners)), 3)
     return sp.csr_matrix((np.asarray(bary, np.float64).ravel(), (rows, np.asarray(corners).ravel())),
                          shape=(len(corners), n_vertices))
+
+
+def closest_on_faces(points, V, F, cand, k=48):
+    """Closest point to each of points [N,3] on the triangles F[cand] of vertices V [V,3] -> (face ids [N],
+    barycentrics [N,3]); k nearest triangles (by centroid) are tried per point."""
+    from scipy.spatial import cKDTree
+    tri = V[F[cand]]
+    tree = cKDTree(tri.mean(1))
+    _, nn = tree.query(points, k=min(k, len(cand)))
+    nn = np.atleast_2d(nn)
+    best_f, best_b = np.zeros(len(points), np.int64), np.zeros((len(points), 3))
+    for i, p in enumerate(points):
+        t = tri[nn[i]]
+        bary = closest_bary(p, t)
+        q = np.einsum("nk,nkd->nd", bary, t)
+        j = int(np.argmin(((q - p) ** 2).sum(1)))
+        best_f[i], best_b[i] = cand[nn[i][j]], bary[j]
+    return best_f, best_b
+
+
+def closest_bary(p, t):
+    """Barycentrics of the closest point to p [3] on each triangle t [n,3,3] (Ericson, RTCD 5.1.5)."""
+    a, b, c = t[:, 0], t[:, 1], t[:, 2]
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    out = np.zeros((len(t), 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denom = 1.0 / (va + vb + vc)
+        v, w = vb * denom, vc * denom
+        out[:] = np.stack([1 - v - w, v, w], 1)
+        conds = [
+            ((d1 <= 0) & (d2 <= 0), lambda: np.array([1.0, 0, 0])),
+            ((d3 >= 0) & (d4 <= d3), lambda: np.array([0, 1.0, 0])),
+            ((d6 >= 0) & (d5 <= d6), lambda: np.array([0, 0, 1.0])),
+        ]
+        vab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+        tab = d1 / (d1 - d3)
+        vac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+        tac = d2 / (d2 - d6)
+        vbc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+        tbc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+    out[vbc] = np.stack([np.zeros(vbc.sum()), 1 - tbc[vbc], tbc[vbc]], 1)
+    out[vac] = np.stack([1 - tac[vac], np.zeros(vac.sum()), tac[vac]], 1)
+    out[vab] = np.stack([1 - tab[vab], tab[vab], np.zeros(vab.sum())], 1)
+    for cond, val in conds[::-1]:
+        out[cond] = val()
+    return np.nan_to_num(out, nan=1 / 3)

@@ -1,39 +1,112 @@
-"""Expression and head rig on a fitted head, and retargeting from another frame's landmarks.
+"""The ARKit-52 rig of a fitted head (ICT-FaceKit, model/head/ict_fit.py), and retargeting.
 
-Controls (ARKit blendshape names where one exists; `CONTROLS` holds the documented ranges):
-expressions are linear blendshapes built per subject from its fitted identity (so they follow the
-subject's own lid and lip positions), eye gaze rotates the eyeballs, head controls rotate the head
-about the neck pivot with weights that fade down the neck (the neck cap stays put).
+    from model.head import rig
+    v = rig.deform(fit, {"jawOpen": 0.4, "mouthSmileLeft": 0.7, "eyeLookOutLeft": 0.5, "headYaw": 0.2})
+    c = rig.retarget(detect_landmarks(frame), fit)    # another frame of the same person -> controls
 
-- jawOpen: lower face, lower lip, lower teeth and tongue rotate about the jaw hinge by up to
-  JAW_MAX rad; the lips part and the mouth cavity shows.
-- eyeBlinkLeft/Right: the upper lid turns about the eyeball centre down onto the lower lid (the
-  lid skin keeps its distance from the eyeball, so it stays in front of it). eyeWide* is the
-  opposite (the upper lid lifts).
-- mouthSmile*/mouthFrown*: mouth corners up-and-back / down; mouthPucker: lips forward and
-  narrower; mouthFunnel: lips forward and slightly apart.
-- browInnerUp, browOuterUp*, browDown*: brow skin up / down (above the upper lid only).
-- eyeYaw, eyePitch (radians): gaze of both eyes; > 0 looks towards +x (subject's left) / down.
-- headYaw, headPitch, headRoll (radians): same convention as model.head.fitting's pose.
+Controls (CONTROLS, with their ranges) are ARKit's 52 blendshape names (Apple's ARFaceAnchor names, the ones
+LAM and chat-avatar stacks send; Left/Right are the subject's, Left is +x, as everywhere in this project)
+plus the head pose headYaw/headPitch/headRoll (radians, model.head.fitting's convention: > 0 turns the face
+towards +x / down / lifts the subject's left side). The model's own shapes drive the avatar: ICT's 53 are
+ARKit's set with `_L`/`_R`, and ARKIT_TO_ICT is the one table between the two vocabularies:
+- xLeft -> x_L, xRight -> x_R, unsided names -> the same name;
+- browInnerUp and cheekPuff -> both ICT halves at the same weight;
+- tongueOut -> nothing: ICT has no tongue-out shape (its gums_tongue part never leaves the mouth). It is
+  accepted and ignored (IGNORED_ARKIT) and has no slider.
+ICT's `_L` is the subject's left: checked on the asset, eyeBlink_L moves vertices at mean x +32 mm,
+mouthSmile_L at +25 mm; jawLeft and mouthLeft move the jaw / mouth towards +x, as ARKit's
+(tests/test_rig.py asserts it).
 
-"Left/Right" are the subject's (Left is +x). `deform` returns vertices in the fitted head's world
-(canonical head frame), so `fitted.camera` shows the result as in the photo.
+The rest face is the photo's face: deform(fit, {}) is the fitted identity (+ the fit's landmark
+corrective `offsets`) with the photo's fitted expression (fit.expression) and gaze (fit.gaze). Controls
+add to it: the ICT weights deformed are the photo's plus the controls' (no clipping: weights add linearly,
+as the model's), the gaze is the photo's plus the eyeLook* controls'. Why: the texture is projected from
+the photo onto the photo's own face, so that face is what the input view must reproduce at rest, and
+what a visitor sees first; a smiling photo gives a smiling avatar, jawOpen opens its jaw. ARKit's weights
+are >= 0, so no control takes the photo's smile away (a neutralised rest would need the smile's texture
+moved back, which a single photo does not show).
+- gaze: ICT's eyeLook* shapes move only the lids; the eyeballs are turned about their centres
+  (ict_fit.turn_eyes, from the model's rest direction) by the angles the same weights express, per eye:
+  eyeLookIn/Out 1.0 -> 30 degrees yaw (towards the nose / away from it), eyeLookUp 1.0 -> 25 degrees up,
+  eyeLookDown 1.0 -> 30 degrees down (EYE_LOOK_DEG). Why these: Apple does not publish the angle of
+  weight 1; ARKit trackers reach 1.0 near the end of the comfortable gaze range rather than the
+  mechanical limit (~45-50 degrees), which is ~30 degrees sideways and down and less upwards; ICT's own
+  eyeLook* lid shapes are sculpted for about that range (eyeLookUp raises the upper lid 3.7 mm, about
+  what a 25-degree upward gaze uncovers), and it keeps the eyes inside the range the fit reads from
+  irises (fitting.MAX_GAZE = 0.6 rad = 34 degrees).
+- head pose: the head rotates by rotation_from_euler(headYaw, headPitch, headRoll) about
+  fitting.NECK_PIVOT, with a weight that fades down the neck (neck_weights: 1 at and above the chin, 0
+  from where ICT's neck starts to flare into the shoulders, smoothstep between): the shoulders' flare
+  and the neck's base stay put.
+
+retarget(landmarks, fit, neutral): another frame's 478 points of a face -> controls for deform, relative to
+the rest face (all 52 ARKit names, tongueOut 0, + headYaw/headPitch/headRoll relative to fit.camera, so
+fit.camera shows deform(fit, retarget(frame, fit)) with the frame's head orientation). It reuses
+ict_fit.fit_head_model unchanged on the person's own model: a HeadModel whose neutral is the rest face
+and which has no identity modes, so each frame solves only pose + the bounded expression weights
+(ict_fit's relaxed lasso, its eyeLook* left out) + gaze from the irises; the gaze, less the photo's, is
+expressed as eyeLook* weights through EYE_LOOK_DEG. `neutral` (neutral_offsets() of a frame of the tracked
+face at rest) moves the rest face's landmarks onto that face's (spread over the mesh by the fit's landmark
+corrective), so that a mirror visitor's own face shape and resting mouth are not read as expression.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from model.head import landmarks as LM
-from model.head.fitting import R_FRONT, FittedHead, euler_from_rotation, photo_camera_K, rotation_from_euler, solve_pnp
+from model.head.fitting import NECK_PIVOT, euler_from_rotation, photo_camera_K, rotation_from_euler, solve_pnp
+from model.head.head_model import HeadModel
+from model.head.ict_fit import HeadFit, _corrective_offsets, _prep, _rest_angles, eye_centres, fit_head_model, turn_eyes
 from model.head.landmarks import Landmarks
 
-JAW_MAX = 0.32  # radians of jaw rotation at jawOpen = 1
-JAW_PIVOT = np.array([0.0, -0.022, -0.008])  # metres, template frame: the temporomandibular hinge axis (x)
-NECK_FADE = (-0.19, -0.10)  # y (metres, template frame): head rotation weight 0 below, 1 above
+# ARKit's 52 blendshape names, Apple's order
+ARKIT_NAMES = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
+    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
+    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
+    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
+    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut")
+# ICT-FaceKit's 53 expression shapes, in the asset's order (HeadModel.expression_names; checked on use)
+ICT_NAMES = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R", "cheekPuff_L",
+    "cheekPuff_R", "cheekSquint_L", "cheekSquint_R", "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R",
+    "eyeLookIn_L", "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R", "eyeSquint_L",
+    "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimple_L", "mouthDimple_R", "mouthFrown_L", "mouthFrown_R", "mouthFunnel", "mouthLeft",
+    "mouthLowerDown_L", "mouthLowerDown_R", "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
+    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L", "noseSneer_R")
+
+
+def _ict_of(name: str) -> tuple[str, ...]:
+    if name == "tongueOut":
+        return ()  # ICT has no tongue-out shape
+    if name in ("browInnerUp", "cheekPuff"):
+        return (name + "_L", name + "_R")  # ARKit has one, ICT sculpts each half
+    if name in ICT_NAMES:  # jawLeft/jawRight, mouthLeft/mouthRight: a direction, named alike in both
+        return (name,)
+    if name.endswith("Left"):
+        return (name[:-4] + "_L",)
+    if name.endswith("Right"):
+        return (name[:-5] + "_R",)
+    return (name,)
+
+
+# THE table: ARKit's 52 names (subject's Left/Right) -> ICT shapes driven at the ARKit weight
+ARKIT_TO_ICT: dict[str, tuple[str, ...]] = {n: _ict_of(n) for n in ARKIT_NAMES}
+IGNORED_ARKIT = tuple(n for n, ict in ARKIT_TO_ICT.items() if not ict)  # ("tongueOut",)
+
+_ICT_INDEX = {n: i for i, n in enumerate(ICT_NAMES)}
+_MAP_ROWS = [(a, [_ICT_INDEX[i] for i in ict]) for a, ict in ARKIT_TO_ICT.items()]
+assert sorted(i for _, ids in _MAP_ROWS for i in ids) == list(range(len(ICT_NAMES))), "table must cover ICT once"
 
 
 @dataclass(frozen=True)
@@ -45,91 +118,33 @@ class ControlSpec:
     description: str
 
 
-def _c(name, lo, hi, desc):
-    return ControlSpec(name, lo, hi, 0.0, desc)
+_HEAD = (ControlSpec("headYaw", -1.2, 1.2, 0.0, "head turn about the neck, radians; > 0 face towards +x"),
+         ControlSpec("headPitch", -0.7, 0.7, 0.0, "head nod, radians; > 0 face down"),
+         ControlSpec("headRoll", -0.7, 0.7, 0.0, "head tilt, radians; > 0 lifts the subject's left side"))
+HEAD_CONTROLS = tuple(c.name for c in _HEAD)
+EXPRESSIONS = tuple(n for n in ARKIT_NAMES if n not in IGNORED_ARKIT)  # the ARKit controls that move the head
+CONTROLS: dict[str, ControlSpec] = {
+    **{n: ControlSpec(n, 0.0, 1.0, 0.0, "ARKit blendshape: ICT " + " + ".join(ARKIT_TO_ICT[n])) for n in EXPRESSIONS},
+    **{c.name: c for c in _HEAD}}
+# eyeball turn (degrees) at eyeLook* weight 1: in / out (yaw), up / down (pitch); see the module docstring
+EYE_LOOK_DEG = {"In": 30.0, "Out": 30.0, "Up": 25.0, "Down": 30.0}
+NECK_FLARE_RATIO = 1.15  # the shoulders start where the neck is this much wider than at its waist
 
 
-_EXPR = [
-    _c("jawOpen", 0, 1, "open the jaw (1 = %.2f rad), lips part" % JAW_MAX),
-    _c("mouthSmileLeft", 0, 1, "left mouth corner up and back (11 mm at 1)"),
-    _c("mouthSmileRight", 0, 1, "right mouth corner up and back (11 mm at 1)"),
-    _c("mouthFrownLeft", 0, 1, "left mouth corner down (7 mm at 1)"),
-    _c("mouthFrownRight", 0, 1, "right mouth corner down (7 mm at 1)"),
-    _c("mouthPucker", 0, 1, "lips forward and narrower"),
-    _c("mouthFunnel", 0, 1, "lips forward and slightly apart"),
-    _c("eyeBlinkLeft", 0, 1, "close the left upper lid onto the lower lid"),
-    _c("eyeBlinkRight", 0, 1, "close the right upper lid onto the lower lid"),
-    _c("eyeWideLeft", 0, 1, "raise the left upper lid"),
-    _c("eyeWideRight", 0, 1, "raise the right upper lid"),
-    _c("browInnerUp", 0, 1, "inner brows up (9 mm at 1)"),
-    _c("browOuterUpLeft", 0, 1, "left outer brow up (8 mm at 1)"),
-    _c("browOuterUpRight", 0, 1, "right outer brow up (8 mm at 1)"),
-    _c("browDownLeft", 0, 1, "left brow down and in (6 mm at 1)"),
-    _c("browDownRight", 0, 1, "right brow down and in (6 mm at 1)"),
-]
-_ANGLES = [
-    _c("eyeYaw", -0.5, 0.5, "gaze of both eyes, radians; > 0 towards +x (subject's left)"),
-    _c("eyePitch", -0.4, 0.4, "gaze of both eyes, radians; > 0 down"),
-    _c("headYaw", -1.2, 1.2, "head turn about the neck, radians; > 0 face towards +x"),
-    _c("headPitch", -0.7, 0.7, "head nod, radians; > 0 face down"),
-    _c("headRoll", -0.7, 0.7, "head tilt, radians; > 0 lifts the subject's left side"),
-]
-CONTROLS: dict[str, ControlSpec] = {c.name: c for c in _EXPR + _ANGLES}
-EXPRESSIONS = tuple(c.name for c in _EXPR)
-
-
-# ARKit's 52 blendshapes (Apple's ARFaceAnchor names, the ones LAM and chat-avatar stacks send). The 16
-# the rig models are CONTROLS of the same name; the others map onto the nearest controls with the
-# weights below (eye look directions -> gaze angles in radians at 1), or are ignored (IGNORED_ARKIT:
-# the rig has no cheek, nose, tongue or sideways jaw motion). The one place this mapping is held: the
-# live viewer receives it in its pack.
-ARKIT_NAMES = (
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
-    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
-    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
-    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
-    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
-    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut")
-ARKIT_MAP: dict[str, dict[str, float]] = {
-    # both eyes share one gaze: each eye's look contributes half (ARKit's 1 is about 30 degrees)
-    "eyeLookOutLeft": {"eyeYaw": 0.25}, "eyeLookInLeft": {"eyeYaw": -0.25},
-    "eyeLookInRight": {"eyeYaw": 0.25}, "eyeLookOutRight": {"eyeYaw": -0.25},
-    "eyeLookDownLeft": {"eyePitch": 0.2}, "eyeLookDownRight": {"eyePitch": 0.2},
-    "eyeLookUpLeft": {"eyePitch": -0.2}, "eyeLookUpRight": {"eyePitch": -0.2},
-    "eyeSquintLeft": {"eyeBlinkLeft": 0.25}, "eyeSquintRight": {"eyeBlinkRight": 0.25},
-    "mouthLowerDownLeft": {"jawOpen": 0.15}, "mouthLowerDownRight": {"jawOpen": 0.15},  # lower lip down
-    "mouthClose": {"jawOpen": -0.5},  # lips held shut over an open jaw
-    "mouthStretchLeft": {"mouthSmileLeft": 0.4}, "mouthStretchRight": {"mouthSmileRight": 0.4},
-    "mouthDimpleLeft": {"mouthSmileLeft": 0.3}, "mouthDimpleRight": {"mouthSmileRight": 0.3},
-    "mouthPressLeft": {"mouthFrownLeft": 0.2}, "mouthPressRight": {"mouthFrownRight": 0.2},
-    "mouthRollLower": {"mouthPucker": 0.2}, "mouthRollUpper": {"mouthPucker": 0.2},
-    "mouthShrugLower": {"mouthFrownLeft": 0.2, "mouthFrownRight": 0.2},
-    "mouthUpperUpLeft": {"mouthSmileLeft": 0.2}, "mouthUpperUpRight": {"mouthSmileRight": 0.2},
-    "cheekSquintLeft": {"mouthSmileLeft": 0.2}, "cheekSquintRight": {"mouthSmileRight": 0.2},
-}
-IGNORED_ARKIT = tuple(n for n in ARKIT_NAMES if n not in CONTROLS and n not in ARKIT_MAP)
-
-
-def from_arkit(weights: Mapping[str, float]) -> dict[str, float]:
-    """Controls named in ARKit's or this rig's vocabulary -> this rig's controls (not yet clipped).
-    ARKit-only names are folded in through ARKIT_MAP; IGNORED_ARKIT names are dropped; any other
-    unknown name is an error (a typo should not pass silently)."""
+def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
+    """Names checked (ARKit's 52 and the head controls; any other name -> ValueError naming it and the known
+    ones; non-finite -> ValueError), IGNORED_ARKIT dropped, values clipped to their CONTROLS ranges."""
+    unknown = [k for k in (controls or {}) if k not in ARKIT_TO_ICT and k not in CONTROLS]
+    if unknown:
+        raise ValueError(f"unknown rig control(s) {', '.join(map(repr, unknown))}; known: ARKit's 52 blendshape "
+                         f"names ({', '.join(ARKIT_NAMES)}) and {', '.join(c.name for c in _HEAD)}")
     out: dict[str, float] = {}
-    for k, v in weights.items():
+    for k, v in (controls or {}).items():
         v = float(v)
         if not np.isfinite(v):
             raise ValueError(f"rig control {k!r} must be finite, got {v}")
         if k in CONTROLS:
-            out[k] = out.get(k, 0.0) + v
-        elif k in ARKIT_MAP:
-            for name, w in ARKIT_MAP[k].items():
-                out[name] = out.get(name, 0.0) + w * v
-        elif k not in IGNORED_ARKIT:
-            raise ValueError(f"unknown rig control {k!r}; known controls: {', '.join(CONTROLS)} "
-                             f"(and ARKit's 52 blendshape names)")
+            out[k] = min(max(v, CONTROLS[k].min), CONTROLS[k].max)
     return out
 
 
@@ -175,300 +190,176 @@ def sequence_dict(times: list[float], controls: list[Mapping[str, float]]) -> di
                           for c in controls]}
 
 
-def validate(controls: Mapping[str, float] | None) -> dict[str, float]:
-    """Names checked (rig or ARKit names, see from_arkit; unknown -> ValueError listing the known
-    ones), values clipped to their ranges."""
-    return {k: float(np.clip(v, CONTROLS[k].min, CONTROLS[k].max)) for k, v in from_arkit(controls or {}).items()}
+def ict_weights(controls: Mapping[str, float] | None) -> np.ndarray:
+    """ARKit controls (validated as `validate`: unknown names -> ValueError, tongueOut ignored, head
+    controls accepted and not part of the result) -> ICT weights [53] in ICT_NAMES order."""
+    return _weights(validate(controls))
 
 
-def _smooth(x):
+def _weights(c: Mapping[str, float]) -> np.ndarray:
+    w = np.zeros(len(ICT_NAMES))
+    for a, ids in _MAP_ROWS:
+        x = c.get(a)
+        if x:
+            w[ids] = x
+    return w
+
+
+def arkit_from_ict(weights) -> dict[str, float]:
+    """ICT weights [53] (ICT_NAMES order) -> all 52 ARKit names (browInnerUp/cheekPuff: the mean of the two
+    halves; tongueOut: 0)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(ICT_NAMES),):
+        raise ValueError(f"ICT weights must have shape ({len(ICT_NAMES)},), got {w.shape}")
+    return {a: float(w[ids].mean()) if ids else 0.0 for a, ids in _MAP_ROWS}
+
+
+# ---------------------------------------------------------------- gaze <-> eyeLook*
+def gaze_from_arkit(c: Mapping[str, float]) -> np.ndarray:
+    """eyeLook* weights -> gaze [2 eyes (right, left), (yaw, pitch)] radians (ict_fit's convention: yaw > 0
+    towards +x, pitch > 0 down), from the model's rest direction. In/Out are per eye: the left eye's
+    Out and the right eye's In turn towards +x."""
+    d = {k: np.deg2rad(v) for k, v in EYE_LOOK_DEG.items()}
+    g = np.zeros((2, 2))
+    for k, side, out_sign in ((0, "Right", -1.0), (1, "Left", 1.0)):
+        def w(x):
+            return float(c.get(f"eyeLook{x}{side}", 0.0))
+        g[k, 0] = out_sign * (d["Out"] * w("Out") - d["In"] * w("In"))
+        g[k, 1] = d["Down"] * w("Down") - d["Up"] * w("Up")
+    return g
+
+
+def arkit_from_gaze(gaze) -> dict[str, float]:
+    """Inverse of gaze_from_arkit: gaze [2,2] radians -> the 8 eyeLook* weights (one of each opposing pair
+    non-zero), clipped to [0, 1]."""
+    g = np.asarray(gaze, dtype=np.float64)
+    d = {k: np.deg2rad(v) for k, v in EYE_LOOK_DEG.items()}
+    out = {}
+    for k, side, out_sign in ((0, "Right", -1.0), (1, "Left", 1.0)):
+        yaw_out, pitch = out_sign * g[k, 0], g[k, 1]
+        out[f"eyeLookOut{side}"] = float(np.clip(yaw_out / d["Out"], 0, 1))
+        out[f"eyeLookIn{side}"] = float(np.clip(-yaw_out / d["In"], 0, 1))
+        out[f"eyeLookDown{side}"] = float(np.clip(pitch / d["Down"], 0, 1))
+        out[f"eyeLookUp{side}"] = float(np.clip(-pitch / d["Up"], 0, 1))
+    return out
+
+
+# ---------------------------------------------------------------- neck
+def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
 
 
-def _yz_angle(v):
-    """Angle of vectors [...,3] about +x such that R_x(a) @ (0, 0, 1) has angle a."""
-    return np.arctan2(-v[..., 1], v[..., 2])
+@lru_cache(maxsize=4)
+def neck_levels(model: HeadModel) -> tuple[float, float]:
+    """(y_flare, y_chin) metres: where ICT's neck starts to flare into the shoulders (head-rotation weight 0
+    at and below) and the chin's height (mediapipe point 152; weight 1 at and above). Found by height in
+    the head_neck part: its width (x extent) in 5 mm slabs below the chin has a waist; going down from the
+    waist, the first slab NECK_FLARE_RATIO wider than it is the flare."""
+    part_of = np.full(model.n_vertices, -1)
+    part_of[model.faces.ravel()] = np.repeat(model.face_part, 3)
+    p = model.neutral[part_of == model.part_names.index("head_neck")]
+    y_chin = float(model.landmarks(model.neutral)[152, 1])
+    edges = np.arange(p[:, 1].min(), y_chin, 0.005)
+    width = np.array([np.ptp(s[:, 0]) if len(s := p[(p[:, 1] >= e) & (p[:, 1] < e + 0.005)]) > 2 else np.inf
+                      for e in edges])
+    waist = int(np.argmin(width))
+    wide = np.nonzero(width[:waist] > NECK_FLARE_RATIO * width[waist])[0]
+    if not len(wide):
+        raise ValueError("no shoulder flare found below the neck's waist")
+    y_flare = float(edges[wide[-1]] + 0.005)  # the top of the highest flared slab
+    return y_flare, y_chin
 
 
-@dataclass(frozen=True)
-class _Rig:
-    deltas: np.ndarray  # [C, V*3] per-expression displacement at control = 1
-    lm_deltas: np.ndarray  # [C, 478, 3]
-    neck_w: np.ndarray  # [V] head-rotation weight
-    eyeballs: tuple  # (right ids, left ids)
-    iris: tuple  # (right landmark ids, left landmark ids)
-    rigid: np.ndarray  # landmarks unaffected by expressions (for PnP)
-    lm0: np.ndarray  # [478,3] fitted identity landmarks
-    lm_pairs: tuple = ()  # (i, j, [478,3]): landmarks also move by x_i * x_j * delta (tracker-space terms)
+@lru_cache(maxsize=4)
+def neck_weights(model: HeadModel) -> np.ndarray:
+    """[V] head-rotation weight by height: 0 at and below the shoulders' flare, 1 at and above the chin."""
+    lo, hi = neck_levels(model)
+    w = _smoothstep((model.neutral[:, 1] - lo) / (hi - lo))
+    w.setflags(write=False)
+    return w
 
 
-def _build(fitted: FittedHead) -> _Rig:
-    t = fitted.template
-    p = t.parts
-    X = fitted.vertices
-    T0 = t.vertices  # template neutral: weights are defined there (subject independent)
-    s = fitted.scale
-    V = len(X)
-    n_grid = p["n_grid"]
-    skin = np.zeros(V, bool)
-    skin[:n_grid] = True
-    mouth_bag = np.concatenate([p["mouth_bag"].ravel(), [p["mouth_pole"]]])
-    soft = skin.copy()
-    soft[mouth_bag] = True
-    deltas = {}
-
-    # jaw: side-aware weight (lower lip and below = 1, upper lip = 0), fading towards the ears and neck
-    row, side, col = (np.full(V, -10**6), np.full(V, -1), np.full(V, -10**6))
-    row[:n_grid], side[:n_grid], col[:n_grid] = p["grid_row"], p["side"], p["grid_col"]
-    m = p["mouth"]
-    corner = T0[p["mouth_loop"][0]]  # right (x < 0) corner
-    xc, y_m = abs(corner[0]), corner[1]
-    x, y, z = np.abs(T0[:, 0]), T0[:, 1], T0[:, 2]
-    lower = np.zeros(V, bool)
-    lower[:n_grid] = (row[:n_grid] > m["row"]) | ((row[:n_grid] == m["row"]) & (side[:n_grid] == 1))
-    y_line = y_m + np.maximum(x - xc, 0) * 0.9  # jaw line rises from the mouth corners to the hinge
-    w_outer = _smooth((y_line - y) / 0.014 + 0.5)
-    blend = _smooth((x - 0.6 * xc) / (0.6 * xc))
-    w = (1 - blend) * lower + blend * w_outer
-    w *= _smooth((z + 0.015) / 0.03) * _smooth((y + 0.175) / 0.05)
-    w[~soft] = 0.0
-    # the mouth cavity: its lower half (lower teeth, tongue, floor) turns with the jaw, the upper stays
-    w[mouth_bag] = np.append(np.tile(p["mouth_bag_lower"], len(p["mouth_bag"])), 0.5)
-    c = JAW_PIVOT * s
-    deltas["jawOpen"] = w[:, None] * ((X - c) @ rotation_from_euler(0.0, JAW_MAX, 0.0).T + c - X)
-
-    # lids: turn about the eyeball centre by the angle between upper and lower lid, per column
-    for name, k, up, lo, bag in (("Right", 0, p["eye_up_r"], p["eye_lo_r"], p["eye_bag_r"]),
-                                 ("Left", 1, p["eye_up_l"], p["eye_lo_l"], p["eye_bag_l"])):
-        ce = fitted.eye_centres[k]
-        phi = (_yz_angle(X[lo] - ce) - _yz_angle(X[up] - ce)) * 0.97
-        cols = col[up]
-        e = p["eye_r"] if k == 0 else p["eye_l"]
-        band_rows = 4
-        ang = np.zeros(V)
-        sel = np.nonzero(skin & (row <= e["row"]) & (row > e["row"] - band_rows) & (side == 0)
-                         & (col > e["c0"]) & (col < e["c1"]))[0]
-        falloff = (1 - (e["row"] - row[sel]) / band_rows) ** 2
-        ang[sel] = np.interp(col[sel], cols, phi) * falloff
-        ring_src = p["eye_loop_r"] if k == 0 else p["eye_loop_l"]
-        ang[bag] = ang[ring_src][None, :].repeat(len(bag), 0)  # sockets follow their rim
-        moved = np.nonzero(ang)[0]
-        d = np.zeros_like(X)
-        d[moved] = Rotation.from_rotvec(np.outer(ang[moved], [1.0, 0, 0])).apply(X[moved] - ce) + ce - X[moved]
-        # the lid margin itself lands exactly on the lower lid (2% of the opening left)
-        d[up] = 0.98 * (X[lo] - X[up])
-        deltas[f"eyeBlink{name}"] = d
-        deltas[f"eyeWide{name}"] = -0.35 * d
-
-    # mouth corners, lips, brows: smooth bumps (weights on the template, displacements scaled)
-    lm_t = t.landmarks(T0)
-
-    def bump(centre, sx, sy, sz=None, mask=None):
-        q = (T0 - centre) / np.array([sx, sy, sz or sx])
-        g = np.exp(-0.5 * (q ** 2).sum(1))
-        g[~soft] = 0.0
-        return g if mask is None else g * mask
-
-    for name, sign, cid in (("Left", 1, p["mouth_loop"][len(p["mouth_up"]) + 1]), ("Right", -1, p["mouth_loop"][0])):
-        g = bump(T0[cid], 0.014, 0.014)
-        deltas[f"mouthSmile{name}"] = g[:, None] * (np.array([0.4 * sign, 0.8, -0.45]) * 0.011 * s)
-        deltas[f"mouthFrown{name}"] = g[:, None] * (np.array([0.1 * sign, -1.0, 0.0]) * 0.007 * s)
-    mc = T0[p["mouth_loop"]].mean(0)
-    g = bump(mc, 0.024, 0.016)
-    dx = -(T0[:, 0] - mc[0])
-    up_side = np.where(lower, -1.0, 1.0)
-    deltas["mouthPucker"] = g[:, None] * np.stack([0.35 * dx, np.zeros(V), np.full(V, 0.009)], 1) * s
-    deltas["mouthFunnel"] = g[:, None] * np.stack([0.2 * dx, 0.004 * up_side, np.full(V, 0.007)], 1) * s
-    above_lid = _smooth((T0[:, 1] - 0.004) / 0.016)
-    inner = 0.5 * (lm_t[LM.RIGHT_BROW_UPPER[-1]] + lm_t[LM.LEFT_BROW_UPPER[-1]])
-    g = bump(inner, 0.022, 0.016, mask=above_lid)
-    deltas["browInnerUp"] = g[:, None] * (np.array([0.0, 0.009, 0.001]) * s)
-    for name, sign, up_ids, lo_ids in (("Left", 1, LM.LEFT_BROW_UPPER, LM.LEFT_BROW_LOWER),
-                                       ("Right", -1, LM.RIGHT_BROW_UPPER, LM.RIGHT_BROW_LOWER)):
-        brow = lm_t[list(up_ids + lo_ids)].mean(0)
-        g = bump(brow, 0.024, 0.013, mask=above_lid)
-        deltas[f"browDown{name}"] = g[:, None] * (np.array([-0.3 * sign, -1.0, 0.0]) * 0.006 * s)
-        g = bump(lm_t[up_ids[0]], 0.016, 0.014, mask=above_lid)
-        deltas[f"browOuterUp{name}"] = g[:, None] * (np.array([0.0, 1.0, 0.0]) * 0.008 * s)
-
-    D = np.stack([deltas[n] for n in EXPRESSIONS])  # [C,V,3]
-    lm_d = np.stack([t.landmarks(d) for d in D])
-    neck_w = _smooth((T0[:, 1] - NECK_FADE[0]) / (NECK_FADE[1] - NECK_FADE[0]))
-    motion = np.linalg.norm(lm_d, axis=2).max(0)
-    rigid = np.nonzero((motion < 5e-4) & (np.arange(478) < 468))[0]
-    return _Rig(D.reshape(len(D), -1), lm_d, neck_w, (p["eyeball_r"], p["eyeball_l"]),
-                (np.array(LM.RIGHT_IRIS), np.array(LM.LEFT_IRIS)), rigid, t.landmarks(X))
+# ---------------------------------------------------------------- neck
+# ---------------------------------------------------------------- deform
+def _check_model(model: HeadModel) -> None:
+    if tuple(model.expression_names) != ICT_NAMES:
+        raise ValueError("this head model's expression shapes are not ICT-FaceKit's 53 (ICT_NAMES)")
 
 
-def rig_of(fitted: FittedHead) -> _Rig:
-    r = fitted.cache.get("rig")
-    if r is None or r[0] is not fitted.vertices:
-        r = (fitted.vertices, _build(fitted))
-        fitted.cache["rig"] = r
-    return r[1]
+def _rest(fit: HeadFit) -> np.ndarray:
+    """[V,3] the rest face with the eyes unturned: identity (+ offsets) + the photo's expression; cached."""
+    hit = fit.cache.get("rig_rest")
+    if hit is None:
+        _check_model(fit.model)
+        hit = fit.vertices(gaze=False)
+        hit.setflags(write=False)
+        fit.cache["rig_rest"] = hit
+    return hit
 
 
-def deform(fitted: FittedHead, controls: Mapping[str, float] | None = None) -> np.ndarray:
-    """Vertices [V,3] (metres, canonical head frame) of `fitted` under `controls` (see CONTROLS)."""
+def deform(fit: HeadFit, controls: Mapping[str, float] | None = None) -> np.ndarray:
+    """Vertices [V,3] (metres, head frame: fit.camera shows them as the photo's camera would) of the fitted
+    person's rest face (the photo's) with ARKit controls added, and the head pose (module docstring)."""
     c = validate(controls)
-    rig = rig_of(fitted)
-    X = fitted.vertices
-    w = np.array([c.get(n, 0.0) for n in EXPRESSIONS])
+    base = _rest(fit)
+    w = _weights(c)
     nz = np.nonzero(w)[0]
-    out = X + (w[nz] @ rig.deltas[nz]).reshape(X.shape) if len(nz) else X.copy()
-    ey, ep = c.get("eyeYaw", 0.0), c.get("eyePitch", 0.0)
-    if ey or ep:
-        Rg = rotation_from_euler(ey, ep, 0.0)
-        for k, ids in enumerate(rig.eyeballs):
-            ce = fitted.eye_centres[k]
-            out[ids] = (out[ids] - ce) @ Rg.T + ce
-    hy, hp, hr = c.get("headYaw", 0.0), c.get("headPitch", 0.0), c.get("headRoll", 0.0)
+    basis = fit.model.expression_basis
+    if len(nz) > len(w) // 4:  # many shapes: one pass over the whole basis (no gathered copy of it)
+        v = base + (w.astype(np.float32) @ basis.reshape(len(w), -1)).reshape(base.shape)
+    elif len(nz):
+        v = base + np.tensordot(w[nz].astype(np.float32), basis[nz], 1)
+    else:
+        v = base.copy()
+    v = turn_eyes(fit.model, v, fit.gaze + gaze_from_arkit(c))
+    hy, hp, hr = (c.get(k, 0.0) for k in HEAD_CONTROLS)
     if hy or hp or hr:
-        out = _rotate_head(out, rotation_from_euler(hy, hp, hr), fitted.neck_pivot, rig.neck_w)
-    return out
+        R = rotation_from_euler(hy, hp, hr)
+        # v + w (R (v - p) + p - v) = v + w ((v - p) (R' - I)); weights 0 below the flare keep the shoulders
+        v += neck_weights(fit.model)[:, None] * ((v - NECK_PIVOT) @ (R.T - np.eye(3)))
+    return v
 
 
-def _rotate_head(X, R, pivot, w):
-    return X + w[:, None] * ((X - pivot) @ R.T + pivot - X)
+def eye_rest(fit: HeadFit) -> tuple[np.ndarray, np.ndarray]:
+    """(centres [2,3] metres, angles [2,(yaw, pitch)] radians) of the eyeballs of the rest face (right eye
+    first): where deform's gaze turns start from. A turn by g is R(angles + g) R(angles)^T about the centre."""
+    v = deform(fit, None)
+    c = eye_centres(fit.model, v)
+    return c, _rest_angles(fit.model, v, c)
 
 
-# ---------------------------------------------------------------- retargeting
-# What the expression solve reads: the landmarks on visible features (lips, eyelids, brows, irises) and
-# those expressions do not move (pose). mediapipe regresses its other points (cheeks, chin, outline) from
-# the features and the face outline, with little image evidence on smooth skin, and they under-move: on
-# renders of astronaut's avatar under known jawOpen its chin moved 40% of the rig's motion, so a lip
-# opening read as mouthFunnel + mouthFrown instead of jawOpen. Measured by benchmarks.mirror (rendered
-# frames of known controls through the mirror's path, rest face taken), all landmarks -> these: jawOpen
-# MAE 0.068 -> 0.028, mouthSmile MAE 0.18/0.15 -> 0.16/0.09, correlation with the ARKit performance's
-# jawOpen 0.88 -> 0.96; its smile curve, which the cheeks' points followed, 0.68 -> 0.46.
-# The inner lip contour is left out too: once the lips part, the tracker follows the edge of the dark
-# cavity rather than the lip vertices (with jawOpen 0.3 + smile 0.5 the inner upper lip was seen to stay
-# put where the rig lifts it 2 px), so an open mouth read as "no smile". Without it, ARKit correlation
-# of the smile curve 0.51 -> 0.65 and of jawOpen 0.967 -> 0.980, the sweep's MAE unchanged.
-FEATURE_LANDMARKS = np.array(sorted(set(
-    LM.LIPS_OUTER_UPPER + LM.LIPS_OUTER_LOWER
-    + LM.RIGHT_EYE_UPPER + LM.RIGHT_EYE_LOWER + LM.LEFT_EYE_UPPER + LM.LEFT_EYE_LOWER
-    + LM.RIGHT_BROW_UPPER + LM.RIGHT_BROW_LOWER + LM.LEFT_BROW_UPPER + LM.LEFT_BROW_LOWER
-    + LM.RIGHT_IRIS + LM.LEFT_IRIS)))
-# pairs of controls that pull one feature opposite ways; the solve never reads both of a pair at once (_solve)
-ANTAGONISTS = (("mouthSmileLeft", "mouthFrownLeft"), ("mouthSmileRight", "mouthFrownRight"),
-               ("eyeBlinkLeft", "eyeWideLeft"), ("eyeBlinkRight", "eyeWideRight"),
-               ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"))
+# ---------------------------------------------------------------- retarget
+def person_model(fit: HeadFit, neutral: np.ndarray | None = None) -> HeadModel:
+    """The fitted person's own head model: neutral = the rest face with the eyes unturned (+ the landmark
+    offsets `neutral` [478,3] spread over the mesh), no identity modes; cached on the fit.
+    fit_head_model(..., model=person_model(fit), identity_k=0) then solves pose, expression, gaze."""
+    key = None if neutral is None else id(neutral)
+    hit = fit.cache.get("rig_person")
+    if hit is None or hit[0] != key or (neutral is not None and hit[2] is not neutral):
+        m = fit.model
+        rest = np.array(_rest(fit))
+        if neutral is not None:
+            rest += _corrective_offsets(m, np.asarray(neutral, np.float64)[:468])
+        rest.setflags(write=False)
+        none = np.zeros((0,) + m.neutral.shape, np.float32)
+        hit = (key, dataclasses.replace(m, neutral=rest, identity_basis=none), neutral)
+        fit.cache["rig_person"] = hit
+    return hit[1]
 
 
-def _expression_landmarks(rig: _Rig, fitted: FittedHead, expr: np.ndarray, gaze: np.ndarray,
-                          base: np.ndarray) -> np.ndarray:
-    L = base + np.tensordot(expr, rig.lm_deltas, axes=1)
-    for i, j, d in rig.lm_pairs:
-        L = L + expr[i] * expr[j] * d
-    if gaze[0] or gaze[1]:
-        Rg = rotation_from_euler(gaze[0], gaze[1], 0.0)
-        for k, ids in enumerate(rig.iris):
-            ce = fitted.eye_centres[k]
-            L[ids] = (L[ids] - ce) @ Rg.T + ce
-    return L
-
-
-def _solve(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None = None, reg: float = 1e-3,
-           iters: int = 12):
-    """Frame landmarks -> (camera R [3,3], t [3], expression weights [C], gaze (yaw, pitch)).
-
-    Bounded Gauss-Newton on the 2D reprojection of the feature landmarks and of those expressions do
-    not move (normalised by the inter-ocular distance) over camera rotation/translation, expression
-    weights and gaze, with a small ridge on the controls; starts from PnP on the latter.
-    neutral: [478,3] offsets from neutral_offsets() (the tracked face at rest), or None (the fitted head's)."""
-    from scipy.linalg import solve_triangular
-    from scipy.optimize import lsq_linear
-    rig = rig_of(fitted)
-    w, h = landmarks.image_size
-    K = photo_camera_K(w, h)
-    obs = landmarks.xy
-    base = rig.lm0 if neutral is None else rig.lm0 + neutral
-    R, tv = solve_pnp(base[rig.rigid], obs[rig.rigid], K)
-    iod = max(LM.inter_ocular(landmarks.points), 1.0)
-    C = len(EXPRESSIONS)
-    names = EXPRESSIONS + ("eyeYaw", "eyePitch")
-    lo = np.array([CONTROLS[n].min for n in names])
-    hi = np.array([CONTROLS[n].max for n in names])
-    x = np.zeros(C + 2)
-    fx, fy = K[0, 0], K[1, 1]
-
-    use = np.union1d(FEATURE_LANDMARKS, rig.rigid)  # see FEATURE_LANDMARKS
-    obs, deltas = obs[use], rig.lm_deltas[:, use]
-
-    def landmarks_at(x):
-        return _expression_landmarks(rig, fitted, x[:C], x[C:], base)[use]
-
-    # antagonist controls (a corner up vs down, a lid closed vs wide, a brow down vs up) never act together:
-    # left free, a pair co-activates to absorb landmark noise and small pose errors (smile + frown move a
-    # mouth corner back with no lift), reading expressions that are not there (smile MAE on
-    # benchmarks.mirror's sweep 0.13/0.11 -> 0.08/0.08). When both of a pair are on, the weaker is held at
-    # 0 from then on.
-    pairs = [(names.index(a), names.index(b)) for a, b in ANTAGONISTS]
-    free = np.ones(6 + C + 2, bool)  # camera rotation, translation, controls
-    for _ in range(iters):
-        L = landmarks_at(x)
-        pc = L @ R.T + tv
-        zz = pc[:, 2:3]
-        uv = np.stack([fx * pc[:, 0] / pc[:, 2] + K[0, 2], fy * pc[:, 1] / pc[:, 2] + K[1, 2]], 1)
-        r = ((uv - obs) / iod).ravel()
-        # d uv / d pc  [N,2,3]
-        Jp = np.zeros((len(L), 2, 3))
-        Jp[:, 0, 0] = fx / zz[:, 0]
-        Jp[:, 0, 2] = -fx * pc[:, 0] / zz[:, 0] ** 2
-        Jp[:, 1, 1] = fy / zz[:, 0]
-        Jp[:, 1, 2] = -fy * pc[:, 1] / zz[:, 0] ** 2
-        Jp /= iod
-        rp = pc - tv  # rotated points: d(R p)/d omega = -[Rp]x for R <- exp(omega) R
-        skew = np.zeros((len(L), 3, 3))
-        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -rp[:, 2], rp[:, 1], -rp[:, 0]
-        skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = rp[:, 2], -rp[:, 1], rp[:, 0]
-        J_rot = np.einsum("nij,njk->nik", Jp, -skew).reshape(-1, 3)
-        J_t = Jp.reshape(-1, 3)
-        eff = deltas
-        if rig.lm_pairs:
-            eff = deltas.copy()
-            for i, j, d in rig.lm_pairs:
-                eff[i] += x[j] * d[use]
-                eff[j] += x[i] * d[use]
-        J_e = np.einsum("nij,cnj->nic", Jp, eff @ R.T).reshape(-1, C)
-        eps = 1e-4
-        J_g = []
-        for k in range(2):
-            xe = x.copy()
-            xe[C + k] += eps
-            J_g.append(np.einsum("nij,nj->ni", Jp, (landmarks_at(xe) - L) @ R.T / eps).ravel())
-        J = np.concatenate([J_rot, J_t, J_e, np.stack(J_g, 1)], 1)
-        J = np.concatenate([J, np.concatenate([np.zeros((C + 2, 6)), np.sqrt(reg) * np.eye(C + 2)], 1)])
-        res = np.concatenate([r, np.sqrt(reg) * x])
-        blo = np.concatenate([np.full(6, -np.inf), lo - x])
-        bhi = np.concatenate([np.full(6, np.inf), hi - x])
-        # the same bounded least squares on a 24x24 triangular factor: bvls' inner lstsq on the tall
-        # [2 x landmarks + 18, 24] system cost ~90% of a retarget. The factor is Cholesky's of J'J (J'J = U'U, so
-        # |J s + res|^2 = |U s + U^-T J' res|^2 + const), ~50x cheaper than a QR that forms Q; the ridge
-        # rows keep J'J well conditioned.
-        J, blo, bhi = J[:, free], blo[free], bhi[free]  # held controls keep their value (0)
-        U = np.linalg.cholesky(J.T @ J).T
-        step = np.zeros(len(free))
-        step[free] = lsq_linear(U, -solve_triangular(U.T, J.T @ res, lower=True), bounds=(blo, bhi),
-                                method="bvls").x
-        R = Rotation.from_rotvec(step[:3]).as_matrix() @ R
-        tv = tv + step[3:6]
-        x = np.clip(x + step[6:], lo, hi)
-        clash = [(i, j) for i, j in pairs if x[i] > 1e-3 and x[j] > 1e-3]
-        for i, j in clash:
-            k = i if x[i] < x[j] else j
-            x[k], free[6 + k] = 0.0, False
-        if np.abs(step).max() < 1e-7 and not clash:
-            break
-    return R, tv, x[:C], x[C:]
-
-
-def estimate_pose(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
-    """Absolute head pose (yaw, pitch, roll) radians of another frame, comparable to fitted.pose."""
-    R, _, _, _ = _solve(landmarks, fitted)
-    return euler_from_rotation(R_FRONT.T @ R)
+def retarget(landmarks: Landmarks, fit: HeadFit, neutral: np.ndarray | None = None, return_fit: bool = False):
+    """A frame's 478 points -> controls for deform, relative to the rest face: the 52 ARKit weights (eyeLook*
+    from the irises' gaze less the photo's, tongueOut 0) and headYaw/headPitch/headRoll relative to
+    fit.camera. neutral: neutral_offsets() of the tracked face at rest (module docstring).
+    return_fit=True: (controls, the frame's HeadFit on person_model(fit, neutral))."""
+    frame = fit_head_model(landmarks, model=person_model(fit, neutral), identity_k=0, corrective=False)
+    out = arkit_from_ict(frame.expression)
+    out.update(arkit_from_gaze(frame.gaze - fit.gaze))
+    hy, hp, hr = euler_from_rotation(fit.camera.R.T @ frame.camera.R)  # world rotation fit.camera must see
+    out.update(headYaw=float(hy), headPitch=float(hp), headRoll=float(hr))
+    out = validate(out)
+    return (out, frame) if return_fit else out
 
 
 def _on_rays(xy: np.ndarray, points: np.ndarray, K: np.ndarray, R: np.ndarray, tv: np.ndarray) -> np.ndarray:
@@ -479,77 +370,31 @@ def _on_rays(xy: np.ndarray, points: np.ndarray, K: np.ndarray, R: np.ndarray, t
     return (cam - tv) @ R
 
 
-def neutral_offsets(landmarks: Landmarks, fitted: FittedHead) -> np.ndarray:
-    """[478,3] offsets (metres, the fitted head's frame) that take the fitted head's landmarks onto a
-    frame of the tracked face at rest, at that frame's head pose: pass them to retarget() so that the
-    tracked person's own face shape and resting mouth/eyes/brows are not read as expression (a mirror
-    visitor is not the person of the photo). Pose: PnP on the landmarks expressions do not move; each
-    landmark keeps its depth along its viewing ray."""
-    rig = rig_of(fitted)
+def neutral_offsets(landmarks: Landmarks, fit: HeadFit) -> np.ndarray:
+    """[478,3] offsets (metres, the fitted head's frame) that take the rest face's landmarks onto a frame of
+    the tracked face at rest, at that frame's head pose: pass them to retarget() so that the tracked
+    person's own face shape and resting mouth/eyes/brows are not read as expression (a mirror visitor is
+    not the person of the photo). Pose: PnP on the points expressions move least (ict_fit's rigid set);
+    each landmark keeps its depth along its viewing ray."""
+    lm0 = fit.model.landmarks(deform(fit, None))
+    rigid = _prep(fit.model).rigid
     w, h = landmarks.image_size
     K = photo_camera_K(w, h)
-    R, tv = solve_pnp(rig.lm0[rig.rigid], landmarks.xy[rig.rigid], K)
-    return _on_rays(landmarks.xy, rig.lm0, K, R, tv) - rig.lm0
+    R, tv = solve_pnp(lm0[rigid], landmarks.xy[rigid], K)
+    return _on_rays(landmarks.xy, lm0, K, R, tv) - lm0
 
 
-# The poses calibrate() reads: the jaw alone, and the jaw with both corners smiling. The tracker follows the
-# jaw less than linearly: calibrated at jawOpen 0.4, our own render at jawOpen 1 read 0.75 and 0.5 read 0.45;
-# at 0.7 they read 0.91 and 0.51 (astronaut; benchmarks.mirror jawOpen MAE 0.027 -> 0.017, the smiles' and
-# the ARKit correlations unchanged).
-CALIBRATION_POSES = {"jaw": {"jawOpen": 0.7},
-                     "jaw_smile": {"jawOpen": 0.3, "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5}}
+# ---------------------------------------------------------------- synthetic cases (tests, benchmark)
+RANDOM_SHAPES = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp",
+                 "browOuterUpLeft", "browOuterUpRight", "browDownLeft", "browDownRight")
+_ANTAGONISTS = {frozenset(p) for p in (("browOuterUpLeft", "browDownLeft"), ("browOuterUpRight", "browDownRight"),
+                                       ("browInnerUp", "browDownLeft"), ("browInnerUp", "browDownRight"))}
 
 
-def calibrate(fitted: FittedHead, seen: Mapping[str, Landmarks]) -> None:
-    """Make the solve read the jaw, and the jaw with a smile, the way the face tracker sees them.
-
-    seen: landmarks detected on renders of this head at its photo camera under the neutral face
-    ("neutral") and each of CALIBRATION_POSES. The tracker does not follow the mesh's lip vertices once
-    the lips part: it puts the mouth's corners where the lips meet and rounds the opening, so with the
-    mesh's own motion an opening jaw read as a smile and pucker, and a smile with the mouth open as none
-    (benchmarks.mirror: jawOpen 1 -> mouthSmile 0.59/0.51; jawOpen 0.3 + smile 0.5 -> smile 0.19/0.00).
-    So the jaw's landmark motion becomes the one the tracker saw (in the image; depths stay the mesh's),
-    and the jaw x smile product gets a term of its own: what the tracker saw of the two together beyond
-    their sum, split between the two corners' smiles by side. Only the features the solve reads change
-    (FEATURE_LANDMARKS); the mesh's deformation does not."""
-    rig = rig_of(fitted)
-    K = photo_camera_K(*seen["neutral"].image_size)
-    R, tv = solve_pnp(rig.lm0[rig.rigid], seen["neutral"].xy[rig.rigid], K)
-    E = {n: i for i, n in enumerate(EXPRESSIONS)}
-
-    def at(name: str) -> np.ndarray:
-        """[478,3] head frame: the points the tracker saw for a calibration pose, each on its viewing ray at
-        the depth the mesh gives it in that pose (neutral_offsets' rule: the tracker reads no depth)."""
-        x = np.zeros(len(EXPRESSIONS))
-        for n, v in CALIBRATION_POSES.get(name, {}).items():
-            x[E[n]] = v
-        return _on_rays(seen[name].xy, rig.lm0 + np.tensordot(x, rig.lm_deltas, axes=1), K, R, tv)
-
-    rest = at("neutral")
-    feat = FEATURE_LANDMARKS
-    jaw, sl, sr = E["jawOpen"], E["mouthSmileLeft"], E["mouthSmileRight"]
-    deltas = rig.lm_deltas.copy()
-    a = CALIBRATION_POSES["jaw"]["jawOpen"]
-    deltas[jaw, feat] = ((at("jaw") - rest) / a)[feat]
-    pose = CALIBRATION_POSES["jaw_smile"]
-    a, b, c = pose["jawOpen"], pose["mouthSmileLeft"], pose["mouthSmileRight"]
-    both = np.zeros_like(rest)
-    both[feat] = (at("jaw_smile") - rest - a * deltas[jaw] - b * deltas[sl] - c * deltas[sr])[feat]
-    left = np.clip(0.5 + rig.lm0[:, 0] / 0.004, 0.0, 1.0)[:, None]  # subject's left is +x; 4 mm midline blend
-    pairs = ((jaw, sl, both * left / (a * b)), (jaw, sr, both * (1 - left) / (a * c)))
-    fitted.cache["rig"] = (fitted.vertices, replace(rig, lm_deltas=deltas, lm_pairs=pairs))
-
-
-def retarget(landmarks: Landmarks, fitted: FittedHead, neutral: np.ndarray | None = None) -> dict[str, float]:
-    """Controls that make `fitted` (rendered with fitted.camera) show the frame's expression and head pose.
-
-    Head controls are relative to the fitted photo's pose; expressions and gaze are absolute values
-    on top of the fitted identity (which includes the photo's own expression and gaze), or, with
-    `neutral` (neutral_offsets() of a frame of the same person at rest), relative to that rest face."""
-    R, _, expr, gaze = _solve(landmarks, fitted, neutral)
-    Q = fitted.camera.R.T @ R  # world rotation of the head that the fitted camera must see
-    hy, hp, hr = euler_from_rotation(Q)
-    out = {n: float(v) for n, v in zip(EXPRESSIONS, expr)}
-    out.update(eyeYaw=float(gaze[0]), eyePitch=float(gaze[1]), headYaw=float(hy), headPitch=float(hp),
-               headRoll=float(hr))
-    return validate(out)
+def random_expression(rng: np.random.Generator) -> dict[str, float]:
+    """2-3 of RANDOM_SHAPES (ARKit names) at U(0.2, 1), no antagonists together (brow up with brow down):
+    the expression of a synthetic retargeting frame (ict_fit.synthetic_landmarks with ict_weights of it)."""
+    while True:
+        names = [str(n) for n in rng.choice(RANDOM_SHAPES, rng.integers(2, 4), replace=False)]
+        if not any(frozenset((a, b)) in _ANTAGONISTS for a in names for b in names if a != b):
+            return {n: float(rng.uniform(0.2, 1.0)) for n in names}

@@ -1,56 +1,49 @@
-"""The project's open full-head template: geometry, UV atlas, mirror maps, regions, landmark map.
+"""The head every avatar stands on: the ICT-FaceKit model's mean head with the project's symmetric UV atlas.
 
-FLAME/BFM are licence-gated downloads, so the head is built by code in this repo
-(model/head/_template_build.py, ~1 s, cached in memory), deterministically:
+The head model (model/head/head_model.py: ICT-FaceKit, MIT, a committed asset) gives the geometry, the
+identity and expression bases, the regions, the left/right vertex pairs and the mediapipe landmark map;
+its own UVs are per-material tiles, so the avatar uses the project's atlas of the same triangles
+(model/head/ict_atlas.py: one atlas in [0,1]^2, symmetric about u = 0.5). This module joins the two in
+one object, the "template" in the field's sense (FLAME's template mesh): what UV binding, texture
+projection, symmetric fusion, the hair, the bust and the exports read.
 
-- one closed skin surface (face, scalp, back of head, neck stump with a flat cap) made from a
-  latitude-longitude grid of directions around the head centre; a mouth slit whose lips meet at
-  neutral and open into a mouth cavity (teeth and tongue regions), and two eye slits (open lids)
-  backed by small sockets; two eyeballs and two ears as separate closed shells. ~12k vertices;
-- left/right symmetric: `vertex_mirror` is an involution with vertices[vertex_mirror] equal to
-  vertices * (-1, 1, 1) exactly;
-- one UV atlas, symmetric about u = 0.5: the mirror of texel (row, col) of an R x R texture is
-  (row, R - 1 - col), i.e. u -> 1 - u (`uv_mirror`). Layout: the skin is one island spanning
-  u in [0, 1], v in [0, 0.78] (u = 0.5 is the face's midline, the seam is at the back of the head
-  at u = 0 / 1, the subject's left is u > 0.5, top of the head at v = 0); below it, from left to
-  right: right ear, right eyeball, right eye socket, mouth cavity (centred), and their mirror
-  twins;
-- the landmark map (the one place it is held): for each of mediapipe's 478 face-mesh points, a
-  triangle and barycentric coordinates (`landmark_faces`, `landmark_bary`). Where the points come
-  from is documented in model/head/_template_canonical.py (mediapipe run on portraits shipped in
-  packages, frontalized, averaged, symmetrized); inner-lip and lid points sit on their slit edge,
-  iris points on the eyeballs;
-- semantic regions per triangle (`face_region`, names in REGIONS: face_skin, scalp, ears, neck,
-  eyes (eyeballs and sockets), lips, mouth_interior, brows, teeth, tongue) and as UV masks.
+- `vertex_mirror` is an involution with vertices[vertex_mirror] ~ vertices * (-1, 1, 1) (ICT's pairs);
+- the atlas is symmetric about u = 0.5: the mirror of texel (row, col) of an R x R texture is
+  (row, R - 1 - col), i.e. u -> 1 - u (`uv_mirror`); the subject's left is u > 0.5 on the face;
+- the landmark map (the one place it is held): for each of mediapipe's 478 face-mesh points, a triangle
+  and barycentric coordinates (`landmark_faces`, `landmark_bary`, built with the asset);
+- semantic regions per triangle (`face_region`, names in REGIONS: face_skin, scalp, ears, neck, eyes,
+  lips, mouth_interior, brows, teeth, tongue) and as UV masks.
 
 Units: metres; frame: the head world frame of model/core/camera.py (origin head centre, +y up, +z out of
-the face, +x the viewer's right). Triangles are counter-clockwise seen from outside.
+the face, +x the subject's left). Triangles are counter-clockwise seen from outside.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from model.head._template_build import REGIONS, build
+from model.head.head_model import REGIONS, HeadModel, load_head_model
+from model.head.ict_atlas import symmetric_atlas
 from model.head.mesh import barycentric_matrix
 
-TEMPLATE_VERSION = "open-head-1.2"  # bump whenever geometry, UVs, regions or the landmark map change
 __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
 
 
 @dataclass(frozen=True, eq=False)
 class Template:
-    vertices: np.ndarray  # [V,3] float64 neutral, metres
+    model: HeadModel  # the morphable model these arrays come from
+    vertices: np.ndarray  # [V,3] float64 the model's mean neutral head, metres
     faces: np.ndarray  # [F,3] int32, counter-clockwise seen from outside
-    face_uvs: np.ndarray  # [F,3,2] per-corner UVs in [0,1]
-    vertex_mirror: np.ndarray  # [V] int64 involution: vertices[vertex_mirror] == vertices * (-1, 1, 1)
+    face_uvs: np.ndarray  # [F,3,2] per-corner UVs in [0,1] (the symmetric atlas)
+    vertex_mirror: np.ndarray  # [V] int64 involution: vertices[vertex_mirror] ~ vertices * (-1, 1, 1)
     face_region: np.ndarray  # [F] int64 index into REGIONS
     landmark_faces: np.ndarray  # [478] int64 triangle of each mediapipe landmark
     landmark_bary: np.ndarray  # [478,3] barycentric coordinates in that triangle
-    version: str = TEMPLATE_VERSION
-    parts: dict = field(default_factory=dict, repr=False)  # construction facts used by fitting and rig
+    landmark_pair: np.ndarray  # [478] int64 each mediapipe landmark's mirror twin
+    version: str
 
     @property
     def n_vertices(self) -> int:
@@ -76,10 +69,10 @@ class Template:
     def landmark_mirror(self) -> np.ndarray:
         """[478] int: the index of each mediapipe landmark's mirror twin (x -> -x), e.g. 61 <-> 291 (mouth
         corners); midline points are their own twins."""
-        return self.parts["landmark_pair"]
+        return self.landmark_pair
 
     def landmarks(self, vertices: np.ndarray) -> np.ndarray:
-        """Vertices [V,3] (any deformation of this template) -> mediapipe landmark points [478,3]."""
+        """Vertices [V,3] (any deformation of this head) -> mediapipe landmark points [478,3]."""
         tri = np.asarray(vertices)[self.faces[self.landmark_faces]]  # [478,3,3]
         return np.einsum("lk,lkd->ld", self.landmark_bary, tri)
 
@@ -95,11 +88,17 @@ def _landmark_matrix(t: Template):
 
 @lru_cache(maxsize=1)
 def load_template() -> Template:
-    """The template (built once per process, ~1 s)."""
-    d = build()
-    arrays = {k: d[k] for k in ("vertices", "faces", "face_uvs", "vertex_mirror", "face_region",
-                                "landmark_faces", "landmark_bary")}
+    """The head (once per process: the asset's load and the atlas' packing, ~2-4 s)."""
+    from model.head.mediapipe_canon import load as load_canonical
+    m = load_head_model()
+    atlas = symmetric_atlas(m)
+    arrays = dict(vertices=m.neutral, faces=m.faces, face_uvs=atlas.face_uvs, vertex_mirror=m.vertex_mirror,
+                  face_region=atlas.face_region, landmark_faces=m.landmark_faces, landmark_bary=m.landmark_bary,
+                  landmark_pair=load_canonical()[1])
     for a in arrays.values():
         a.setflags(write=False)
-    parts = dict(d["info"], canonical_landmarks=d["canon"], landmark_pair=d["canon_pair"])
-    return Template(**arrays, parts=parts)
+    return Template(model=m, version=TEMPLATE_VERSION, **arrays)
+
+
+# bump whenever the head model's asset, the atlas or the landmark map change
+TEMPLATE_VERSION = "ict-facekit-da5f95a/atlas-1"

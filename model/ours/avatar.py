@@ -29,12 +29,12 @@ import scipy.sparse as sp
 
 from model.core.camera import Camera, head_extent
 from model.core.gaussians import Gaussians, rgb_to_sh
-from model.core.errors import InputError
-from model.core.image_io import load_image, to_float, to_uint8
+from model.core.image_io import load_image, to_float
 from model.core.raster_mesh import rasterize_mesh
 from model.core.render import compositing_weights
 from model.head import rig
-from model.head.fitting import FittedHead, fit
+from model.head.fitting import fit
+from model.head.ict_fit import HeadFit
 from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
 from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence
@@ -109,12 +109,11 @@ def joined_mesh(tpl, bust: Bust | None) -> tuple[np.ndarray, np.ndarray, np.ndar
 @dataclass
 class HeadSplatAvatar(GaussianAvatar):
     info: MethodInfo
-    fitted: FittedHead
+    fitted: HeadFit
     binding: Binding
     bust: Bust | None = None  # the neck's base and shoulders, static under the rig (model.ours.bust)
     timings: dict = field(default_factory=dict)
     _neutral: Gaussians | None = None
-    _tracker_calibrated: bool = False
 
     def __post_init__(self):
         # framed on the head alone: the bust hangs below the frame's centre, as in a portrait
@@ -129,7 +128,7 @@ class HeadSplatAvatar(GaussianAvatar):
     @property
     def neck_weight(self) -> np.ndarray:
         """[V] how much each vertex turns with the head (the rig's neck weight; 0 on the bust)."""
-        w = rig.rig_of(self.fitted).neck_w
+        w = rig.neck_weights(self.fitted.model)
         return w if self.bust is None else np.concatenate([w, np.zeros(len(self.bust.vertices))])
 
     @property
@@ -169,31 +168,11 @@ class HeadSplatAvatar(GaussianAvatar):
         """Controls that make this avatar perform the expression and head pose of `image` (an RGB
         image, or the model.head.landmarks.Landmarks already detected on one with twins=self.twins);
         neutral: the tracked person's rest face from neutral_offsets() (model.head.rig.retarget)."""
-        self._calibrate_tracker()
         return rig.retarget(landmarks_of(image, self.twins), self.fitted, neutral)
 
     def neutral_offsets(self, image):
         """The tracked person's rest face in `image` (RGB or Landmarks), for retarget(neutral=...)."""
         return rig.neutral_offsets(landmarks_of(image, self.twins), self.fitted)
-
-    def _calibrate_tracker(self, px: int = 640) -> None:
-        """Once per avatar (~0.3 s): the face tracker's reading of this avatar's jaw and smile, from renders
-        at its photo camera (rig.calibrate). Where the tracker finds no face on its own renders, the
-        rig keeps reading the mesh's motion."""
-        if self._tracker_calibrated:
-            return
-        self._tracker_calibrated = True
-        c = self.input_camera
-        s = px / max(c.width, c.height)
-        cam = c.resized(round(c.width * s), round(c.height * s))
-        seen = {}
-        for name, controls in {"neutral": None, **rig.CALIBRATION_POSES}.items():
-            image = to_uint8(self.render(cam, controls, background=(1.0, 1.0, 1.0)).rgb)
-            try:
-                seen[name] = detect_landmarks(image, twins=self.twins)
-            except InputError:
-                return
-        rig.calibrate(self.fitted, seen)
 
     def metadata(self) -> dict:
         return {**super().metadata(), "template_version": TEMPLATE_VERSION, "fit_nme": float(self.fitted.nme),
@@ -227,7 +206,7 @@ def scalp_weight(tpl) -> np.ndarray:
 CARVE_FRACTIONS = np.linspace(1.0, 0.0, 9)  # hair thickness fractions tried, thickest first
 
 
-def hair_offsets(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
+def hair_offsets(fitted: HeadFit, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
                  reach: float = -np.inf) -> np.ndarray:
     """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
     fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair),
@@ -281,7 +260,7 @@ HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
 HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
 
 
-def hanging_hair(fitted: FittedHead, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
+def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
                  reach: float) -> np.ndarray:
     """[V] metres: the offset along each vertex normal that puts the scalp and neck below the hair's widest
     point on the hanging curtain (see HAIR_HANG_AZIMUTH_DEG), down to `reach` face heights below the chin
@@ -339,7 +318,7 @@ RIM_FACE_DIST = 0.1
 RIM_FACING = 0.35
 
 
-def rim_growth(fitted: FittedHead, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
+def rim_growth(fitted: HeadFit, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
                covered: np.ndarray) -> np.ndarray:
     """[V] metres: how far each rim vertex of the jaw and neck moves out along its normal so that the input
     view covers the photo's person pixels just beyond the fitted jaw and chin (see RIM_STEPS_M); spread over
@@ -369,7 +348,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def silhouette_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, normals: np.ndarray,
+def silhouette_fraction(fitted: HeadFit, person: np.ndarray, vertices: np.ndarray, normals: np.ndarray,
                         thickness: np.ndarray) -> np.ndarray:
     """[V] in [0,1]: how much of each vertex's hair thickness (metres, along its normal) the photo
     allows. Any point of the head that projects onto the photo's background would have hidden that
@@ -435,7 +414,7 @@ class Projection(NamedTuple):
 class HeadSplat(Method):
     """Ours, with switches for the ablations (see baselines/registry.py)."""
 
-    def __init__(self, symmetry: bool = True, prior: bool = True, uv_res: int = 256, unseen: str = "drop",
+    def __init__(self, symmetry: bool = True, prior: bool = True, uv_res: int = 384, unseen: str = "drop",
                  view_fit: bool = True):
         """symmetry: fill from mirror texels; prior: hair volume + full-head completion; without the
         prior, texels nothing backs are dropped (unseen="drop") or kept untextured grey ("grey");
@@ -479,7 +458,7 @@ class HeadSplat(Method):
         avatar.timings["total"] = round(t["view_fit"] - t["start"], 4)
         return avatar
 
-    def projected_texture(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> Projection:
+    def projected_texture(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> Projection:
         """The photo's evidence in UV space before any fusion (see Projection): project_texture on the fitted
         surface offset by the hair and the rim."""
         tpl = fitted.template
@@ -506,7 +485,7 @@ class HeadSplat(Method):
                                     fitted.camera, surface, tpl.faces)
         return Projection(layout, offset, surface, points, rgb, conf, hair_texels)
 
-    def _build(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence) -> HeadSplatAvatar:
+    def _build(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> HeadSplatAvatar:
         """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
         layout, offset, surface, points, rgb, conf, hair_texels = self.projected_texture(photo, fitted, ev)
@@ -542,7 +521,7 @@ class HeadSplat(Method):
                           opacity_g, face_quaternions(surface, faces[used], coef)[1])
         return HeadSplatAvatar(self.info, fitted, binding, bust)
 
-    def _bust(self, photo: np.ndarray, fitted: FittedHead, ev: PhotoEvidence,
+    def _bust(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence,
               surface: np.ndarray) -> tuple[Bust, np.ndarray]:
         """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
         them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not

@@ -5,7 +5,7 @@ The open template ends at the neck. The bust is built per photo in the *body's* 
 the camera: a portrait's shoulders face the lens far more often than its head does, so a head turned 35
 degrees in the photo sits on shoulders seen square, as in the photo (build_bust: when the photo shows the
 body, and at most MAX_TURN_DEG from the head's frame). The head frame is the fit's; the body frame is the
-photo camera's frontal frame, FittedHead.posed_vertices' frame, where "up" is the photo's up. Its shoulders
+photo camera's frontal frame, HeadFit.posed_vertices' frame, where "up" is the photo's up. Its shoulders
 are as wide (shoulder_widths) and its shoulder line as high and as steep (shoulder_line) as the photo's
 person mask shows them, and it is carved to the photo's silhouette like the hair (carve): any point of it
 over the photo's background would have hidden that background. It never moves under the rig: the head
@@ -25,7 +25,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from model.head.fitting import FittedHead
+from model.head import rig
+from model.head.ict_fit import HeadFit
 from model.head.mesh import vertex_normals
 from model.head.segmentation import SKIN_LOG_EPS, SKIN_MAHALANOBIS, skin_distance
 from model.head.template import REGIONS
@@ -127,17 +128,17 @@ def girth(h: np.ndarray, neck_half_depth: float, drop: float) -> tuple[np.ndarra
     return c, BACK_SHIFT * grow, 2.0 + 1.5 * grow
 
 
-def _neck_base(fitted: FittedHead, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+def _neck_base(fitted: HeadFit, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     """The neck's base in the body frame (body [3,3]: its rotation from the head frame, about the neck pivot):
     its centre [3] and (half-width, half-depth), metres."""
     c0 = fitted.neck_pivot
-    neck = (fitted.vertices[fitted.template.region_vertices("neck")] - c0) @ body.T + c0
+    neck = (rig.deform(fitted, None)[fitted.template.region_vertices("neck")] - c0) @ body.T + c0
     low = neck[neck[:, 1] < neck[:, 1].min() + 0.01]
     centre = low.mean(0)
     return centre, (float(np.ptp(low[:, 0]) / 2), float(np.ptp(low[:, 2]) / 2))
 
 
-def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | None, float | None]:
+def shoulder_widths(fitted: HeadFit, person: np.ndarray) -> tuple[float | None, float | None]:
     """(right, left) half-widths of the shoulders in metres, neck axis to the outer edge of the upper arm, as the
     photo's person mask (person [H,W] bool) shows them a little below the shoulder's tip: the unbroken run of
     person pixels from the neck outwards, on the plane of the bust's axis (BACK_SHIFT behind the neck's). None for a side the photo crops,
@@ -161,7 +162,7 @@ def shoulder_widths(fitted: FittedHead, person: np.ndarray) -> tuple[float | Non
     return out[0], out[1]
 
 
-def shoulder_line(fitted: FittedHead, person: np.ndarray, widths: tuple[float | None, float | None]
+def shoulder_line(fitted: HeadFit, person: np.ndarray, widths: tuple[float | None, float | None]
                   ) -> tuple[float | None, tuple[float | None, float | None]]:
     """The shoulder line as the photo's person mask (person [H,W] bool) draws it: (root, (right, left) drops),
     metres. root: how far below the template neck's base the line leaves the neck (negative: above it; the
@@ -217,12 +218,12 @@ def _sides(pair: tuple[float | None, float | None], default: float) -> tuple[flo
     return right, (left if left is not None else right)
 
 
-def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None], root: float | None,
+def body_vertices(fitted: HeadFit, widths: tuple[float | None, float | None], root: float | None,
                   drops: tuple[float | None, float | None], body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """([(RINGS + CAP_RINGS) * COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths below the shoulder
     line's root, ring_depths). widths, root, drops: shoulder_widths' and shoulder_line's, None for the default
     (a side: the other side's when that one is known); body [3,3]: the body frame's rotation from the head
-    frame about the neck pivot (FittedHead.head_rotation: upright facing the photo's camera; the identity: the
+    frame about the neck pivot (HeadFit.head_rotation: upright facing the photo's camera; the identity: the
     head's own)."""
     right, left = _sides(widths, SHOULDER_HALF_WIDTH + DELTOID)
     drop_r, drop_l = _sides(drops, SHOULDER_DROP)
@@ -260,7 +261,7 @@ def body_vertices(fitted: FittedHead, widths: tuple[float | None, float | None],
     return (points - c0) @ body + c0, hh  # body frame -> head frame
 
 
-def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np.ndarray) -> np.ndarray:
+def carve(fitted: HeadFit, person: np.ndarray, vertices: np.ndarray, body: np.ndarray) -> np.ndarray:
     """The bust's vertices [B,3] pulled in towards its axis (per vertex, the widest of CARVE_FRACTIONS of its
     distance from the axis, smoothed round each ring) where they would project onto the photo's background
     (person [H,W] bool); points outside the frame or behind the camera are kept. body: as for body_vertices."""
@@ -279,7 +280,7 @@ def carve(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, body: np
     return vertices - radial + frac.reshape(-1, 1) * radial
 
 
-def shown_fraction(fitted: FittedHead, person: np.ndarray, vertices: np.ndarray, depths: np.ndarray) -> float:
+def shown_fraction(fitted: HeadFit, person: np.ndarray, vertices: np.ndarray, depths: np.ndarray) -> float:
     """The fraction of the bust's front (below the neck, the middle third of its columns: u in [1/3, 2/3]) that
     projects onto the photo's person (person [H,W] bool). vertices, depths: body_vertices'."""
     v = vertices.reshape(RINGS + CAP_RINGS, COLS, 3)[:RINGS]
@@ -295,7 +296,7 @@ def _limited(rotation: np.ndarray, max_angle: float) -> np.ndarray:
     return rotation if angle <= max_angle else Rotation.from_rotvec(rv * max_angle / angle).as_matrix()
 
 
-def build_bust(fitted: FittedHead, person: np.ndarray) -> Bust:
+def build_bust(fitted: HeadFit, person: np.ndarray) -> Bust:
     """The bust under `fitted`'s head, shaped to the photo's person mask (person [H,W] probability).
 
     Upright facing the photo's camera where the photo shows the bust (MIN_SHOWN of its front on the person),
