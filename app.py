@@ -69,7 +69,7 @@ PRESETS = {  # rig control values (names from model.head.rig.CONTROLS; absent na
     "kiss": {"mouthPucker": 0.9, "mouthFunnel": 0.5},
     "frown": {"browDownLeft": 0.9, "browDownRight": 0.9, "mouthFrownLeft": 0.8, "mouthFrownRight": 0.8},
     "wink": {"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.5},
-    "turn to their left": {"eyeYaw": 0.3, "headYaw": 0.5},
+    "turn to their left": {"eyeLookOutLeft": 0.3, "eyeLookInRight": 0.3, "headYaw": 0.5},
 }
 CONTROL_GROUPS = (  # how the rig sliders are laid out; controls not listed go to "other"
     ("mouth", ("jaw", "mouth")),

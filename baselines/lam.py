@@ -24,15 +24,17 @@ model.head.fitting.NECK_PIVOT (both rigs turn the head about the skull base), or
 project wrote (model/ours/lam_export.py), the origin recorded in skin.glb's scene extras.
 
 Animation (LamAvatar.gaussians): Gaussian i = vertex i + offset i + sum over morph targets of
-weight x displacement, then linear blend skinning with the skin's own weights. Controls may be this
-rig's names or ARKit's 52 (model.head.rig): an ARKit name with a morph target drives it directly (as
-do the rig's expression controls, which are ARKit names); eyeYaw/eyePitch become eyeLook* weights
-(the inverse of rig.ARKIT_MAP) or turn eye joints when the package has no eyeLook targets; headYaw/
-Pitch/Roll turn the "head" joint (and its children) about its bind position; jawOpen turns a "jaw"
-joint only when there is no jawOpen target; ARKit names without a target are folded into the rig's
-controls through rig.from_arkit. Gaussians keep their shape under morph targets (as in LAM's renderer)
-and turn with the skinning. LAM's web renderer moves every splat with the head bone alone; this reader
-uses the mesh's skin weights, so the neck fades as the skin says.
+weight x displacement, then linear blend skinning with the skin's own weights. Controls are the rig's
+(model.head.rig.CONTROLS: ARKit's 52 blendshape names + headYaw/headPitch/headRoll), checked as
+rig.validate checks them (an unknown name -> its ValueError; values clipped to the rig's ranges). A
+package's ARKit morph target is driven by the control of the same name (tongueOut too, when a package
+has that target; the rig itself ignores it). ARKit controls without a target: eyeLook* turn the eye
+joints, when the package has them, by the rig's own gaze angles (rig.gaze_from_arkit, per eye);
+jawOpen turns a "jaw" joint by JAW_JOINT_MAX; the others move nothing (metadata lists them).
+headYaw/Pitch/Roll turn the "head" joint (and its children) about its bind position. Gaussians keep
+their shape under morph targets (as in LAM's renderer) and turn with the skinning. LAM's web renderer
+moves every splat with the head bone alone; this reader uses the mesh's skin weights, so the neck
+fades as the skin says.
 
 Prediction folder of the registered method `lam-import` (LamImport), keyed to a dataset's photos like
 baselines/external.py (plain file names, no paths, no '..'):
@@ -79,6 +81,9 @@ EYE_LOOK = ("eyeLookOutLeft", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutRigh
             "eyeLookDownLeft", "eyeLookDownRight", "eyeLookUpLeft", "eyeLookUpRight")
 HEAD_JOINTS, JAW_JOINTS = ("head",), ("jaw", "Jaw", "jaw_joint")
 EYE_JOINTS = {"right": ("rEye", "eye_r", "rightEye", "RightEye"), "left": ("lEye", "eye_l", "leftEye", "LeftEye")}
+# jaw-joint rotation (radians, opening) at jawOpen = 1, for a package with a jaw joint and no jawOpen target
+# (the procedural rig's jaw hinge at 1 had this angle; LAM's own packages have the target)
+JAW_JOINT_MAX = 0.32
 
 
 class LamPackageError(InputError):
@@ -463,48 +468,30 @@ class LamAvatar(GaussianAvatar):
 
     # ------------------------------------------------------------------ controls
     def _interpret(self, controls: Controls | None) -> tuple[np.ndarray, dict]:
-        """Controls (rig or ARKit names) -> (morph weights [T], joint rotations {joint: R [3,3]})."""
+        """Controls (the rig's: ARKit names + head pose) -> (morph weights [T], joint rotations {joint: R [3,3]})."""
+        c = rig.validate(controls)  # unknown names, non-finite values -> the rig's ValueError; clipped
         w = dict.fromkeys(self._names, 0.0)
-        rigc: dict[str, float] = {}
-        for k, v in (controls or {}).items():
-            if k not in rig.CONTROLS and k not in rig.ARKIT_NAMES:
-                rig.from_arkit({k: v})  # raises the rig's own "unknown rig control" message
-            v = float(v)
-            if not np.isfinite(v):
-                raise ValueError(f"rig control {k!r} must be finite, got {v}")
-            if k in w:  # an ARKit name (rig expressions are ARKit names) with a morph target: drive it
-                spec = rig.CONTROLS.get(k)
-                w[k] += float(np.clip(v, spec.min if spec else 0.0, spec.max if spec else 1.0))
-            elif k in rig.CONTROLS:
-                rigc[k] = rigc.get(k, 0.0) + v
-            else:  # ARKit name without a target: the rig's nearest controls (IGNORED_ARKIT drop out)
-                for name, x in rig.from_arkit({k: v}).items():
-                    rigc[name] = rigc.get(name, 0.0) + x
-        c = {k: float(np.clip(v, rig.CONTROLS[k].min, rig.CONTROLS[k].max)) for k, v in rigc.items()}
+        for k in rig.IGNORED_ARKIT:  # no motion in our rig (validate drops them), but a package may have the target
+            if k in w and controls and k in controls:
+                w[k] = float(np.clip(float(controls[k]), 0.0, 1.0))
+        for k, v in c.items():
+            if k in w:  # an ARKit name with a morph target: drive it
+                w[k] = v
         joints: dict[str, np.ndarray] = {}
-        for name in rig.EXPRESSIONS:  # a rig expression folded in from an ARKit name
-            if name in c and name in w:
-                w[name] = float(np.clip(w[name] + c.pop(name), 0.0, 1.0))
-        gy, gp = c.pop("eyeYaw", 0.0), c.pop("eyePitch", 0.0)
-        if gy or gp:
-            if all(n in w for n in EYE_LOOK):  # inverse of rig.ARKIT_MAP's gaze weights
-                # towards +x (gy > 0) the left eye looks out and the right eye in; each gives half the gaze
-                a = min(abs(gy) / 0.5, 1.0)
-                for n in (("eyeLookOutLeft", "eyeLookInRight") if gy > 0 else ("eyeLookInLeft", "eyeLookOutRight")):
-                    w[n] += a
-                for e in ("Left", "Right"):
-                    w[f"eyeLookDown{e}" if gp > 0 else f"eyeLookUp{e}"] += min(abs(gp) / 0.4, 1.0)
-            else:
-                for e in ("eye_r", "eye_l"):
-                    if self._joint[e] is not None:
-                        joints[e] = rotation_from_euler(gy, gp, 0.0)
-        jaw = c.pop("jawOpen", 0.0)
+        # eyeLook* without a target: the eye joints turn by the rig's gaze angles (right eye first)
+        look = {k: v for k, v in c.items() if k in EYE_LOOK and k not in w and v}
+        if look:
+            gaze = rig.gaze_from_arkit(look)
+            for e, (yaw, pitch) in zip(("eye_r", "eye_l"), gaze):
+                if self._joint[e] is not None and (yaw or pitch):
+                    joints[e] = rotation_from_euler(float(yaw), float(pitch), 0.0)
+        jaw = c.get("jawOpen", 0.0) if "jawOpen" not in w else 0.0
         if jaw and self._joint["jaw"] is not None:
-            joints["jaw"] = rotation_from_euler(0.0, jaw * rig.JAW_MAX, 0.0)
-        hy, hp, hr = c.pop("headYaw", 0.0), c.pop("headPitch", 0.0), c.pop("headRoll", 0.0)
+            joints["jaw"] = rotation_from_euler(0.0, jaw * JAW_JOINT_MAX, 0.0)
+        hy, hp, hr = (c.get(k, 0.0) for k in rig.HEAD_CONTROLS)
         if (hy or hp or hr) and self._joint["head"] is not None:
             joints["head"] = rotation_from_euler(hy, hp, hr)
-        weights = np.array([float(np.clip(w[n], 0.0, 1.0)) for n in self._names], np.float32)
+        weights = np.array([w[n] for n in self._names], np.float32)
         return weights, joints
 
     def _joint_matrices(self, joints: dict) -> np.ndarray | None:
@@ -548,17 +535,18 @@ class LamAvatar(GaussianAvatar):
 
     # ------------------------------------------------------------------ tracking
     def _tracking_head(self):
-        """Our template fitted to this avatar's own neutral render at input_camera (made once): what our
-        tracker retargets frames against, so head controls are relative to the pose that camera sees."""
+        """The hub's head model fitted to this avatar's own neutral render at input_camera (a
+        model.head.ict_fit.HeadFit, made once): what our tracker retargets frames against, so head controls
+        are relative to the pose that camera sees and expressions to the face that render shows."""
         if self._tracked is None:
             from model.head.fitting import fit
             self._tracked = fit(to_uint8(self.render(self.input_camera).rgb))
         return self._tracked
 
     def retarget(self, image, neutral=None) -> dict:
-        """Our rig's controls (which this avatar follows through its ARKit targets and joints) for the
-        expression and head pose in `image` (RGB or Landmarks): the hub's tracker, model.head.rig.retarget,
-        against _tracking_head(); neutral as there."""
+        """The rig's controls (ARKit weights + head pose, which this avatar follows through its ARKit
+        targets and joints) for the expression and head pose in `image` (RGB or Landmarks): the hub's
+        tracker, model.head.rig.retarget, against _tracking_head(); neutral as there."""
         return rig.retarget(landmarks_of(image), self._tracking_head(), neutral)
 
     def neutral_offsets(self, image):
@@ -624,7 +612,7 @@ def align_to_photo(avatar: LamAvatar, image) -> LamAvatar:
     image = load_image(image)
     lm = detect_landmarks(image)
     fitted = fit(image, landmarks=lm)
-    target = fitted.template.landmarks(fitted.vertices)[:468]
+    target = fitted.template.landmarks(rig.deform(fitted, None))[:468]  # the rest face our avatar stands on
     src, valid = avatar_landmarks(avatar)
     src, valid = src[:468], valid[:468]
     if valid.sum() < 100:

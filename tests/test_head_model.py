@@ -245,7 +245,7 @@ def test_asset_mirror_and_orientation(H):
 def test_mediapipe_landmark_map(H):
     """mediapipe's 478 points lie on the surface within a few mm of the canonical points aligned as recorded,
     the irises on the eyeballs, and mirror twins at mirror positions."""
-    from model.head._template_canonical import load
+    from model.head.mediapipe_canon import load
     canon, pair = load()
     sim = H.meta["mediapipe"]["similarity"]
     target = sim["scale"] * canon @ np.array(sim["rotation"]).T + np.array(sim["translation"])

@@ -82,10 +82,70 @@ def test_fixture_jaw_opens_and_controls_are_checked(lam_fixture):
     # an ARKit name LAM has a target for moves exactly that target's vertices
     d = avatar.gaussians({"cheekPuff": 1.0}).means - avatar.gaussians().means
     assert np.allclose(d, avatar.package.targets["cheekPuff"], atol=1e-6)
-    with pytest.raises(ValueError, match="unknown rig control 'jawOpenn'"):
+    with pytest.raises(ValueError, match=r"unknown rig control\(s\) 'jawOpenn'"):
         avatar.gaussians({"jawOpenn": 1.0})
     turned = avatar.gaussians({"headYaw": 0.5}).means
     assert (turned - avatar.gaussians().means)[:, 0].max() > 0.02  # the face turns towards +x
+
+
+def _eye_package(targets: dict | None = None):
+    """A made-up package: a head joint with two eye joints (LAM's names lEye/rEye) and a jaw joint, each
+    carrying one point 12 mm in front of its pivot (the pupils, the chin), plus a few head points."""
+    from baselines.lam import LamPackage
+    names = ["hip", "head", "lEye", "rEye", "jaw"]
+    parent = np.array([-1, 0, 1, 1, 1])
+    pos = np.array([[0, -0.5, 0], [0, 0, 0], [0.032, 0.03, 0.06], [-0.032, 0.03, 0.06], [0, -0.02, 0.0]])
+    head_pts = np.array([[0, 0.1, 0], [0.08, 0, 0], [-0.08, 0, 0], [0, -0.1, 0], [0, 0, -0.09]])
+    verts = np.concatenate([pos[2:] + [0, 0, 0.012], head_pts]).astype(np.float32)
+    n = len(verts)
+    joints = np.zeros((n, 4), np.int64)
+    joints[:3, 0], joints[3:, 0] = (2, 3, 4), 1
+    weights = np.zeros((n, 4), np.float32)
+    weights[:, 0] = 1
+    t = {k: v.astype(np.float32) for k, v in (targets or {}).items()}
+    return LamPackage(
+        name="eyes", vertices=verts, offsets=np.zeros((n, 3), np.float32), rgb=np.full((n, 3), 0.5, np.float32),
+        opacities=np.ones(n, np.float32), scales=np.full((n, 3), 0.003, np.float32),
+        quats=np.tile(np.float32([1, 0, 0, 0]), (n, 1)), targets=t, other_targets=[], joint_names=names,
+        joint_parent=parent, joint_position=pos.astype(np.float64), bind_fix=np.tile(np.eye(4), (5, 1, 1)),
+        skin_joints=joints, skin_weights=weights, vertex_order=np.arange(n), origin=np.zeros(3),
+        origin_source="head joint")
+
+
+def test_eye_and_jaw_joints_follow_the_arkit_controls_without_targets():
+    """A package without eyeLook* targets turns its eye joints by the rig's own gaze angles
+    (rig.gaze_from_arkit: per eye, Left/Right the subject's, Left at +x); jawOpen without a target turns
+    the jaw joint; with targets, the same names drive the targets and no joint."""
+    from baselines.lam import JAW_JOINT_MAX, LamAvatar
+    avatar = LamAvatar(_eye_package())
+    assert avatar._joint == {"head": 1, "eye_l": 2, "eye_r": 3, "jaw": 4}
+    rest = avatar.gaussians().means
+
+    def moved(controls):
+        return avatar.gaussians(controls).means - rest
+
+    out = np.radians(rig.EYE_LOOK_DEG["Out"])
+    d = moved({"eyeLookOutLeft": 1.0})  # the left eye (at +x) looks out: its pupil goes towards +x
+    assert np.allclose(d[0], [0.012 * np.sin(out), 0, 0.012 * (np.cos(out) - 1)], atol=1e-6)
+    assert np.abs(d[1:]).max() < 1e-7
+    d = moved({"eyeLookInRight": 0.5})  # the right eye (at -x) looks in, towards the nose: +x
+    assert d[1, 0] > 0 and np.abs(d[[0, 2, 3, 4, 5, 6, 7]]).max() < 1e-7
+    assert moved({"eyeLookUpLeft": 1.0, "eyeLookUpRight": 1.0})[:2, 1].min() > 0.004  # both pupils go up
+    assert moved({"eyeLookDownLeft": 1.0})[0, 1] < -0.004
+    chin = moved({"jawOpen": 1.0})[2]
+    assert np.allclose(chin, [0, -0.012 * np.sin(JAW_JOINT_MAX), 0.012 * (np.cos(JAW_JOINT_MAX) - 1)], atol=1e-6)
+    assert np.ptp(moved({"headYaw": 0.3})[:, 0]) > 0.01  # the head turns, eyes and jaw with it
+    with pytest.raises(ValueError, match=r"unknown rig control\(s\) 'eyeYaw'"):  # the old rig's gaze control
+        avatar.gaussians({"eyeYaw": 0.2})
+
+    up = np.zeros((8, 3), np.float32)
+    up[0, 1] = 0.001
+    with_targets = LamAvatar(_eye_package({"eyeLookOutLeft": up, "jawOpen": -up, "tongueOut": up}))
+    rest = with_targets.gaussians().means
+    assert np.allclose(with_targets.gaussians({"eyeLookOutLeft": 0.5}).means - rest, up / 2, atol=1e-7)
+    assert np.allclose(with_targets.gaussians({"jawOpen": 1.0}).means - rest, -up, atol=1e-7)
+    # tongueOut: no motion in our rig, but a package's target of that name is driven
+    assert np.allclose(with_targets.gaussians({"tongueOut": 2.0}).means - rest, up, atol=1e-7)  # clipped to 1
 
 
 # ------------------------------------------------------------------------------ our export, round trip

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from model.head import rig
+from model.head.fitting import rotation_from_euler
 from model.ours.live import BARY_SCALE, PackError, read_pack, write_pack
 from tests.helpers import node, shared_fixture
 
 PRESETS = [{}, {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9}, {"jawOpen": 0.55, "browInnerUp": 1.0},
-           {"mouthPucker": 0.9, "mouthFunnel": 0.5}, {"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.5},
-           {"eyeYaw": 0.3, "headYaw": 0.5}, {"headPitch": -0.4, "headRoll": 0.3, "eyePitch": 0.2},
+           {"mouthPucker": 0.9, "mouthFunnel": 0.5, "cheekPuff": 0.7}, {"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.5},
+           {"eyeLookOutLeft": 0.6, "eyeLookInRight": 0.6, "headYaw": 0.5},
+           {"headPitch": -0.4, "headRoll": 0.3, "eyeLookDownLeft": 0.7, "eyeLookDownRight": 0.7, "tongueOut": 1.0},
+           {"eyeLookUpRight": 1.0, "eyeLookOutRight": 0.8, "eyeLookInLeft": 0.3, "eyeLookUpLeft": 0.4},
            {"browDownLeft": 0.9, "browDownRight": 0.9, "mouthFrownLeft": 0.8, "mouthFrownRight": 0.8}]
 
 
@@ -31,11 +34,15 @@ def test_pack_round_trip_keeps_what_the_browser_needs(ours_astronaut, pack):
     assert p.header["counts"]["gaussians"] == len(ours_astronaut.gaussians()) > 50_000
     assert len(pack) <= 8e6 * len(b.faces) / 100_000  # ≤ 8 MB per 100k Gaussians
     assert np.array_equal(s["vertices"], ours_astronaut.vertices().astype(np.float32))
-    assert len(s["vertices"]) > len(fitted.vertices) and not s["neck_weight"][len(fitted.vertices):].any()  # the bust
+    nh = fitted.model.n_vertices  # the head's vertices, then the bust's
+    assert len(s["vertices"]) > nh and not s["neck_weight"][nh:].any() and s["delta_index"].max() < nh  # the bust
     assert np.array_equal(s["used_faces"], b.used_faces) and np.array_equal(s["slot"], b.face_slot)
     assert np.abs(s["bary"] / BARY_SCALE - b.bary[:, 1:]).max() <= 0.5 / BARY_SCALE + 1e-12
-    # every expression's displacement, decoded, within half a quantisation step (or the 1 µm cut)
-    deltas = rig.rig_of(fitted).deltas.reshape(len(rig.EXPRESSIONS), -1, 3)
+    # every ARKit expression's displacement (the sum of its ICT shapes, as the rig drives them), decoded,
+    # within half a quantisation step (or the 1 µm cut)
+    basis = fitted.model.expression_basis.astype(np.float64)
+    deltas = np.stack([np.tensordot(rig.ict_weights({n: 1.0}), basis, 1) for n in rig.EXPRESSIONS])
+    assert np.abs(deltas[rig.EXPRESSIONS.index("cheekPuff")]).max() > 0  # two ICT shapes in one control
     for c in range(len(rig.EXPRESSIONS)):
         lo, hi = s["delta_start"][c], s["delta_start"][c + 1]
         dec = np.zeros_like(deltas[c])
@@ -44,6 +51,31 @@ def test_pack_round_trip_keeps_what_the_browser_needs(ours_astronaut, pack):
     assert np.abs(s["rgb"] / 255 - ours_astronaut.gaussians().rgb).max() <= 0.5 / 255 + 1e-6
     assert p.header["expressions"] == list(rig.EXPRESSIONS)
     assert {c["name"] for c in p.header["controls"]} == set(rig.CONTROLS)
+    assert p.header["arkit_ignored"] == ["tongueOut"] and "arkit_map" not in p.header
+    assert p.header["eye_look_deg"] == rig.EYE_LOOK_DEG
+
+
+def test_the_packs_eye_rule_is_the_rigs(ours_astronaut, pack):
+    """The eyeballs (ICT's eyeball_R / eyeball_L parts), turned by the pack's rule (R(eye_rest + g)
+    R(eye_rest)^T about eye_centres, g from the eyeLook* weights) from the pack's rest face, land where
+    model.head.rig.deform puts them."""
+    p = read_pack(pack)
+    m, s = ours_astronaut.fitted.model, p.sections
+    for k, part in enumerate(("eyeball_R", "eyeball_L")):
+        ids = np.unique(m.faces[m.face_part == m.part_names.index(part)])
+        assert np.array_equal(np.sort(s[("eyeball_r", "eyeball_l")[k]]), ids)
+    centres, rest = np.array(p.header["eye_centres"]), np.array(p.header["eye_rest"])
+    assert np.abs(rest - rig.eye_rest(ours_astronaut.fitted)[1]).max() < 0.1  # the rest face's own gaze
+    controls = {"eyeLookOutLeft": 0.8, "eyeLookInRight": 0.5, "eyeLookUpLeft": 0.6, "eyeLookDownRight": 1.0}
+    g = rig.gaze_from_arkit(controls)
+    assert g[1, 0] > 0 and g[0, 0] > 0 and g[1, 1] < 0 < g[0, 1]  # both look to +x, the left eye up, the right down
+    want = ours_astronaut.vertices(controls)
+    for k, name in enumerate(("eyeball_r", "eyeball_l")):
+        ids = s[name]
+        R = rotation_from_euler(*(rest[k] + g[k]), 0.0) @ rotation_from_euler(*rest[k], 0.0).T
+        turned = (s["vertices"][ids].astype(np.float64) - centres[k]) @ R.T + centres[k]
+        assert 1000 * np.abs(turned - want[ids]).max() < 1e-3, f"{name}: the pack's eye turn is not the rig's"
+        assert 1000 * np.abs(turned - s["vertices"][ids]).max() > 1  # the check is not vacuous
 
 
 def _with_header(pack: bytes, edit) -> bytes:
@@ -63,6 +95,7 @@ def _with_header(pack: bytes, edit) -> bytes:
     (lambda p: p[:12] + b"x" + p[13:], "not JSON"),
     (lambda p: _with_header(p, lambda h: h["counts"].update(gaussians=h["counts"]["gaussians"] - 1)), "shape"),
     (lambda p: _with_header(p, lambda h: h["sections"].pop("slot")), "'slot' missing"),
+    (lambda p: _with_header(p, lambda h: h.pop("eye_rest")), "eyes' header"),
 ])
 def test_malformed_packs_are_refused_with_a_reason(pack, damage, message):
     with pytest.raises(PackError, match=message):

@@ -73,6 +73,9 @@ METHOD_VERSION = "0.9.0"
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
 SPLIT_RATIO, SPLIT_MIN_M, SPLIT_MAX = 2.0, 0.002, 8
+# A Gaussian's tangent sigma is capped (metres): a few of ICT's face triangles are slivers in UV (8 texels of
+# the face at uv_res 384 gave 16 mm sigmas, streaks across the cheek); their neighbours cover the surface.
+MAX_SIGMA_M = 0.005
 UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
 
 
@@ -562,5 +565,6 @@ def texel_gaussians(layout: UVLayout, faces: np.ndarray, face_uvs: np.ndarray, s
     # surface, little blur.
     st = 0.6 * fu[texel] / np.where(along_u, k, 1)
     sb = 0.6 * fv[texel] / np.where(along_u, 1, k)
+    st, sb = np.minimum(st, MAX_SIGMA_M), np.minimum(sb, MAX_SIGMA_M)
     scales = np.stack([st, sb, 0.25 * np.minimum(st, sb)], 1)
     return texel, layout.face[texel], bary, np.maximum(scales, 1e-5).astype(np.float32)

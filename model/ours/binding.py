@@ -145,6 +145,7 @@ class UVLayout:
     region: np.ndarray  # [T] index into model.head.template.REGIONS
     mirror: np.ndarray  # [T] index of the mirror texel (u -> 1 - u), -1 where that texel is empty
     grid: np.ndarray  # [res,res] texel index, -1 where empty
+    left: np.ndarray  # [T] bool: the texel lies on the subject's left (x > 0; its mirror is on the right)
 
     def to_grid(self, values: np.ndarray, fill=0.0) -> np.ndarray:
         """Per-texel values [T,...] -> UV image [res,res,...]."""
@@ -183,21 +184,28 @@ def split_texels(layout: UVLayout, face_uvs: np.ndarray, counts: np.ndarray, alo
     return texel, bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
 
-def layout_of(face_uvs: np.ndarray, face_region: np.ndarray, res: int) -> UVLayout:
+def layout_of(face_uvs: np.ndarray, face_region: np.ndarray, res: int, vertices: np.ndarray | None = None,
+              faces: np.ndarray | None = None) -> UVLayout:
     """The texel layout of a chart whose triangles have UVs face_uvs [F,3,2] (in [0,1], symmetric about
-    u = 0.5) and regions face_region [F], at `res` x `res`."""
+    u = 0.5) and regions face_region [F], at `res` x `res`. vertices [V,3], faces [F,3]: the chart's mesh,
+    which says on which side of the body each texel lies (an island may be laid out seen from behind,
+    the subject's left at u < 0.5); without them the subject's left is u >= 0.5."""
     face_id, bary = rasterize_uv(face_uvs, res)
     rows, cols = np.nonzero(face_id >= 0)
     grid = np.full((res, res), -1, np.int64)
     grid[rows, cols] = np.arange(len(rows))
     mirror = grid[rows, res - 1 - cols]  # the chart is symmetric about u = 0.5: column c <-> res-1-c
     face = face_id[rows, cols].astype(np.int64)
-    return UVLayout(res, np.stack([rows, cols], 1), face, bary[rows, cols], np.asarray(face_region)[face],
-                    mirror, grid)
+    b = bary[rows, cols]
+    if vertices is None:
+        left = cols >= res / 2
+    else:
+        left = np.einsum("tk,tk->t", b, np.asarray(vertices)[np.asarray(faces)[face], 0]) > 0
+    return UVLayout(res, np.stack([rows, cols], 1), face, b, np.asarray(face_region)[face], mirror, grid, left)
 
 
 @lru_cache(maxsize=4)
 def uv_layout(res: int) -> UVLayout:
     """The texel layout of the project's template at `res` x `res` (cached)."""
     template = load_template()
-    return layout_of(template.face_uvs, template.face_region, res)
+    return layout_of(template.face_uvs, template.face_region, res, template.vertices, template.faces)

@@ -13,11 +13,14 @@ What goes in (all in the package's glTF frame: our head world's axes, translated
   points on the template surface; offset.ply holds the rest (hair thickness). Triangles: a Delaunay
   triangulation of the vertices' UVs, long 3D edges (seams, islands) removed; LAM's renderer hides
   the mesh, other tools show it. 52 morph targets named by ARKit (mesh.extras.targetNames), each the
-  displacement of the merged Gaussians under that ARKit weight at 1, through rig.from_arkit (so
-  ARKIT_MAP's folding; IGNORED_ARKIT names are empty targets): the rig linearised. Joints hip ->
-  neckUpper -> head (LAM's names: its renderer looks the "hip" and "head" bones up by name); the head
-  joint sits on our neck pivot and carries the rig's head-rotation weight (the neck fade), neckUpper
-  the rest. The origin of our head world in the file is recorded in the scene extras (ORIGIN_KEY).
+  displacement of the merged Gaussians under that ARKit control at 1. Our rig is ARKit-native
+  (model.head.rig: an ARKit name drives the head model's own shape(s) of that name; eyeLook* also
+  turn the eyeballs), so each target is the model's own shape as the rig shows it on this person,
+  merged; IGNORED_ARKIT names (tongueOut: the model has no shape) are empty targets. Targets add as
+  the model's shapes do; only the eyeballs' turns are linearised. Joints hip -> neckUpper -> head
+  (LAM's names: its renderer looks the "hip" and "head" bones up by name); the head joint sits on our
+  neck pivot and carries the rig's head-rotation weight (the neck fade), neckUpper the rest. The
+  origin of our head world in the file is recorded in the scene extras (ORIGIN_KEY).
 - offset.ply: LAM's meaning of the 3DGS properties: x, y, z the offset from the vertex, f_dc RGB in
   [0, 1] (LAM's renderer reads colour there, not SH), opacity logit, log scales, (w, x, y, z).
 - animation.glb: 12 gentle head clips on the same joints (LAM's renderer loads that file and plays its
@@ -59,23 +62,32 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 LEVELS = (0, 1, 2, 4, 8, 16)  # block side in texels; 0: each Gaussian alone
 HAIR_WEIGHT = 0.25
 GEOMETRY_SCALE = 0.1
+MOTION_DIMS = 16
+UV_RES = 384  # the atlas resolution when an avatar's parameters do not say (HeadSplat's default uv_res)
 
 
-def cluster_ids(faces: np.ndarray, uv: np.ndarray, res: int, target: int, means: np.ndarray, rgb: np.ndarray,
-                weights: np.ndarray, head_radius: float) -> np.ndarray:
-    """Cluster index [N] (0..K-1, K <= target when possible) of each Gaussian. faces [N] template triangle,
-    uv [N,2] in [0, 1] on a res x res atlas, means [N,3] metres, rgb [N,3] in [0, 1], weights [N] >= 0
-    (opacity x area). Clusters never straddle a triangle."""
-    n = len(faces)
-    feats = np.concatenate([rgb, means / (GEOMETRY_SCALE * head_radius)], axis=1).astype(np.float64)
+def cluster_ids(groups: np.ndarray, uv: np.ndarray, res: int, target: int, means: np.ndarray, rgb: np.ndarray,
+                weights: np.ndarray, head_radius: float, motion: np.ndarray | None = None) -> np.ndarray:
+    """Cluster index [N] (0..K-1, K <= target when possible) of each Gaussian. groups [N] int: clusters never
+    straddle a group (ours: template regions); uv [N,2] >= 0 on a res x res atlas (a chart may lie past
+    [0, 1]), means [N,3] metres, rgb [N,3] in [0, 1], weights [N] >= 0 (opacity x area); motion [N,M]
+    metres (optional): the Gaussians' displacements under the rig's shapes, whose spread counts as the
+    positions' does (members that move apart, as the lips across the mouth slit, do not merge)."""
+    n = len(groups)
+    cols = [rgb, means / (GEOMETRY_SCALE * head_radius)]
+    if motion is not None:
+        cols.append(motion / (GEOMETRY_SCALE * head_radius))
+    feats = np.concatenate(cols, axis=1).astype(np.float64)
+    _, group = np.unique(np.asarray(groups, np.int64), return_inverse=True)
     keys, costs = [], []
     for side in LEVELS:
         if side == 0:
             inv = np.arange(n)
         else:
             cells = np.floor(uv * res / side).astype(np.int64)
-            _, inv = np.unique((faces.astype(np.int64) * (res + 1) + cells[:, 0]) * (res + 1) + cells[:, 1],
-                               return_inverse=True)
+            cells -= cells.min(0)
+            span = cells.max(0) + 1
+            _, inv = np.unique((group * span[0] + cells[:, 0]) * span[1] + cells[:, 1], return_inverse=True)
         k = int(inv.max()) + 1
         w = np.bincount(inv, weights, k)
         mu = _segment_sum(inv, weights[:, None] * feats, k) / np.maximum(w, 1e-30)[:, None]
@@ -107,9 +119,12 @@ def cluster_ids(faces: np.ndarray, uv: np.ndarray, res: int, target: int, means:
 
 
 def _segment_sum(ids: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros((k,) + values.shape[1:], np.float64)
-    np.add.at(out, ids, values)
-    return out
+    """Sums of values [N,...] by ids [N] (0..k-1) -> [k,...] float64."""
+    import scipy.sparse as sp
+    values = np.asarray(values, np.float64)
+    n = len(ids)
+    m = sp.csr_matrix((np.ones(n), (ids, np.arange(n))), shape=(k, n))
+    return np.asarray(m @ values.reshape(n, -1)).reshape((k,) + values.shape[1:])
 
 
 # Plain moment matching (SPREAD = 1) leaves faint gaps between merged Gaussians (a merged Gaussian's tails
@@ -307,9 +322,26 @@ def offset_ply(offsets, rgb, opacities, scales, quats) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ export
-def merged(avatar, target: int = DEFAULT_TARGET):
+def rig_displacements(avatar) -> dict[str, np.ndarray]:
+    """{ARKit name: [N,3] float64 metres}: how each of our Gaussians moves under that control at 1 (one rig
+    evaluation per name; IGNORED_ARKIT names, which the rig does not move, give zeros)."""
+    g0 = avatar.gaussians().means.astype(np.float64)
+    return {name: np.zeros_like(g0) if name in rig.IGNORED_ARKIT
+            else avatar.gaussians({name: 1.0}).means.astype(np.float64) - g0 for name in ARKIT_NAMES}
+
+
+def motion_features(displacements: dict[str, np.ndarray], weights: np.ndarray, dims: int = MOTION_DIMS) -> np.ndarray:
+    """[N,dims] the displacements [N,3] per shape projected on their `dims` principal directions (weighted by
+    weights [N], uncentred): distances between Gaussians in it ~ how far apart the rig moves them."""
+    d = np.concatenate([v for v in displacements.values()], axis=1)  # [N,3S]
+    evals, evecs = np.linalg.eigh((d * weights[:, None]).T @ d / weights.sum())
+    return d @ evecs[:, ::-1][:, :dims]
+
+
+def merged(avatar, target: int = DEFAULT_TARGET, displacements: dict | None = None):
     """Our avatar's Gaussians merged to ~target: (ids [N] cluster of each of ours, then merge()'s outputs,
-    uv [N,2] of ours in the template atlas). avatar: model.ours.avatar.HeadSplatAvatar."""
+    uv [N,2] of ours in the template atlas). avatar: model.ours.avatar.HeadSplatAvatar; displacements:
+    rig_displacements(avatar), computed when not given."""
     b = avatar.binding
     g0 = avatar.gaussians()
     rgb = np.clip(g0.rgb, 0, 1).astype(np.float64)
@@ -319,8 +351,11 @@ def merged(avatar, target: int = DEFAULT_TARGET):
     # for HAIR_WEIGHT of theirs, so eyes, lips and teeth keep their detail (and the mouth its opening)
     w = footprint_weights(opac, g0.scales) * np.where(avatar.face_region[b.faces] == REGIONS.index("scalp"),
                                                       HAIR_WEIGHT, 1.0)
-    ids = cluster_ids(b.faces, uv, int(avatar.info.parameters.get("uv_res", 256)), target, g0.means, rgb, w,
-                      avatar.head_radius)
+    if displacements is None:
+        displacements = rig_displacements(avatar)
+    motion = motion_features(displacements, w) if MOTION_DIMS else None
+    ids = cluster_ids(avatar.face_region[b.faces], uv, int(avatar.info.parameters.get("uv_res", UV_RES)), target,
+                      g0.means, rgb, w, avatar.head_radius, motion)
     return (ids, *merge(ids, g0.means.astype(np.float64), g0.quats, g0.scales, opac, rgb), uv)
 
 
@@ -328,17 +363,14 @@ def package_contents(avatar, target: int = DEFAULT_TARGET) -> dict:
     """The package's members as bytes {"offset.ply", "skin.glb", "animation.glb", "vertex_order.json"},
     plus "stats" (counts, cluster sizes). avatar: model.ours.avatar.HeadSplatAvatar."""
     fitted, b = avatar.fitted, avatar.binding
-    g0 = avatar.gaussians()
-    ids, w, means, quats, scales, opac, crgb, uv = merged(avatar, target)
+    # one rig evaluation per ARKit name (the rig's controls are ARKit's names); IGNORED_ARKIT names (no rig
+    # motion) give empty targets
+    displacements = rig_displacements(avatar)
+    ids, w, means, quats, scales, opac, crgb, uv = merged(avatar, target, displacements)
     k = len(means)
     avg = lambda x: _segment_sum(ids, w.reshape(-1, *([1] * (x.ndim - 1))) * x, k)
     surface = avg(b.sample @ avatar.vertices())  # [K,3] vertex on the avatar's surface
-    # one rig evaluation per ARKit name; IGNORED_ARKIT names (no rig motion) give empty targets
-    targets = {}
-    for name in ARKIT_NAMES:
-        controls = rig.validate({name: 1.0})
-        moved = avatar.gaussians(controls).means if any(controls.values()) else g0.means
-        targets[name] = avg(moved.astype(np.float64) - g0.means).astype(np.float32)
+    targets = {name: avg(d).astype(np.float32) for name, d in displacements.items()}
     neck_w = np.clip(avg(b.sample @ avatar.neck_weight), 0.0, 1.0)
     joints = np.zeros((k, 4), np.uint8)
     joints[:, 0], joints[:, 1] = 2, 1  # head, neckUpper

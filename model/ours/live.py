@@ -16,18 +16,22 @@ File layout (little-endian):
 
 Header keys: format, version, method (id, version), counts (vertices V, faces F, used_faces U,
 gaussians T, expressions C, delta_entries K), head_center [3], head_radius, neck_pivot [3],
-eye_centres [[3], [3]] (right, left), expressions [C names, the order of the delta sections],
-controls [{name, min, max, neutral}] (every rig control), arkit_map / arkit_ignored (how ARKit's
-52 names fold into the controls, model.head.rig.ARKIT_MAP), frame (see FRAME), quantization notes,
-sections.
+eye_centres [[3], [3]] (right, left: the eyeball centres the gaze turns about), eye_rest [[yaw, pitch],
+[yaw, pitch]] (right, left: the direction, radians, each eyeball of `vertices` looks in), eye_look_deg
+{In, Out, Up, Down} (model.head.rig.EYE_LOOK_DEG: the eyeball turn at eyeLook* weight 1), expressions
+[C names: ARKit's, model.head.rig.EXPRESSIONS, the order of the delta sections], controls [{name, min, max,
+neutral}] (every rig control: the C expressions and headYaw/headPitch/headRoll), arkit_ignored (ARKit
+names the rig accepts and that move nothing: tongueOut), frame (see FRAME), quantization notes, sections.
 
 Sections (units: metres, radians):
 
-    vertices      f32 [V,3]   the fitted neutral template, then the bust (model.ours.bust; it never moves)
+    vertices      f32 [V,3]   the rest face (rig.deform(fit, {}): the photo's expression and gaze), then
+                              the bust (model.ours.bust; it never moves)
     faces         u16|u32 [F,3]
     delta_start   u32 [C+1]   expression c moves vertices delta_index[start[c]:start[c+1]]
     delta_index   u16|u32 [K]
-    delta_value   i16 [K,3]   displacement at control = 1, times delta_scale[c] (metres per unit)
+    delta_value   i16 [K,3]   displacement at weight 1 (the sum of the expression's ICT shapes,
+                              model.head.rig.ARKIT_TO_ICT), times delta_scale[c] (metres per unit)
     delta_scale   f32 [C]
     neck_weight   f32 [V]     head-rotation weight (1 head, fading to 0 down the neck)
     eyeball_r     u32 [*]     vertices of the right / left eyeball (they rotate with the gaze)
@@ -42,12 +46,21 @@ Sections (units: metres, radians):
     rgb           u8 [T,3]    colour (DC), sRGB in [0, 255]
     opacity       u8 [T]      opacity times 255
 
-Re-posing (the rules the JS follows, those of model.head.rig.deform and HeadSplatAvatar._pose):
-vertices + Σ_c w_c·delta_c; eyeballs turned by rotation_from_euler(eyeYaw, eyePitch, 0) about their
-centres; the head turned by rotation_from_euler(headYaw, headPitch, headRoll) about neck_pivot,
-blended per vertex by neck_weight; surface = vertices + hair·normal; a Gaussian's centre is its
-barycentric point on the surface, its rotation the tangent frame (t, n×t, n) of its triangle, its
-tangent scales times sqrt(clip(area / rest_area, 1, 9)).
+Re-posing (the rules the JS follows, those of model.head.rig.deform and HeadSplatAvatar._pose), with
+the controls clipped to their ranges (names not in `controls` move nothing):
+1. vertices + Σ_c w_c·delta_c (the bust's vertices have no deltas);
+2. the gaze, per eye k (0 right, 1 left; rig.gaze_from_arkit): yaw g_k = s_k·(Out·w(eyeLookOut) -
+   In·w(eyeLookIn)) with s_0 = -1, s_1 = +1 (the right eye's Out turns it towards -x, the left eye's
+   towards +x), pitch g_k = Down·w(eyeLookDown) - Up·w(eyeLookUp) (> 0 down), the weights of that eye's
+   side (Right / Left) and the angles of eye_look_deg in radians; the eyeball_r / eyeball_l vertices
+   turned about eye_centres[k] by R(eye_rest[k] + g_k)·R(eye_rest[k])^T, R(yaw, pitch) =
+   rotation_from_euler(yaw, pitch, 0) (= R_y(yaw) R_x(pitch)). `vertices` already hold the photo's own
+   gaze, so no eyeLook* weight leaves them as they are;
+3. the head turned by rotation_from_euler(headYaw, headPitch, headRoll) about neck_pivot, blended per
+   vertex by neck_weight;
+4. surface = vertices + hair·normal; a Gaussian's centre is its barycentric point on the surface, its
+   rotation the tangent frame (t, n×t, n) of its triangle, its tangent scales times
+   sqrt(clip(area / rest_area, 1, 9)).
 """
 from __future__ import annotations
 
@@ -58,9 +71,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.head import rig
+from model.head.ict_fit import _prep, _rest_angles, eye_centres
 
 MAGIC = b"HSLP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ARKit-52 expressions on the ICT head, per-eye gaze from eyeLook* (eye_rest)
 # The pack's world frame is the avatar's (model/core/camera.py): +y up, the face looking down +z,
 # metres, origin near the head centre. three.js uses the same handedness and up axis.
 FRAME = "head world: +x subject's left, +y up, +z out of the face (right-handed, metres)"
@@ -81,21 +95,41 @@ def _index_dtype(n: int):
     return np.uint16 if n <= 0xFFFF else np.uint32
 
 
+def eye_rest(fitted) -> tuple[np.ndarray, np.ndarray]:
+    """(centres [2,3], angles [2,(yaw, pitch)]) of the rest face's eyeballs (right first), exactly as
+    model.head.rig.deform turns them: it turns the unturned face's eyeballs about that face's centres
+    (ict_fit.turn_eyes) by the photo's gaze + the eyeLook* gaze, so the pack's eyeballs (turned by the
+    photo's gaze) turn by g as R(angles + g) R(angles)^T about those same centres, with angles the unturned
+    rest angles + the photo's gaze (the direction the pack's irises look in from those centres)."""
+    unturned = fitted.vertices(gaze=False)  # the rig's rest face before its eyes turn (rig._rest)
+    centres = eye_centres(fitted.model, unturned)
+    return centres, _rest_angles(fitted.model, unturned, centres) + np.asarray(fitted.gaze, np.float64)
+
+
+def expression_deltas(fitted) -> np.ndarray:
+    """[C,V_head,3] float32: each ARKit expression's (rig.EXPRESSIONS) displacement at weight 1 on the head's
+    vertices: the sum of its ICT shapes' (rig.ARKIT_TO_ICT), as rig.deform adds them."""
+    model = fitted.model
+    index = {n: i for i, n in enumerate(model.expression_names)}
+    basis = model.expression_basis
+    return np.stack([basis[[index[n] for n in rig.ARKIT_TO_ICT[a]]].sum(0) for a in rig.EXPRESSIONS])
+
+
 def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
     """A HeadSplatAvatar -> (header fields, sections) before serialisation (see the module docstring)."""
     fitted, b = avatar.fitted, avatar.binding
-    r = rig.rig_of(fitted)
     vertices, C = avatar.vertices(), len(rig.EXPRESSIONS)
     V = len(vertices)
-    deltas = r.deltas.reshape(C, len(fitted.vertices), 3)  # the template's vertices: the bust never moves
     starts, index, values, scales = [0], [], [], []
-    for d in deltas:
+    for d in expression_deltas(fitted):  # the head's vertices: the bust never moves
         moved = np.flatnonzero(np.abs(d).max(1) > MIN_DELTA_M)
         scale = max(float(np.abs(d[moved]).max()) / 32767.0, 1e-12) if len(moved) else 1e-12
         index.append(moved)
         values.append(np.round(d[moved] / scale).astype(np.int16))
         scales.append(scale)
         starts.append(starts[-1] + len(moved))
+    eyeballs = _prep(fitted.model).eyeballs  # (right ids, left ids): ICT's eyeball_R / eyeball_L parts
+    centres, angles = eye_rest(fitted)
     neutral = avatar.gaussians()
     bary = np.clip(np.round(b.bary[:, 1:] * BARY_SCALE), 0, BARY_SCALE)
     sections = {
@@ -106,8 +140,8 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
         "delta_value": np.concatenate(values).reshape(-1, 3),
         "delta_scale": np.asarray(scales, np.float32),
         "neck_weight": avatar.neck_weight.astype(np.float32),
-        "eyeball_r": np.asarray(r.eyeballs[0], np.uint32),
-        "eyeball_l": np.asarray(r.eyeballs[1], np.uint32),
+        "eyeball_r": np.asarray(eyeballs[0], np.uint32),
+        "eyeball_l": np.asarray(eyeballs[1], np.uint32),
         "hair": b.hair.astype(np.float32),
         "used_faces": b.used_faces.astype(np.uint32),
         "uv_coef": b.uv_coef.astype(np.float32),
@@ -125,11 +159,12 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
                    "gaussians": len(b.faces), "expressions": C, "delta_entries": int(starts[-1])},
         "head_center": [float(x) for x in avatar.head_center], "head_radius": float(avatar.head_radius),
         "neck_pivot": [float(x) for x in fitted.neck_pivot],
-        "eye_centres": np.asarray(fitted.eye_centres, float).tolist(),
+        "eye_centres": np.asarray(centres, float).tolist(), "eye_rest": np.asarray(angles, float).tolist(),
+        "eye_look_deg": {k: float(v) for k, v in rig.EYE_LOOK_DEG.items()},
         "expressions": list(rig.EXPRESSIONS),
         "controls": [{"name": c.name, "min": c.min, "max": c.max, "neutral": c.neutral}
                      for c in rig.CONTROLS.values()],
-        "arkit_map": rig.ARKIT_MAP, "arkit_ignored": list(rig.IGNORED_ARKIT),
+        "arkit_ignored": list(rig.IGNORED_ARKIT),
         "frame": FRAME,
         "quantization": {"bary": f"u16 / {BARY_SCALE}", "delta_value": "i16 * delta_scale",
                          "delta_min_m": MIN_DELTA_M, "rgb": "u8 / 255", "opacity": "u8 / 255"},
@@ -138,7 +173,8 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def write_pack(avatar) -> bytes:
-    """The live pack of a HeadSplatAvatar (bytes; ~3 MB for 100k Gaussians)."""
+    """The live pack of a HeadSplatAvatar (bytes; 6.9 MB for the astronaut: 105k Gaussians, 51 expressions
+    moving 355k vertex entries)."""
     header, sections = pack_arrays(avatar)
     blobs, table, offset = [], {}, 0
     for name in _SECTIONS:
@@ -208,3 +244,14 @@ def _check(header: dict, s: dict[str, np.ndarray]) -> None:
             raise PackError(f"live pack: section {name!r} indexes past its target ({limit})")
     if s["delta_start"][-1] != c["delta_entries"] or np.any(np.diff(s["delta_start"].astype(np.int64)) < 0):
         raise PackError("live pack: delta_start is not a running count of delta entries")
+    if not isinstance(header.get("expressions"), list) or len(header["expressions"]) != c["expressions"]:
+        raise PackError("live pack: the expression names do not match the count")
+    try:
+        eyes = (np.asarray(header["eye_centres"], np.float64).shape == (2, 3)
+                and np.asarray(header["eye_rest"], np.float64).shape == (2, 2)
+                and all(np.isfinite(float(header["eye_look_deg"][k])) for k in ("In", "Out", "Up", "Down")))
+    except (KeyError, TypeError, ValueError):
+        eyes = False
+    if not eyes:
+        raise PackError("live pack: the eyes' header (eye_centres [2,3], eye_rest [2,2], eye_look_deg "
+                        "{In, Out, Up, Down}) is missing or malformed")

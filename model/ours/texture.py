@@ -217,7 +217,7 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
         log = np.log(fused + LOG_EPS)
         # the mirror's texture where the mirror is seen (the patch's source field), else the texel's own
         source = np.where(mirror_seen[:, None], log[mi], log)
-        right = layout.rc[:, 1] >= layout.res / 2  # u >= 0.5: the subject's left half
+        right = layout.left  # the subject's left half (per texel: islands may be laid out seen from behind)
         both = seen & mirror_seen
         far = np.zeros((len(rgb), 3))
         for side in (right, ~right):

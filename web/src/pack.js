@@ -2,7 +2,7 @@
 // once, in model/ours/live.py (the Python writer and reader); this mirrors that reader's checks.
 
 export const MAGIC = "HSLP";
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 const TYPES = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array, i16: Int16Array, f32: Float32Array };
 const SECTIONS = ["vertices", "faces", "delta_start", "delta_index", "delta_value", "delta_scale",
@@ -79,5 +79,12 @@ function check(header, s) {
   if (st[st.length - 1] !== c.delta_entries) throw new PackError("live pack: delta_start does not end at delta_entries");
   if (!Array.isArray(header.expressions) || header.expressions.length !== c.expressions) {
     throw new PackError("live pack: the expression names do not match the count");
+  }
+  const pairs = (a, n) => Array.isArray(a) && a.length === 2 && a.every((r) => Array.isArray(r) && r.length === n
+    && r.every(Number.isFinite));
+  const deg = header.eye_look_deg;
+  if (!pairs(header.eye_centres, 3) || !pairs(header.eye_rest, 2) || !deg
+      || !["In", "Out", "Up", "Down"].every((k) => Number.isFinite(deg[k]))) {
+    throw new PackError("live pack: the eyes' header (eye_centres [2,3], eye_rest [2,2], eye_look_deg {In, Out, Up, Down}) is missing or malformed");
   }
 }

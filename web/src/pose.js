@@ -17,28 +17,46 @@ export function rotationFromEuler(yaw, pitch, roll) {
 }
 
 /**
- * Controls named as the rig's or ARKit's (see model.head.rig.from_arkit) -> {values: {control: value}
- * clipped to its range, ignored: [names that move nothing here]}. Unknown names are reported in
- * `ignored` rather than thrown: a sequence recorded elsewhere must still play.
+ * Controls (the rig's names: ARKit's 52 blendshapes and headYaw/headPitch/headRoll, model.head.rig.CONTROLS)
+ * -> {values: {control: value} clipped to its range, ignored: [names that move nothing here]}. Names the
+ * pack has no control for (tongueOut, header.arkit_ignored, and unknown names) and non-finite values are
+ * reported in `ignored` rather than thrown: a sequence recorded elsewhere must still play.
  */
 export function normalizeControls(header, controls) {
   const specs = Object.fromEntries(header.controls.map((c) => [c.name, c]));
-  const sum = {};
+  const values = {};
   const ignored = [];
   for (const [name, raw] of Object.entries(controls || {})) {
     const v = Number(raw);
-    if (!Number.isFinite(v)) { ignored.push(name); continue; }
-    if (specs[name]) sum[name] = (sum[name] || 0) + v;
-    else if (header.arkit_map[name]) {
-      for (const [to, w] of Object.entries(header.arkit_map[name])) sum[to] = (sum[to] || 0) + w * v;
-    } else ignored.push(name);
-  }
-  const values = {};
-  for (const [name, v] of Object.entries(sum)) {
-    const c = specs[name];
+    const c = Object.hasOwn(specs, name) ? specs[name] : null;
+    if (!c || !Number.isFinite(v)) { ignored.push(name); continue; }
     values[name] = Math.min(c.max, Math.max(c.min, v));
   }
   return { values, ignored };
+}
+
+/**
+ * eyeLook* weights -> gaze [[yaw, pitch] right eye, [yaw, pitch] left eye] radians from the rest face's
+ * (model.head.rig.gaze_from_arkit): per eye, Out turns it away from the nose (the right eye towards -x,
+ * the left towards +x), In towards it, Down > 0 pitch, Up < 0; degrees at weight 1 from deg
+ * (header.eye_look_deg = rig.EYE_LOOK_DEG).
+ */
+export function gazeFromArkit(c, deg) {
+  const r = Math.PI / 180;
+  return [["Right", -1], ["Left", 1]].map(([side, outSign]) => {
+    const w = (x) => c[`eyeLook${x}${side}`] || 0;
+    return [outSign * (deg.Out * r * w("Out") - deg.In * r * w("In")), deg.Down * r * w("Down") - deg.Up * r * w("Up")];
+  });
+}
+
+/** R(a + g) R(a)^T, row-major [9]: the turn by g of an eyeball that looks in direction a = (yaw, pitch). */
+export function eyeTurn(a, g) {
+  const A = rotationFromEuler(a[0] + g[0], a[1] + g[1], 0), B = rotationFromEuler(a[0], a[1], 0);
+  const M = new Array(9);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) M[i * 3 + j] = A[i * 3] * B[j * 3] + A[i * 3 + 1] * B[j * 3 + 1] + A[i * 3 + 2] * B[j * 3 + 2];
+  }
+  return M;
 }
 
 export class Poser {
@@ -61,7 +79,7 @@ export class Poser {
     this.opacity = s.opacity;
   }
 
-  /** controls (rig or ARKit names) -> this.centers / quats / scales re-posed; returns the clipped values. */
+  /** controls (the rig's: ARKit names + head pose) -> this.centers / quats / scales re-posed; returns the clipped values. */
   pose(controls) {
     const out = this.place(controls);
     this.gaussianFrames();
@@ -94,14 +112,14 @@ export class Poser {
         X[i + 2] += f * s.delta_value[e * 3 + 2];
       }
     }
-    const ey = c.eyeYaw || 0, ep = c.eyePitch || 0;
-    if (ey || ep) {
-      const R = rotationFromEuler(ey, ep, 0);
-      [s.eyeball_r, s.eyeball_l].forEach((ids, k) => {
-        const ce = this.header.eye_centres[k];
-        for (const id of ids) rotateAbout(X, id * 3, R, ce, 1);
-      });
-    }
+    // the gaze, per eye: the pack's eyeballs look in eye_rest[k] (the photo's gaze); eyeLook* turn them from it
+    const gaze = gazeFromArkit(c, this.header.eye_look_deg);
+    [s.eyeball_r, s.eyeball_l].forEach((ids, k) => {
+      if (!gaze[k][0] && !gaze[k][1]) return;
+      const R = eyeTurn(this.header.eye_rest[k], gaze[k]);
+      const ce = this.header.eye_centres[k];
+      for (const id of ids) rotateAbout(X, id * 3, R, ce, 1);
+    });
     const hy = c.headYaw || 0, hp = c.headPitch || 0, hr = c.headRoll || 0;
     if (hy || hp || hr) {
       const R = rotationFromEuler(hy, hp, hr);

@@ -1,12 +1,12 @@
-"""ARKit-52 rig on the ICT head (model/head/ict_rig.py): deform time, retargeting accuracy and time.
+"""ARKit-52 rig on the ICT head (model/head/rig.py): deform time, retargeting accuracy and time.
 
-    python -m benchmarks.ict_rig [--frames 30] [--people 3] [--seed 30]
+    python -m benchmarks.rig [--frames 30] [--people 3] [--seed 30]
 
 Deform: one fitted person, the median of 200 calls with all 52 ARKit controls at 0.5 + gaze + head pose
 (the worst case: every shape non-zero) and with a typical frame (jawOpen, two smiles, two blinks).
 Retarget: `--people` random persons (identity N(0,1) on all 100 ICT modes) each fitted on a frontal
 neutral synthetic photo (ict_fit.synthetic_landmarks, 512x512 from 0.65 m, 0.5 px noise), then `--frames`
-frames in all of them: ict_rig.random_expression (2-3 of jawOpen, smiles, blinks, brows at U(0.2, 1)),
+frames in all of them: rig.random_expression (2-3 of jawOpen, smiles, blinks, brows at U(0.2, 1)),
 |yaw| <= 30, |pitch| <= 10, |roll| <= 5 degrees, 0.5 px noise, eyes at rest ("retarget"); then `--frames`
 more with gaze U(+-0.25) yaw and U(+-0.15) pitch radians per eye, the eyeLook* lid shapes it implies
 applied too ("retarget_with_gaze": the solve ignores eyeLook*, so their lid motion can read as blinks). Figures: MAE of the expression shapes set, the sum of the other ARKit weights per frame
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--people", type=int, default=3)
     ap.add_argument("--seed", type=int, default=30)
     args = ap.parse_args(argv)
-    from model.head import ict_rig as R
+    from model.head import rig as R
     from model.head.fitting import rotation_from_euler
     from model.head.head_model import load_head_model
     from model.head.ict_fit import fit_head_model, synthetic_landmarks
