@@ -7,7 +7,7 @@ import numpy as np
 from model.core.camera import Camera
 from model.core.gaussians import Gaussians, rotmat_to_quat
 from model.core.image_io import load_image, to_float
-from model.head.fitting import fit
+from model.head.ict_fit import fit
 from model.head.ict_fit import HeadFit
 from model.head.landmarks import detect_landmarks
 from model.head.rig import deform

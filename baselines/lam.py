@@ -539,7 +539,7 @@ class LamAvatar(GaussianAvatar):
         model.head.ict_fit.HeadFit, made once): what our tracker retargets frames against, so head controls
         are relative to the pose that camera sees and expressions to the face that render shows."""
         if self._tracked is None:
-            from model.head.fitting import fit
+            from model.head.ict_fit import fit
             self._tracked = fit(to_uint8(self.render(self.input_camera).rgb))
         return self._tracked
 
@@ -607,7 +607,7 @@ def align_to_photo(avatar: LamAvatar, image) -> LamAvatar:
     refit on the 80% that agree best). metadata()["alignment"]: nme = mean 2D distance between the
     aligned landmarks seen by the photo's camera and the photo's detected landmarks / outer-eye-corner
     distance; rms_mm = 3D residual to the fitted template's landmarks; scale and rotation found."""
-    from model.head.fitting import fit
+    from model.head.ict_fit import fit
     from model.head.landmarks import detect_landmarks, inter_ocular
     image = load_image(image)
     lm = detect_landmarks(image)

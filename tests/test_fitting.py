@@ -7,7 +7,8 @@ import pytest
 import skimage.data
 
 from model.core.errors import InputError
-from model.head.fitting import euler_from_rotation, fit, rotation_from_euler
+from model.head.fitting import euler_from_rotation, rotation_from_euler
+from model.head.ict_fit import fit
 from model.head.landmarks import detect_landmarks
 from model.head.template import load_template
 

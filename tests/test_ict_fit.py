@@ -111,7 +111,7 @@ def test_bad_input(model):
 
 
 def test_astronaut(model):
-    from model.head.fitting import fit
+    from model.head.ict_fit import fit
     lm = detect_landmarks(skimage.data.astronaut())
     f = fit_head_model(lm, model)
     template = fit(landmarks=lm)

@@ -292,9 +292,11 @@ def test_registered_method_reads_a_folder_and_aligns_to_the_photo(ours, tmp_path
 
 
 def test_export_merges_flat_regions_and_keeps_detail():
-    """cluster_ids on a made-up atlas: two triangles, each a 64 x 64 grid of Gaussians (one per texel of
-    a 256 atlas), the left half of each flat grey, the right half random colours. At a third of the
-    count, clusters stay within a triangle, hit the target, and the flat half merges far more."""
+    """cluster_ids on a made-up atlas: two groups (regions), each a 64 x 64 grid of Gaussians (one per texel
+    of a 256 atlas), the left half of each flat grey, the right half random colours. At a third of the
+    count, clusters stay within a group, hit the target, and the flat half merges far more. With a rig
+    motion that moves part of the flat half (a lip across the mouth slit), no cluster holds both
+    moving and still Gaussians; without it, some do."""
     from model.ours.lam_export import cluster_ids
     rng = np.random.default_rng(0)
     g = (np.arange(64) + 0.5) / 256
@@ -311,6 +313,13 @@ def test_export_merges_flat_regions_and_keeps_detail():
     assert all(len(np.unique(faces[ids == c])) == 1 for c in range(k))
     sizes = np.bincount(ids)
     assert sizes[ids[flat]].mean() > 4 * sizes[ids[~flat]].mean()
+
+    moving = flat & (uv[:, 1] * 256 > 37)  # a boundary off the quadtree's block edges
+    motion = np.where(moving[:, None], [0.0, -0.01, 0.0], 0.0)  # 10 mm down at weight 1
+    for m, mixed in ((None, True), (motion, False)):
+        ids = cluster_ids(faces, uv, 256, target, means, rgb, np.ones(len(uv)), head_radius=0.1, motion=m)
+        assert 0.9 * target <= ids.max() + 1 <= target
+        assert np.isin(ids[moving], ids[~moving]).any() == mixed
 
 
 def test_an_imported_package_follows_a_face_through_the_hubs_tracker(ours):

@@ -112,12 +112,22 @@ def _js_pose(tmp_path, pack: bytes, controls: list[dict], n: int):
         json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# ICT's mesh has sliver triangles (a 0.15 mm edge beside 2 mm ones, at the lips): there the pack's i16
+# deltas (half a step: ~0.6 µm for a smile) turn the tangent frame by up to a few degrees and change the
+# area by up to 1% (with f32 deltas they match to 1e-7, but the pack would weigh 9 MB). So a handful of
+# Gaussians (OUTLIERS of 100k) may exceed the tight rotation and scale bounds, none the loose ones.
+OUTLIERS = 1e-4
+
+
 def _check_same_pose(js, server, what):
     means, quats, scales = js
     err_mm = 1000 * np.linalg.norm(means - server.means, axis=1)
     assert err_mm.max() < 0.05, f"{what}: centres differ by up to {err_mm.max():.4f} mm"
-    assert np.abs(np.abs((quats * server.quats).sum(1)) - 1).max() < 1e-5, f"{what}: rotations differ"
-    assert np.abs(scales / server.scales - 1).max() < 2e-3, f"{what}: scales differ"
+    rot = np.abs(np.abs((quats.astype(np.float64) * server.quats).sum(1)) - 1)  # 1e-5: 0.5 degrees, 1e-3: 5
+    scale = np.abs(scales / server.scales - 1).max(1)
+    for name, err, tight, loose in (("rotations", rot, 1e-5, 1e-3), ("scales", scale, 2e-3, 1e-2)):
+        assert err.max() < loose and (err > tight).mean() <= OUTLIERS, \
+            f"{what}: {name} differ (max {err.max():.2e}, {(err > tight).sum()} over {tight})"
 
 
 def test_the_viewer_reposes_the_avatar_as_the_server_does(tmp_path, ours_astronaut, pack):

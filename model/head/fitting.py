@@ -12,7 +12,7 @@ one. The rig's headYaw/Pitch/Roll controls rotate the head in the world, on top 
 Camera: square pixels, principal point at the image centre, focal = FOCAL_FACTOR x the long side (a ~30
 degree field of view across the long side, typical of portraits; one photo cannot tell focal length from
 distance, so the head keeps the model's mean absolute size). The fit itself (identity, expression, gaze,
-pose of the ICT-FaceKit head from mediapipe's 478 points) is model/head/ict_fit.py; `fit` is its entry.
+pose of the ICT-FaceKit head from mediapipe's 478 points) is model/head/ict_fit.py (`fit` is its entry).
 """
 from __future__ import annotations
 
@@ -85,18 +85,6 @@ def _gaze_rotation(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pitch = -np.arcsin(np.clip(d[1], -1, 1))
     yaw, pitch = np.clip(yaw, -MAX_GAZE, MAX_GAZE), np.clip(pitch, -MAX_GAZE, MAX_GAZE)
     return rotation_from_euler(yaw, pitch, 0.0), np.array([yaw, pitch])
-
-
-def fit(image: np.ndarray | None = None, landmarks=None):
-    """One photo (RGB uint8 [H,W,3]) or its detected landmarks -> model.head.ict_fit.HeadFit (camera,
-    pose, identity, the photo's expression and gaze). No face -> InputError."""
-    from model.head.ict_fit import fit_head_model
-    if landmarks is None:
-        if image is None:
-            raise ValueError("fit() needs an image or landmarks")
-        from model.head.landmarks import detect_landmarks
-        landmarks = detect_landmarks(image)
-    return fit_head_model(landmarks)
 
 
 def cv_rvec(R: np.ndarray) -> np.ndarray:

@@ -581,6 +581,17 @@ def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = 
 
 
 # ---------------------------------------------------------------- synthetic cases (tests, benchmarks)
+def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None) -> HeadFit:
+    """One photo (RGB uint8 [H,W,3]) or its detected landmarks -> HeadFit (camera,
+    pose, identity, the photo's expression and gaze). No face -> InputError."""
+    if landmarks is None:
+        if image is None:
+            raise ValueError("fit() needs an image or landmarks")
+        from model.head.landmarks import detect_landmarks
+        landmarks = detect_landmarks(image)
+    return fit_head_model(landmarks)
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares similarity dst ~ s R src + t (Umeyama 1991) -> (s, R [3,3], t [3])."""
     mu_s, mu_d = src.mean(0), dst.mean(0)

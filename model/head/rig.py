@@ -52,6 +52,7 @@ corrective), so that a mirror visitor's own face shape and resting mouth are not
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -334,16 +335,17 @@ def person_model(fit: HeadFit, neutral: np.ndarray | None = None) -> HeadModel:
     """The fitted person's own head model: neutral = the rest face with the eyes unturned (+ the landmark
     offsets `neutral` [478,3] spread over the mesh), no identity modes; cached on the fit.
     fit_head_model(..., model=person_model(fit), identity_k=0) then solves pose, expression, gaze."""
-    key = None if neutral is None else id(neutral)
+    # keyed by content: a mirror stream passes the same rest face as a new array each frame
+    key = None if neutral is None else hashlib.sha1(np.ascontiguousarray(neutral, np.float64).tobytes()).digest()
     hit = fit.cache.get("rig_person")
-    if hit is None or hit[0] != key or (neutral is not None and hit[2] is not neutral):
+    if hit is None or hit[0] != key:
         m = fit.model
         rest = np.array(_rest(fit))
         if neutral is not None:
             rest += _corrective_offsets(m, np.asarray(neutral, np.float64)[:468])
         rest.setflags(write=False)
         none = np.zeros((0,) + m.neutral.shape, np.float32)
-        hit = (key, dataclasses.replace(m, neutral=rest, identity_basis=none), neutral)
+        hit = (key, dataclasses.replace(m, neutral=rest, identity_basis=none))
         fit.cache["rig_person"] = hit
     return hit[1]
 

@@ -3,12 +3,13 @@ and chat-avatar stacks animate from ARKit weights. baselines/lam.py documents th
 
 What goes in (all in the package's glTF frame: our head world's axes, translated by LAM_ORIGIN):
 - Gaussians: ours has ~100k; LAM's renderer expects one Gaussian per mesh vertex and LAM's own avatars
-  have 20k (its paper also 5k and 80k). We merge ours, never drop them: each merged Gaussian is one cluster of our Gaussians
-  that share a template triangle and a block of UV texels whose size adapts to the detail (a quadtree:
-  see cluster_ids), moment-matched (weights opacity x footprint area: mean, covariance including the
-  members' spread, colour, opacity). The default count, 40k, is the top of LAM's 20k-40k web sizes:
-  the merge costs least there (see the measurements at cluster_ids). Clusters never straddle a
-  triangle, so they ride on one piece of the rig (upper and lower lip never merge across the mouth slit).
+  have 20k (its paper also 5k and 80k). We merge ours, never drop them: each merged Gaussian is one
+  cluster of our Gaussians that share a template region and a block of UV texels whose size adapts to
+  the detail and to how the rig moves them (a quadtree: see cluster_ids), moment-matched (weights
+  opacity x footprint area: mean, covariance including the members' spread, colour, opacity). The
+  default count, 40k, is the top of LAM's 20k-40k web sizes: the merge costs least there (see the
+  measurements at cluster_ids). Clusters that the rig would pull apart are not made, so each rides
+  on one piece of the rig (upper and lower lip never merge across the mouth slit).
 - skin.glb: one skinned mesh with one vertex per merged Gaussian: the weighted mean of its members'
   points on the template surface; offset.ply holds the rest (hair thickness). Triangles: a Delaunay
   triangulation of the vertices' UVs, long 3D edges (seams, islands) removed; LAM's renderer hides
@@ -52,17 +53,25 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
 # ------------------------------------------------------------------------------------------ merging
-# Clusters are cells of a quadtree in UV, per template triangle: a Gaussian alone, then blocks of 1, 2, 4,
-# 8, 16 texels. A block is kept whole when its members agree (cost below a threshold), else split; the
-# threshold is bisected to the target count. Cost: the members' spread of colour (RGB in [0, 1]) and of
-# position (in units of GEOMETRY_SCALE x head radius), weighted by opacity x footprint area, so flat
-# skin and the back of the head merge and eyes, lips, glasses and collar edges keep their Gaussians.
-# Measured on astronaut / Grace Hopper at 40k (merged vs our render, PSNR front / 45° / back): uniform
-# blocks 27.2/28.1/29.9 and 25.8/26.7/30.0 dB; this quadtree 34.2/35.4/36.1 and 34.0/34.1/34.0 dB.
+# Clusters are cells of a quadtree in UV, per template region (face skin, scalp, lips, eyes, ... and the
+# bust): a Gaussian alone, then blocks of 1, 2, 4, 8, 16 texels. A block is kept whole when its members
+# agree (cost below a threshold), else split; the threshold is bisected to the target count. Cost: the
+# members' spread of colour (RGB in [0, 1]), of position and of motion under the rig (each shape's
+# displacement at 1, projected on their MOTION_DIMS principal directions: 96% of their energy on
+# astronaut) (both in units of GEOMETRY_SCALE x head radius), weighted by opacity x footprint area, so
+# flat skin and the back of the head merge, eyes, lips, glasses and collar edges keep their Gaussians,
+# and what the rig moves apart stays apart. Why not per triangle (as on the procedural template): the
+# ICT head has 64k triangles, 41k of them carrying ours' ~105k Gaussians, so per-triangle clusters
+# cannot come below ~43k (LAM's sizes end at 40k); without the motion term, blocks across the mouth slit
+# merged the lips and the package's jawOpen did not part them (inner-lip gap / eye-corner distance at
+# jawOpen 1: 0.005, with it 0.41; ours 0.45).
+# Measured on the ICT head at 40k (merged vs our render, PSNR front / 45° / back, SPREAD 3): astronaut
+# 33.5/34.1/34.8 dB, Grace Hopper 34.6/35.1/36.5 dB (on the procedural template, per triangle: uniform
+# blocks 27.2/28.1/29.9 and 25.8/26.7/30.0 dB; the quadtree 34.2/35.4/36.1 and 34.0/34.1/34.0 dB).
 LEVELS = (0, 1, 2, 4, 8, 16)  # block side in texels; 0: each Gaussian alone
 HAIR_WEIGHT = 0.25
 GEOMETRY_SCALE = 0.1
-MOTION_DIMS = 16
+MOTION_DIMS = 16  # principal directions of the rig's motion in the clustering cost (0: none)
 UV_RES = 384  # the atlas resolution when an avatar's parameters do not say (HeadSplat's default uv_res)
 
 
@@ -129,9 +138,11 @@ def _segment_sum(ids: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
 
 # Plain moment matching (SPREAD = 1) leaves faint gaps between merged Gaussians (a merged Gaussian's tails
 # are thinner than a row of its members); inflating the members' spread closes them. Measured with the
-# quadtree at 40k (front / 45° / back, astronaut): 1.0 -> 31.0/32.0/30.8 dB, 1.5 -> 33.3/34.4/33.6,
-# 2.0 -> 34.2/35.4/36.1, 2.5 -> 33.9/35.2/38.5 (halos from the front); Grace Hopper agrees.
-SPREAD = 2.0
+# quadtree at 40k (front / 45° / back) on the ICT head: astronaut 2.0 -> 31.2/31.7/31.2 dB (a visible grid
+# of the UV blocks on the skin), 2.5 -> 32.8/33.3/33.4, 3.0 -> 33.5/34.1/34.8, 3.5 -> 33.3/34.3/35.2,
+# 4.0 -> 32.6/34.1/34.8 (blurred, halos at the silhouette); Grace Hopper 2.0 -> 33.1/33.0/31.5,
+# 3.0 -> 34.6/35.1/36.5, 4.0 -> 34.0/35.1/38.0. (On the procedural template 2.0 was best, 34.2/35.4/36.1.)
+SPREAD = 3.0
 
 
 def footprint_weights(opacities: np.ndarray, scales: np.ndarray) -> np.ndarray:
