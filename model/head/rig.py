@@ -323,11 +323,13 @@ def deform(fit: HeadFit, controls: Mapping[str, float] | None = None) -> np.ndar
 
 
 def eye_rest(fit: HeadFit) -> tuple[np.ndarray, np.ndarray]:
-    """(centres [2,3] metres, angles [2,(yaw, pitch)] radians) of the eyeballs of the rest face (right eye
-    first): where deform's gaze turns start from. A turn by g is R(angles + g) R(angles)^T about the centre."""
-    v = deform(fit, None)
-    c = eye_centres(fit.model, v)
-    return c, _rest_angles(fit.model, v, c)
+    """(centres [2,3] metres, angles [2,(yaw, pitch)] radians) of the rest face's eyeballs (right eye first),
+    exactly as deform turns them: about the centres of the unturned rest face, by the photo's gaze + the
+    eyeLook* gaze. So the rest face's eyeballs (turned by the photo's gaze) turn by a further g as
+    R(angles + g) R(angles)^T about these centres, with angles = the unturned angles + the photo's gaze."""
+    unturned = _rest(fit)
+    centres = eye_centres(fit.model, unturned)
+    return centres, _rest_angles(fit.model, unturned, centres) + np.asarray(fit.gaze, np.float64)
 
 
 # ---------------------------------------------------------------- retarget

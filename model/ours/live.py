@@ -71,7 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.head import rig
-from model.head.ict_fit import _prep, _rest_angles, eye_centres
+from model.head.ict_fit import _prep
 
 MAGIC = b"HSLP"
 FORMAT_VERSION = 2  # 2: ARKit-52 expressions on the ICT head, per-eye gaze from eyeLook* (eye_rest)
@@ -93,17 +93,6 @@ class PackError(ValueError):
 
 def _index_dtype(n: int):
     return np.uint16 if n <= 0xFFFF else np.uint32
-
-
-def eye_rest(fitted) -> tuple[np.ndarray, np.ndarray]:
-    """(centres [2,3], angles [2,(yaw, pitch)]) of the rest face's eyeballs (right first), exactly as
-    model.head.rig.deform turns them: it turns the unturned face's eyeballs about that face's centres
-    (ict_fit.turn_eyes) by the photo's gaze + the eyeLook* gaze, so the pack's eyeballs (turned by the
-    photo's gaze) turn by g as R(angles + g) R(angles)^T about those same centres, with angles the unturned
-    rest angles + the photo's gaze (the direction the pack's irises look in from those centres)."""
-    unturned = fitted.vertices(gaze=False)  # the rig's rest face before its eyes turn (rig._rest)
-    centres = eye_centres(fitted.model, unturned)
-    return centres, _rest_angles(fitted.model, unturned, centres) + np.asarray(fitted.gaze, np.float64)
 
 
 def expression_deltas(fitted) -> np.ndarray:
@@ -129,7 +118,7 @@ def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
         scales.append(scale)
         starts.append(starts[-1] + len(moved))
     eyeballs = _prep(fitted.model).eyeballs  # (right ids, left ids): ICT's eyeball_R / eyeball_L parts
-    centres, angles = eye_rest(fitted)
+    centres, angles = rig.eye_rest(fitted)
     neutral = avatar.gaussians()
     bary = np.clip(np.round(b.bary[:, 1:] * BARY_SCALE), 0, BARY_SCALE)
     sections = {

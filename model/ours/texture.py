@@ -551,6 +551,27 @@ def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.n
     return out
 
 
+# Inside the mouth the light is occluded: an open mouth reads dark except for the front teeth. The model's
+# mouth (socket, tongue and gums, teeth: real geometry, reaching ~4 cm behind the lips) would otherwise be
+# lit like the skin and show a pink tongue and bright molars when the jaw opens. The prior's colour there
+# fades with depth behind the lips: full CAVITY_FRONT_M behind them, then exp(-depth / CAVITY_FALLOFF_M).
+CAVITY_FRONT_M, CAVITY_FALLOFF_M = 0.006, 0.012
+MOUTH_REGIONS = ("mouth_interior", "tongue", "teeth")
+
+
+def cavity_occlusion(layout: UVLayout, points: np.ndarray) -> np.ndarray:
+    """[T] in (0, 1]: the light reaching each texel of the mouth (MOUTH_REGIONS) by its depth behind the
+    lips (points [T,3], head frame, metres: +z out of the face); 1 elsewhere."""
+    names = {n: i for i, n in enumerate(REGIONS)}
+    out = np.ones(len(points))
+    mouth = np.isin(layout.region, [names[n] for n in MOUTH_REGIONS])
+    lips = layout.region == names["lips"]
+    if mouth.any() and lips.any():
+        depth = np.percentile(points[lips, 2], 90) - points[mouth, 2] - CAVITY_FRONT_M
+        out[mouth] = np.exp(-np.clip(depth, 0, None) / CAVITY_FALLOFF_M)
+    return out
+
+
 def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvidence, points: np.ndarray,
              camera: Camera, hair: np.ndarray | None = None, sigma: float = 10.0):
     """Texels the photo (and its mirror) do not back take the prior's colour, near observed texels
@@ -579,5 +600,6 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     if synth is not None:
         unseen = hair & (conf < SEEN_CONF)
         base[unseen] = synth[unseen]
+    base *= cavity_occlusion(layout, points)[:, None]
     c = conf[:, None]
     return np.clip(c * rgb + (1 - c) * base, 0, 1)

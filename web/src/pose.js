@@ -77,6 +77,12 @@ export class Poser {
     this.scales = new Float32Array(this.T * 3);
     this.rgb = s.rgb;
     this.opacity = s.opacity;
+    // the triangles that touch a vertex with hair: only those vertices' normals are needed (a tenth of them)
+    const F = s.faces, hairFaces = [];
+    for (let f = 0; f < F.length; f += 3) {
+      if (s.hair[F[f]] || s.hair[F[f + 1]] || s.hair[F[f + 2]]) hairFaces.push(f);
+    }
+    this.hairFaces = Uint32Array.from(hairFaces);
   }
 
   /** controls (the rig's: ARKit names + head pose) -> this.centers / quats / scales re-posed; returns the clipped values. */
@@ -132,11 +138,14 @@ export class Poser {
   }
 
   surface() {
-    // area-weighted vertex normals (model.head.mesh.vertex_normals), then the hair offset along them
-    const { s, X, N, V } = this;
+    // area-weighted vertex normals (model.head.mesh.vertex_normals), then the hair offset along them; the
+    // normals summed over the triangles that touch a hair vertex only, in the faces' order (the same sums
+    // at those vertices; the others' normals are not used)
+    const { s, X, N, V, hairFaces } = this;
     N.fill(0);
     const F = s.faces;
-    for (let f = 0; f < F.length; f += 3) {
+    for (let k = 0; k < hairFaces.length; k++) {
+      const f = hairFaces[k];
       const i0 = F[f] * 3, i1 = F[f + 1] * 3, i2 = F[f + 2] * 3;
       const e1x = X[i1] - X[i0], e1y = X[i1 + 1] - X[i0 + 1], e1z = X[i1 + 2] - X[i0 + 2];
       const e2x = X[i2] - X[i0], e2y = X[i2 + 1] - X[i0 + 1], e2z = X[i2 + 2] - X[i0 + 2];
