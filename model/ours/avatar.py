@@ -68,7 +68,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # segmentation.hair_reach), coloured and quilted as hair; the jaw's rim grows over the photo's jaw line
 # where the fit stops short of it (rim_growth); 0.9: a bust under the neck (model.ours.bust), the hair's quilting
 # in numba (same output), the tracker's jaw calibrated at jawOpen 0.7 (model.head.rig.CALIBRATION_POSES)
-METHOD_VERSION = "0.9.0"
+# 1.0: on the ICT-FaceKit head (model/head/template.py: scan-based shape, real ears, teeth, tongue and eyeballs,
+# its symmetric atlas at uv_res 384), the ARKit-52 rig, the mouth's cavity occluded by depth
+METHOD_VERSION = "1.0.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -430,7 +432,7 @@ class HeadSplat(Method):
         self.info = MethodInfo(
             id=variant, name="HeadSplat" + ("" if variant == "ours" else f" ({variant})"),
             version=METHOD_VERSION, animatable=True,
-            description="UV-space Gaussians on a fitted open head template, symmetric fusion, full-head prior",
+            description="UV-space Gaussians on the fitted ICT-FaceKit head, symmetric fusion, full-head prior",
             license="Apache-2.0",
             parameters={"symmetry": self.symmetry, "prior": self.prior, "uv_res": self.uv_res, "unseen": unseen,
                         "view_fit": self.view_fit, "template_version": TEMPLATE_VERSION})
