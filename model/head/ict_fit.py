@@ -448,9 +448,11 @@ def _rodrigues(w: np.ndarray) -> np.ndarray:
 def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = None, identity_k: int = IDENTITY_K,
                    sigma: float = SIGMA_M, contour_weight: float = CONTOUR_WEIGHT, expr_l2: float = EXPR_L2,
                    expr_l1: float = EXPR_L1, expr_relaxed: float = EXPR_RELAXED, fit_expression: bool = True,
-                   n_iter: int = N_ITER, corrective: bool = True) -> HeadFit:
+                   n_iter: int = N_ITER, corrective: bool = True, point_weights: np.ndarray | None = None) -> HeadFit:
     """One photo's detected landmarks (model.head.landmarks.detect_landmarks), or the photo itself (RGB
     uint8 [H,W,3]), -> HeadFit. corrective=False: the model alone (no per-vertex landmark corrective).
+    point_weights [468]: a weight per face-mesh point in the solve (default 1 each; retargeting trusts some
+    points less, model.head.rig.RETARGET_WEIGHTS).
 
     Raises ValueError on degenerate input (NaN points, wrong shape, points that span nothing); an image
     with no face raises InputError earlier, in detect_landmarks."""
@@ -510,6 +512,8 @@ def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = 
         D[c_rows, 0], D[c_rows, 1] = Dc, 0.0
         wts[c_rows, 0] = contour_weight * _facing(p, R, q[c_rows])
         wts[c_rows, 1] = 0.0
+        if point_weights is not None:
+            wts *= np.asarray(point_weights, np.float64)[pts, None]
         r0 = np.einsum("njk,nk->nj", D, q)  # [N,2] current residuals
         # d q / d [omega (about m), dt, coef] as [3 (camera axis), N, n]
         J = np.empty((3, len(pts), n))
@@ -580,7 +584,6 @@ def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = 
                    landmarks, nme, offsets, nme_model, it)
 
 
-# ---------------------------------------------------------------- synthetic cases (tests, benchmarks)
 def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None) -> HeadFit:
     """One photo (RGB uint8 [H,W,3]) or its detected landmarks -> HeadFit (camera,
     pose, identity, the photo's expression and gaze). No face -> InputError."""
@@ -592,6 +595,7 @@ def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None) -> 
     return fit_head_model(landmarks)
 
 
+# ---------------------------------------------------------------- synthetic cases (tests, benchmarks)
 def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares similarity dst ~ s R src + t (Umeyama 1991) -> (s, R [3,3], t [3])."""
     mu_s, mu_d = src.mean(0), dst.mean(0)

@@ -352,12 +352,36 @@ def person_model(fit: HeadFit, neutral: np.ndarray | None = None) -> HeadModel:
     return hit[1]
 
 
+# What retargeting trusts: mediapipe places the points on visible features (the lips' outer contour, eyelids,
+# brows) from image evidence and regresses the others (cheeks, chin, jaw outline) from them, with little
+# evidence on smooth skin; they under-move, so an opening jaw read as jawOpen 0.44 + mouthFunnel 0.39 +
+# browOuterUp 0.28 on renders of astronaut's avatar at jawOpen 0.6 when every point counted alike. The inner
+# lip contour follows the dark cavity's edge once the lips part, not the lips. Features and the points that
+# expressions do not move (the pose) weigh 1, the rest REGRESSED_WEIGHT.
+REGRESSED_WEIGHT = 0.1
+
+
+@lru_cache(maxsize=4)
+def retarget_weights(model: HeadModel) -> np.ndarray:
+    """[468] the face-mesh points' weights in retarget()'s solve (see REGRESSED_WEIGHT)."""
+    from model.head import landmarks as LM
+    w = np.full(468, REGRESSED_WEIGHT)
+    features = (LM.LIPS_OUTER_UPPER + LM.LIPS_OUTER_LOWER + LM.RIGHT_EYE_UPPER + LM.RIGHT_EYE_LOWER
+                + LM.LEFT_EYE_UPPER + LM.LEFT_EYE_LOWER + LM.RIGHT_BROW_UPPER + LM.RIGHT_BROW_LOWER
+                + LM.LEFT_BROW_UPPER + LM.LEFT_BROW_LOWER)
+    w[list(features)] = 1.0
+    w[_prep(model).rigid] = 1.0
+    w.setflags(write=False)
+    return w
+
+
 def retarget(landmarks: Landmarks, fit: HeadFit, neutral: np.ndarray | None = None, return_fit: bool = False):
     """A frame's 478 points -> controls for deform, relative to the rest face: the 52 ARKit weights (eyeLook*
     from the irises' gaze less the photo's, tongueOut 0) and headYaw/headPitch/headRoll relative to
     fit.camera. neutral: neutral_offsets() of the tracked face at rest (module docstring).
     return_fit=True: (controls, the frame's HeadFit on person_model(fit, neutral))."""
-    frame = fit_head_model(landmarks, model=person_model(fit, neutral), identity_k=0, corrective=False)
+    frame = fit_head_model(landmarks, model=person_model(fit, neutral), identity_k=0, corrective=False,
+                           point_weights=retarget_weights(fit.model))
     out = arkit_from_ict(frame.expression)
     out.update(arkit_from_gaze(frame.gaze - fit.gaze))
     hy, hp, hr = euler_from_rotation(fit.camera.R.T @ frame.camera.R)  # world rotation fit.camera must see
