@@ -90,7 +90,9 @@ def test_create_rotate_animate_download(server, files, tmp_path):
     opened = _img(c.predict(0, 0, *jaw, api_name="/animate_view"))
     assert np.abs(neutral - front).mean() < 1.0  # same camera, same pose (JPEG noise only)
     diff = np.abs(opened - neutral).mean(-1)
-    assert diff[app.VIEW_PX // 2:].mean() > 4 * diff[: app.VIEW_PX // 4].mean() and diff.mean() > 0.5
+    # the jaw moves the face, not the hair on top (the package's framing holds the bust too: the mouth sits
+    # just above the view's middle, so the check is the view below its top quarter against that quarter)
+    assert diff[app.VIEW_PX // 4:].mean() > 4 * diff[: app.VIEW_PX // 4].mean() and diff.mean() > 0.5
     smile = dict(zip(CONTROLS, c.predict("smile", api_name="/preset")))
     assert smile["mouthSmileLeft"] == app.PRESETS["smile"]["mouthSmileLeft"] and smile["jawOpen"] == 0
 
@@ -204,7 +206,9 @@ def test_a_lam_package_opens_animates_and_joins_the_comparison(server, files, tm
     jaw[list(CONTROLS).index("jawOpen")] = 1.0
     opened = _img(c.predict(0, 0, *jaw, api_name="/animate_view"))
     diff = np.abs(opened - _img(c.predict(0, 0, *NEUTRAL, api_name="/animate_view"))).mean(-1)
-    assert diff[app.VIEW_PX // 2:].mean() > 4 * diff[: app.VIEW_PX // 4].mean() and diff.mean() > 0.5
+    # the jaw moves the face, not the hair on top (the package's framing holds the bust too: the mouth sits
+    # just above the view's middle, so the check is the view below its top quarter against that quarter)
+    assert diff[app.VIEW_PX // 4:].mean() > 4 * diff[: app.VIEW_PX // 4].mean() and diff.mean() > 0.5
     grid, table = c.predict(handle_file(files / "astronaut.png"), ["billboard"], api_name="/compare")
     assert "| 2 | LAM (imported package) (opened on the Create tab) | aligned to this photo" in table
     assert _img(grid).shape[0] == 2 * app.COMPARE_PX
