@@ -124,6 +124,11 @@ class HeadSplatAvatar(GaussianAvatar):
         # framed on the head alone: the bust hangs below the frame's centre, as in a portrait
         self.head_center, self.head_radius = head_extent(rig.deform(self.fitted, None))
         self.faces, self.face_uvs, self.face_region = joined_mesh(self.fitted.template, self.bust)
+        # per re-pose constants (a pose runs on every slider move): the carrying triangles gathered once, and
+        # the triangles whose normals the hair offset reads (those touching a vertex with an offset)
+        b = self.binding
+        self._used_tris = np.ascontiguousarray(self.faces[b.used_faces], np.int64)
+        self._hair_tris = np.ascontiguousarray(self.faces[(b.hair[self.faces] != 0).any(1)], np.int64)
 
     def vertices(self, controls: Controls | None = None) -> np.ndarray:
         """[V,3] metres: the template under `controls` (model.head.rig.deform), then the bust (it never moves)."""
@@ -150,9 +155,10 @@ class HeadSplatAvatar(GaussianAvatar):
 
     def _pose(self, vertices: np.ndarray) -> Gaussians:
         b = self.binding
-        surface = vertices + b.hair[:, None] * vertex_normals(vertices, self.faces)
+        # a vertex with an offset has all its triangles in _hair_tris: its normal is the whole mesh's
+        surface = vertices + b.hair[:, None] * vertex_normals(vertices, self._hair_tris)
         means = b.sample @ surface
-        quats, area = face_quaternions(surface, self.faces[b.used_faces], b.uv_coef)
+        quats, area = face_quaternions(surface, self._used_tris, b.uv_coef)
         # A triangle the rig stretches (a closing eyelid, an opening jaw) spreads its Gaussians apart:
         # grow them in the tangent plane by the linear stretch so the surface stays closed.
         grow = np.sqrt(np.clip(area / np.maximum(b.rest_area, 1e-12), 1.0, 9.0))
