@@ -87,17 +87,6 @@ def _gaze_rotation(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rotation_from_euler(yaw, pitch, 0.0), np.array([yaw, pitch])
 
 
-def cv_rvec(R: np.ndarray) -> np.ndarray:
-    import cv2
-    return cv2.Rodrigues(np.ascontiguousarray(R))[0]
-
-
-def _rt(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    M = np.eye(4)
-    M[:3, :3], M[:3, 3] = R, t
-    return M
-
-
 def _iris_direction(cam: Camera, centre: np.ndarray, radius: float, pixel: np.ndarray) -> np.ndarray:
     """Head-frame unit direction from the eyeball centre to where the iris pixel's ray meets the eyeball
     (front intersection; the closest point on the ray when it misses)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 ASSET_PATH = Path(__file__).with_name("data") / "ict_head.npz"
 ASSET_SHA256 = "f51a42aa72ce486cd0ffd141fe42bce1d83c8c5cc957235563d054562e52bdc1"
-# The template's region names (model/head/_template_build.py), repeated so that this module stays numpy-only.
+# The regions every avatar reads (model/head/template.py re-exports them); this module stays numpy-only.
 REGIONS = ("face_skin", "scalp", "ears", "neck", "eyes", "lips", "mouth_interior", "brows", "teeth", "tongue")
 __all__ = ["ASSET_PATH", "ASSET_SHA256", "REGIONS", "HeadModel", "HeadModelAssetError", "load_head_model"]
 

@@ -120,7 +120,7 @@ TONGUE_POLYS = ((16254, 16522), (16572, 17006))
 # ellipse fitted to ICT's dense ear patch, else neck below the template's neck height, else scalp.
 SKIN_RULE = dict(
     narrow_face_polys=(0, 6560),
-    neck_y=-0.085,  # metres (head frame): the template's neck line (model/head/_template_build.py)
+    neck_y=-0.085,  # metres (head frame): the procedural template's neck line (removed in issue 30)
     ear_centre_zy=(-0.0065, -0.0276),  # metres; ellipse in the side view (z, y), both sides (|x|)
     ear_semi_axes=(0.018, 0.032),  # along the ear's width and its height
     ear_tilt_deg=24.0,  # the ear's long axis leans back (top towards -z)

@@ -6,7 +6,7 @@
     v = fit.vertices()                 # identity + the photo's expression, eyeballs turned, head frame
     v0 = fit.vertices(expression=0)    # the same face neutralised
 
-Conventions are fitting.py's (the template fit): intrinsics `photo_camera_K` (square pixels, centred
+Conventions are fitting.py's: intrinsics `photo_camera_K` (square pixels, centred
 principal point, a 30 degree field of view across the long side: one photo cannot tell focal length from
 distance), the *camera carries the head pose* (world = the head frame of model/core/camera.py, so
 `fit.camera.project(fit.vertices())` lands on the photo), `pose` = (yaw, pitch, roll) with
@@ -34,14 +34,14 @@ Method (numpy/scipy, plus OpenCV's PnP for the first pose):
    0.81 mm and 0.7; the joint steps 0.81 mm and 0.56 degrees in 5 iterations (45 ms).
 3. Landmark corrective (corrective=True, the default): the model alone leaves a mean landmark error
    of ~1% of the eye-corner distance on real portraits (nme_model; ICT's 60 modes and mediapipe's
-   mesh do not agree point for point), where the template fit interpolates the detections (nme ~0.0004).
-   The texture is projected from the photo through this mesh, so as fitting.py does, each face-mesh
+   mesh do not agree point for point), where the procedural template's fit (removed) interpolated the
+   detections (nme ~0.0004). The texture is projected from the photo through this mesh, so each face-mesh
    point's remaining error, moved in its depth plane onto the detected pixel (contour points only
    across the outline, not at all on the far side), is spread over the face, head and sockets by one
    sparse solve (soft landmark constraints + bi-Laplacian smoothness decaying away from the face,
    factorised once per model; eyeballs follow their lids' points, teeth and gums the inner lips').
    `offsets` [V,3] holds it (a few mm at most; 3-5 mm on the portraits); it is added to every shape,
-   expression or not. nme then drops to 0.0007-0.0033 on the portraits (template 0.0003-0.0013): what
+   expression or not. nme then drops to 0.0007-0.0033 on the portraits (that template's 0.0003-0.0013): what
    remains is the contour's slide along the outline (not fitted, below) and ICT's iris ring size.
 4. gaze: per eye, the ray through the detected iris centre meets the eyeball (sphere centre and iris
    radius of the fitted shape); the eyeball turns about its centre from the model's rest direction
@@ -50,7 +50,7 @@ Method (numpy/scipy, plus OpenCV's PnP for the first pose):
    median 2.5 degrees). ICT's eyeLook* shapes move only the lids and are not fitted (kept 0): their lid
    motion is confounded with blink/squint/wide; a rig can drive them from `gaze`.
 
-Design decisions (figures from `python -m benchmarks.fit_ict`):
+Design decisions (figures from `python -m benchmarks.fit`):
 - Identity: K = IDENTITY_K = 60 of ICT's 100 modes, weight 1 = one standard deviation, Gaussian prior
   ||identity||^2 against the data term sum_i w_i |r_i|^2 / SIGMA_M^2 (a MAP estimate; SIGMA_M = 1.5 mm,
   the landmarks' effective error in metres at the face). That is far above mediapipe's per-point jitter

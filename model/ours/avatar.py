@@ -1,7 +1,8 @@
 """Our method, HeadSplat: one photo -> an animatable full head of Gaussians living in UV space.
 
 Pipeline, one feed-forward pass (no optimisation loop):
-1. landmarks and fitting of the open template (model.head.fitting): camera + identity shape;
+1. landmarks and the fit of the ICT-FaceKit head (model.head.ict_fit): camera, identity, the photo's
+   expression and gaze;
 2. photo evidence (model.head.segmentation): person mask, skin tone, hair colour and height;
 3. geometry: the fitted surface, offset along its normals by a hair volume over the scalp;
 4. texture: every texel of the UV atlas samples the photo where its point is visible, with a

@@ -1,7 +1,7 @@
 """The bust: the base of the neck and the upper shoulders under the head, so an avatar does not end in a
 cut neck (issue 20, item 4).
 
-The open template ends at the neck. The bust is built per photo in the *body's* frame, upright and facing
+The head model ends where its neck starts to flare. The bust is built per photo in the *body's* frame, upright and facing
 the camera: a portrait's shoulders face the lens far more often than its head does, so a head turned 35
 degrees in the photo sits on shoulders seen square, as in the photo (build_bust: when the photo shows the
 body, and at most MAX_TURN_DEG from the head's frame). The head frame is the fit's; the body frame is the
