@@ -151,6 +151,15 @@ def test_gaussians_stay_on_their_triangles_under_animation(avatar):
         assert np.percentile(np.abs((axis_n * n).sum(1)), 1) > 0.999
 
 
+def test_gaussian_centres_are_the_binding_matrix_applied(avatar):
+    """The re-pose's parallel barycentric gather is the binding's sparse interpolation matrix."""
+    b = avatar.binding
+    v = avatar.vertices({"jawOpen": 0.5, "headYaw": 0.3})
+    surface = v + b.hair[:, None] * vertex_normals(v, avatar.faces)
+    np.testing.assert_allclose(avatar.gaussians({"jawOpen": 0.5, "headYaw": 0.3}).means, b.sample @ surface,
+                               rtol=0, atol=1e-6)
+
+
 def test_bound_frames_match_a_plain_gather():
     from model.ours.binding import bound_frames
     rng = np.random.default_rng(0)

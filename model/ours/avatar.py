@@ -43,6 +43,7 @@ from model.head.template import REGIONS, TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.binding import (
     UVLayout,
+    bary_points,
     bound_frames,
     face_quaternions,
     split_texels,
@@ -129,6 +130,8 @@ class HeadSplatAvatar(GaussianAvatar):
         # the triangles whose normals the hair offset reads (those touching a vertex with an offset)
         b = self.binding
         self._used_tris = np.ascontiguousarray(self.faces[b.used_faces], np.int64)
+        self._corners = np.ascontiguousarray(self.faces[b.faces], np.int64)  # each Gaussian's triangle
+        self._bary = np.ascontiguousarray(b.bary, np.float64)
         self._hair_tris = np.ascontiguousarray(self.faces[(b.hair[self.faces] != 0).any(1)], np.int64)
 
     def vertices(self, controls: Controls | None = None) -> np.ndarray:
@@ -158,7 +161,7 @@ class HeadSplatAvatar(GaussianAvatar):
         b = self.binding
         # a vertex with an offset has all its triangles in _hair_tris: its normal is the whole mesh's
         surface = vertices + b.hair[:, None] * vertex_normals(vertices, self._hair_tris)
-        means = b.sample @ surface
+        means = bary_points(surface, self._corners, self._bary)  # == b.sample @ surface
         quats, area = face_quaternions(surface, self._used_tris, b.uv_coef)
         # A triangle the rig stretches (a closing eyelid, an opening jaw) spreads its Gaussians apart:
         # grow them in the tangent plane by the linear stretch so the surface stays closed.
