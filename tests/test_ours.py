@@ -117,9 +117,6 @@ def test_teeth_a_smile_shows_sit_just_behind_the_lips(avatar):
     assert np.median(behind) < 0.01 and np.percentile(behind, 75) < 0.02  # metres
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, open: on the ICT atlas the face island spans less of the UV width "
-                   "than the procedural template's skin did, and the gradient-domain paste carries the shadow at "
-                   "the seam further in (median 0.57 where 0.7 is right); to fix in fuse_symmetric")
 def test_fusion_is_not_darkened_by_a_shadow_at_the_edge_of_what_the_photo_saw():
     """A turned face: the far half is seen only near the midline, with a shadow at its outer edge.
     Beyond it, the mirror copy takes the far half's overall brightness, not the shadow's."""
