@@ -358,7 +358,6 @@ def test_hair_synthesis_does_not_copy_what_is_not_hair_all_round():
     scalp = layout.region == REGIONS.index("scalp")
     rng = np.random.default_rng(0)
     rgb = np.clip(0.15 + 0.05 * rng.standard_normal((len(scalp), 3)), 0, 1)
-    row, col = layout.rc[:, 0], layout.rc[:, 1]
     top = points[:, 1] > np.percentile(points[scalp, 1], 60)  # the top of the head is seen
     conf = np.where(scalp & top, 1.0, 0.0)
     badge = scalp & top & (np.abs(points[:, 0]) < 0.02) & (points[:, 2] > 0)  # on the front, at the midline
@@ -457,24 +456,25 @@ def test_hair_is_not_sampled_on_the_face_beside_the_ears_or_far_from_the_head():
 
 
 def test_a_collar_the_photo_shows_goes_round_the_back_of_the_neck():
-    """The neck chart's atlas rows go round the neck: a dark collar seen at the front (its lowest rows)
-    and skin above it continue round the back, row by row (texture.ring_colours), not as one skin tone."""
+    """The neck's rings (slabs of height) go round it: a dark collar seen at the front (its lowest part) and
+    skin above it continue round the back, ring by ring (texture.ring_colours), not as one skin tone, although
+    the atlas lays the front and the back of the neck out on different rows."""
     from model.head.template import REGIONS
-    from model.ours.binding import uv_layout
-    from model.ours.texture import ring_colours
-    layout = uv_layout(128)
+    from model.ours.texture import NECK_RING_M, ring_colours
+    layout, points = _scalp_points(256)
     neck = layout.region == REGIONS.index("neck")
-    row, col = layout.rc[:, 0], layout.rc[:, 1]
-    lo, hi = row[neck].min(), row[neck].max()
-    collar = row >= lo + 0.6 * (hi - lo)
+    y, z = points[:, 1], points[:, 2]
+    back = neck & (z < np.percentile(z[neck], 30))
+    lo, hi = y[back].min(), y[back].max()  # the front of the neck reaches lower than its back
+    collar = y <= lo + 0.4 * (hi - lo)
     rgb = np.where(collar[:, None], 0.05, np.array([0.8, 0.6, 0.5]))
-    front = np.abs(col - 64) < 30
+    front = z > np.percentile(z[neck], 60)
     conf = np.where(neck & front, 1.0, 0.0)
-    ring = ring_colours(layout, rgb, conf, neck)
-    back = neck & ~front
-    assert not np.isnan(ring[back]).any() and np.isnan(ring[~neck]).all()
-    assert np.abs(ring[back & collar & (row > lo + 0.7 * (hi - lo))] - 0.05).max() < 0.02
-    assert np.abs(ring[back & (row < lo + 0.5 * (hi - lo))] - [0.8, 0.6, 0.5]).max() < 0.02
+    ring = ring_colours(layout, rgb, conf, neck, ring=np.floor(y / NECK_RING_M).astype(np.int64))
+    assert back.sum() > 100
+    assert not np.isnan(ring[neck]).any() and np.isnan(ring[~neck]).all()
+    assert np.abs(ring[back & (y < lo + 0.3 * (hi - lo))] - 0.05).max() < 0.02
+    assert np.abs(ring[back & (y > lo + 0.5 * (hi - lo))] - [0.8, 0.6, 0.5]).max() < 0.02
 
 
 def test_skin_on_the_scalp_is_left_out_of_dark_hair_but_fair_hair_is_kept():
