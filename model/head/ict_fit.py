@@ -587,12 +587,9 @@ def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = 
 def fit(image: np.ndarray | None = None, landmarks: Landmarks | None = None) -> HeadFit:
     """One photo (RGB uint8 [H,W,3]) or its detected landmarks -> HeadFit (camera,
     pose, identity, the photo's expression and gaze). No face -> InputError."""
-    if landmarks is None:
-        if image is None:
-            raise ValueError("fit() needs an image or landmarks")
-        from model.head.landmarks import detect_landmarks
-        landmarks = detect_landmarks(image)
-    return fit_head_model(landmarks)
+    if landmarks is None and image is None:
+        raise ValueError("fit() needs an image or landmarks")
+    return fit_head_model(image if landmarks is None else landmarks)
 
 
 # ---------------------------------------------------------------- synthetic cases (tests, benchmarks)

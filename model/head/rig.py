@@ -206,6 +206,14 @@ def _weights(c: Mapping[str, float]) -> np.ndarray:
     return w
 
 
+def arkit_deltas(model: HeadModel) -> np.ndarray:
+    """[len(EXPRESSIONS),V,3] float32: each ARKit expression's displacement at weight 1, the sum of its ICT
+    shapes (ARKIT_TO_ICT), as deform adds them (the live pack ships these)."""
+    _check_model(model)
+    rows = dict(_MAP_ROWS)
+    return np.stack([model.expression_basis[rows[a]].sum(0) for a in EXPRESSIONS])
+
+
 def arkit_from_ict(weights) -> dict[str, float]:
     """ICT weights [53] (ICT_NAMES order) -> all 52 ARKit names (browInnerUp/cheekPuff: the mean of the two
     halves; tongueOut: 0)."""
@@ -281,7 +289,6 @@ def neck_weights(model: HeadModel) -> np.ndarray:
     return w
 
 
-# ---------------------------------------------------------------- neck
 # ---------------------------------------------------------------- deform
 def _check_model(model: HeadModel) -> None:
     if tuple(model.expression_names) != ICT_NAMES:

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from model.head.head_model import REGIONS, HeadModel, load_head_model
-from model.head.ict_atlas import symmetric_atlas
+from model.head.ict_atlas import Atlas, symmetric_atlas
 from model.head.mesh import barycentric_matrix
 
 __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
@@ -34,33 +34,58 @@ __all__ = ["TEMPLATE_VERSION", "REGIONS", "Template", "load_template"]
 
 @dataclass(frozen=True, eq=False)
 class Template:
-    model: HeadModel  # the morphable model these arrays come from
-    vertices: np.ndarray  # [V,3] float64 the model's mean neutral head, metres
-    faces: np.ndarray  # [F,3] int32, counter-clockwise seen from outside
-    face_uvs: np.ndarray  # [F,3,2] per-corner UVs in [0,1] (the symmetric atlas)
-    vertex_mirror: np.ndarray  # [V] int64 involution: vertices[vertex_mirror] ~ vertices * (-1, 1, 1)
-    face_region: np.ndarray  # [F] int64 index into REGIONS
-    landmark_faces: np.ndarray  # [478] int64 triangle of each mediapipe landmark
-    landmark_bary: np.ndarray  # [478,3] barycentric coordinates in that triangle
+    model: HeadModel  # the morphable model: geometry, mirror pairs, landmark map
+    atlas: Atlas  # the project's symmetric UV atlas of the model's triangles: UVs, regions, uv_mirror
     landmark_pair: np.ndarray  # [478] int64 each mediapipe landmark's mirror twin
     version: str
 
+    # the arrays the avatar reads, each from the one place that holds it
+    @property
+    def vertices(self) -> np.ndarray:
+        """[V,3] float64 the model's mean neutral head, metres."""
+        return self.model.neutral
+
+    @property
+    def faces(self) -> np.ndarray:
+        """[F,3] int32, counter-clockwise seen from outside."""
+        return self.model.faces
+
+    @property
+    def face_uvs(self) -> np.ndarray:
+        """[F,3,2] per-corner UVs in [0,1] (the symmetric atlas)."""
+        return self.atlas.face_uvs
+
+    @property
+    def face_region(self) -> np.ndarray:
+        """[F] int64 index into REGIONS."""
+        return self.atlas.face_region
+
+    @property
+    def vertex_mirror(self) -> np.ndarray:
+        """[V] int64 involution: vertices[vertex_mirror] ~ vertices * (-1, 1, 1)."""
+        return self.model.vertex_mirror
+
+    @property
+    def landmark_faces(self) -> np.ndarray:
+        """[478] int64 triangle of each mediapipe landmark."""
+        return self.model.landmark_faces
+
+    @property
+    def landmark_bary(self) -> np.ndarray:
+        """[478,3] barycentric coordinates of each mediapipe landmark in its triangle."""
+        return self.model.landmark_bary
+
     @property
     def n_vertices(self) -> int:
-        return len(self.vertices)
+        return self.model.n_vertices
 
     def uv_mirror(self, uv: np.ndarray) -> np.ndarray:
         """UVs [N,2] -> their mirror twins [N,2] (u -> 1 - u; the atlas is symmetric about u = 0.5)."""
-        out = np.array(uv, dtype=np.float64, copy=True)
-        out[..., 0] = 1.0 - out[..., 0]
-        return out
+        return self.atlas.uv_mirror(uv)
 
     def region_masks(self, res: int) -> dict[str, np.ndarray]:
         """Region name -> [res,res] bool mask of the texels whose triangle belongs to it."""
-        from model.core.raster_mesh import rasterize_uv
-        face_id, _ = rasterize_uv(self.face_uvs, res)
-        reg = np.where(face_id >= 0, self.face_region[np.maximum(face_id, 0)], -1)
-        return {name: reg == i for i, name in enumerate(REGIONS)}
+        return self.atlas.region_masks(res)
 
     def landmark_matrix(self):
         """Sparse [478,V] matrix M with M @ vertices == landmarks(vertices)."""
@@ -73,8 +98,7 @@ class Template:
 
     def landmarks(self, vertices: np.ndarray) -> np.ndarray:
         """Vertices [V,3] (any deformation of this head) -> mediapipe landmark points [478,3]."""
-        tri = np.asarray(vertices)[self.faces[self.landmark_faces]]  # [478,3,3]
-        return np.einsum("lk,lkd->ld", self.landmark_bary, tri)
+        return self.model.landmarks(vertices)
 
     def region_vertices(self, name: str) -> np.ndarray:
         """Indices of vertices used by triangles of region `name`."""
@@ -90,14 +114,10 @@ def _landmark_matrix(t: Template):
 def load_template() -> Template:
     """The head (once per process: the asset's load and the atlas' packing, ~2-4 s)."""
     from model.head.mediapipe_canon import load as load_canonical
+    pair = load_canonical()[1]
+    pair.setflags(write=False)
     m = load_head_model()
-    atlas = symmetric_atlas(m)
-    arrays = dict(vertices=m.neutral, faces=m.faces, face_uvs=atlas.face_uvs, vertex_mirror=m.vertex_mirror,
-                  face_region=atlas.face_region, landmark_faces=m.landmark_faces, landmark_bary=m.landmark_bary,
-                  landmark_pair=load_canonical()[1])
-    for a in arrays.values():
-        a.setflags(write=False)
-    return Template(model=m, version=TEMPLATE_VERSION, **arrays)
+    return Template(model=m, atlas=symmetric_atlas(m), landmark_pair=pair, version=TEMPLATE_VERSION)
 
 
 # bump whenever the head model's asset, the atlas or the landmark map change

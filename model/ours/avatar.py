@@ -34,8 +34,7 @@ from model.core.image_io import load_image, to_float
 from model.core.raster_mesh import rasterize_mesh
 from model.core.render import compositing_weights
 from model.head import rig
-from model.head.ict_fit import fit
-from model.head.ict_fit import HeadFit
+from model.head.ict_fit import HeadFit, fit
 from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
 from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence

@@ -95,22 +95,13 @@ def _index_dtype(n: int):
     return np.uint16 if n <= 0xFFFF else np.uint32
 
 
-def expression_deltas(fitted) -> np.ndarray:
-    """[C,V_head,3] float32: each ARKit expression's (rig.EXPRESSIONS) displacement at weight 1 on the head's
-    vertices: the sum of its ICT shapes' (rig.ARKIT_TO_ICT), as rig.deform adds them."""
-    model = fitted.model
-    index = {n: i for i, n in enumerate(model.expression_names)}
-    basis = model.expression_basis
-    return np.stack([basis[[index[n] for n in rig.ARKIT_TO_ICT[a]]].sum(0) for a in rig.EXPRESSIONS])
-
-
 def pack_arrays(avatar) -> tuple[dict, dict[str, np.ndarray]]:
     """A HeadSplatAvatar -> (header fields, sections) before serialisation (see the module docstring)."""
     fitted, b = avatar.fitted, avatar.binding
     vertices, C = avatar.vertices(), len(rig.EXPRESSIONS)
     V = len(vertices)
     starts, index, values, scales = [0], [], [], []
-    for d in expression_deltas(fitted):  # the head's vertices: the bust never moves
+    for d in rig.arkit_deltas(fitted.model):  # the head's vertices: the bust never moves
         moved = np.flatnonzero(np.abs(d).max(1) > MIN_DELTA_M)
         scale = max(float(np.abs(d[moved]).max()) / 32767.0, 1e-12) if len(moved) else 1e-12
         index.append(moved)

@@ -219,10 +219,10 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
         log = np.log(fused + LOG_EPS)
         # the mirror's texture where the mirror is seen (the patch's source field), else the texel's own
         source = np.where(mirror_seen[:, None], log[mi], log)
-        right = layout.left  # the subject's left half (per texel: islands may be laid out seen from behind)
+        # the two halves of the body, per texel: an island may be laid out seen from behind (left at u < 0.5)
         both = seen & mirror_seen
         far = np.zeros((len(rgb), 3))
-        for side in (right, ~right):
+        for side in (layout.left, ~layout.left):
             if (both & side).sum() > 50:  # too few pairs: no global ratio, the seam alone decides
                 far[side] = np.clip(np.median((log - source)[both & side], axis=0), -np.log(MAX_RATIO),
                                     np.log(MAX_RATIO))
