@@ -5,6 +5,8 @@ Dataset ids (`load_dataset(spec)`):
 - `portraits:<folder>`  every image file directly in <folder> is one subject (id = file stem); input only.
 - `portraits-bundled`   real single-person portraits that installed packages ship (see BUNDLED).
 - `portraits-group`     six real faces cropped from a group photo an installed package ships (GROUP_PHOTO).
+- `portraits-dev`       the real portraits the project may ship: portraits-bundled and four public-domain
+                        White House photos committed in evaluation/data/portraits-dev (README there: DEV_DIR).
 - `multiview:<folder>`  a folder in the multi-view format below (ground-truth cameras, views, frames).
 - `synthetic`           the project's deterministic synthetic set, generated into a cache folder in the
                         multi-view format on first use. SYNTHETIC: every table and plot labels it so.
@@ -89,6 +91,17 @@ BUNDLED = {
 # face out at load time; results carry numbers only, and no crop is written into this repository.
 GROUP_PHOTO = ("insightface", ("data", "images", "t1.jpg"),
                "the six people of insightface's test group photo t1.jpg, each cropped around the head")
+
+
+# Public-domain portraits committed with the project (sources, licence and sha256 in its README.md).
+DEV_DIR = Path(__file__).resolve().parent / "data" / "portraits-dev"
+DEV_SHA256 = {
+    "obama_2012_official.jpg": "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+    "obama_2009_microphone.jpg": "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
+    "obama_2010_blue_room.jpg": "c508153b47cc35070ee07429cf3da1cb1f8e3f7e036e6ca623dd01a57ee1563e",
+    "biden_2010_blue_room.jpg": "ab986dbc33a5c8d3ba005d5be3edce3715260abfea2feaf76fd58399e3a76a91",
+}
+DEV_CREDIT = "Official White House Photo by Pete Souza (public domain)"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -237,6 +250,22 @@ def portraits_bundled() -> Dataset:
             files[sid], sources[sid] = p, credit
     return _portraits(files, "portraits-bundled", "portraits-bundled",
                       "real portraits shipped by installed packages: " + "; ".join(sources.values()), sources)
+
+
+def portraits_dev() -> Dataset:
+    bundled = portraits_bundled()
+    files, sources = {}, {}
+    for sid in bundled.subject_ids:
+        pkg, parts, credit = BUNDLED[sid]
+        files[sid], sources[sid] = _site_file(pkg, *parts), credit
+    for name, sha in DEV_SHA256.items():
+        path = DEV_DIR / name
+        got = sha256_file(path) if path.is_file() else "missing"
+        if got != sha:
+            raise ValueError(f"portraits-dev: {path} is {got}, not the committed sha256 {sha}; restore it with git")
+        files[path.stem], sources[path.stem] = path, DEV_CREDIT
+    return _portraits(files, "portraits-dev", "portraits-dev",
+                      "real portraits the project may ship: " + "; ".join(sorted(set(sources.values()))), sources)
 
 
 # ---------------------------------------------------------------------------------- multi-view
@@ -503,6 +532,8 @@ def load_dataset(spec: str, cache_dir: str | Path | None = None, verify: bool = 
         ds = portraits_bundled()
     elif spec == "portraits-group":
         ds = portraits_group()
+    elif spec == "portraits-dev":
+        ds = portraits_dev()
     elif spec == "synthetic" or spec.startswith("synthetic:"):
         ds = synthetic_dataset(cache_dir, spec.partition(":")[2] or None, verify=verify)
         spec = f"synthetic:{ds.slug.removeprefix('synthetic-')}"
@@ -519,7 +550,7 @@ def load_dataset(spec: str, cache_dir: str | Path | None = None, verify: bool = 
         ds = nersemble_folder(spec.partition(":")[2])
         spec = ds.id
     else:
-        raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, portraits-group, synthetic, portraits:<folder>, "
+        raise ValueError(f"unknown dataset {spec!r}: use portraits-bundled, portraits-group, portraits-dev, synthetic, portraits:<folder>, "
                          f"multiview:<folder>, videos:<folder> or nersemble:<folder>")
     ds.spec, ds.cache_dir = spec, cache
     return ds

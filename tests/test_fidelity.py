@@ -133,28 +133,10 @@ def test_the_input_view_silhouette_matches_the_photo_above_the_shoulders(astrona
     assert silhouette_iou(alpha, person, astronaut_avatar.fitted.landmarks.xy) >= 0.9
 
 
-def _long_haired(photo: np.ndarray) -> np.ndarray:
-    """The photo with hair of its own temple colour painted from the temples down both sides of the face
-    to 0.9 face heights below the chin, as long hair falls (vertical strands: a 15% brightness ripple
-    across)."""
-    from model.head.landmarks import FACE_OVAL
-    xy = detect_landmarks(photo).xy
-    oval = xy[list(FACE_OVAL)]
-    fh = oval[:, 1].max() - oval[:, 1].min()
-    brow, eye, left = int(xy[[105, 334], 1].mean()), int(xy[[33, 263], 1].mean()), int(oval[:, 0].min())
-    colour = np.median(photo[brow - int(0.1 * fh):eye, left - int(0.12 * fh):left - int(0.03 * fh)].reshape(-1, 3), 0)
-    y0, y1, width = brow - int(0.1 * fh), int(xy[152, 1] + 0.9 * fh), int(0.15 * fh)
-    out = photo.copy()
-    for x0 in (int(oval[:, 0].min()) - width, int(oval[:, 0].max())):
-        ripple = 1 + 0.15 * np.sin(np.arange(width) * 2.1)
-        out[y0:y1, x0:x0 + width] = np.clip(colour[None, None] * ripple[None, :, None], 0, 255).astype(np.uint8)
-    return out
-
-
 def _neck_hair(avatar):
     """(hair offset [N] metres, colour [N,3]) of the Gaussians on the back of the neck's lower half (above
     the last 3 cm, where the hair ends), and the same for the throat (6 cm wide)."""
-    b, tpl = avatar.binding, avatar.fitted.template
+    b = avatar.binding
     means = avatar.gaussians().means
     neck = avatar.face_region[b.faces] == REGIONS.index("neck")
     centre = means[neck].mean(0)
@@ -166,9 +148,11 @@ def _neck_hair(avatar):
 
 
 def test_hair_that_falls_past_the_chin_hangs_down_the_back_of_the_neck(astronaut_avatar):
-    """Issue 20, long hair: a portrait whose hair falls to the shoulders gets hair Gaussians there, round the
-    back of the neck, in the hair's colour; the throat stays bare, and the short-haired original gets none."""
-    long_photo = _long_haired(skimage.data.astronaut())
+    """Issue 20, long hair: a portrait whose hair falls to the shoulders (the group photo's person5: the
+    parser's hair mask reaches 0.6 face heights below her chin) gets hair Gaussians there, round the back of
+    the neck, in the hair's colour; the throat stays bare, and the short-haired astronaut gets none."""
+    from evaluation.datasets import portraits_group
+    long_photo = portraits_group().subject("person5").image
     avatar = HeadSplat().reconstruct(long_photo)
     (back, back_rgb), (front, _) = _neck_hair(avatar)
     # metres along the normals over the back of the neck at shoulder height; without hair, at most the few mm
@@ -176,15 +160,12 @@ def test_hair_that_falls_past_the_chin_hangs_down_the_back_of_the_neck(astronaut
     assert np.median(back) > 0.015
     (short, _), _ = _neck_hair(astronaut_avatar)
     assert front.max() < RIM_STEPS_M[-1] and short.max() < RIM_STEPS_M[-1]
-    # its colour is the hair's (the crown's, on this avatar), not the skin's
-    b = avatar.binding
-    scalp = avatar.face_region[b.faces] == REGIONS.index("scalp")
-    crown = scalp & (avatar.gaussians().means[:, 1] > 0.05)
+    # its colour is the photo's hair's (the parser's hair pixels), not the skin's
 
     def dist(rgb, ref):  # log-colour distance of the median colours
         return np.linalg.norm(np.log(np.median(rgb, 0) + 0.02) - np.log(ref + 0.02))
-    hair, skin = np.median(b.rgb[crown], 0), photo_evidence(long_photo, detect_landmarks(long_photo)).skin_rgb
-    assert dist(back_rgb, hair) < 0.3 < dist(back_rgb, skin)  # astronaut: 0.09 and 0.69
+    ev = photo_evidence(long_photo, detect_landmarks(long_photo))
+    assert dist(back_rgb, ev.hair_rgb) < 0.3 < dist(back_rgb, ev.skin_rgb)  # person5: 0.09 and 0.84
 
 
 def test_the_jaw_grows_over_the_jaw_line_the_fit_stopped_short_of(astronaut_avatar):
@@ -220,8 +201,8 @@ def test_the_jaw_grows_over_the_jaw_line_the_fit_stopped_short_of(astronaut_avat
 def _hair_scene(extra: str):
     """A synthetic portrait (240 px; face oval centred at (120, 110), 80 x 110 px; chin at y = 165) with hair
     above and beside the temples, and `extra`: "long" hair falling beside the face to y = 220, or a "beard"
-    (the lower face, sideburns to y = 150 and 25 px under the chin). -> (image, Landmarks, PhotoEvidence,
-    head [H,W] bool)."""
+    (the lower face, sideburns to y = 150 and 25 px under the chin), all of it in the parser's hair mask.
+    -> (Landmarks, PhotoEvidence)."""
     import cv2
 
     from model.head.landmarks import FACE_OVAL, Landmarks
@@ -249,8 +230,10 @@ def _hair_scene(extra: str):
     person = (head | hairy | (face > 0)).astype(np.float32)
     face_dist = cv2.distanceTransform(1 - face, cv2.DIST_L2, 3) / 110.0
     skin_log = (np.log(skin + SKIN_LOG_EPS), np.eye(3) / 0.05 ** 2)
-    ev = PhotoEvidence(person, person, skin, hair, hair, 0.0, True, face_dist, skin_log)
-    return image, lm, ev, head
+    none = np.zeros((size, size), bool)
+    ev = PhotoEvidence(person, person, skin, hair, hair, hair, 0.0, True, face_dist, skin_log,
+                       hairy.astype(np.float32), none, none)
+    return lm, ev
 
 
 def test_hair_reach_is_how_far_long_hair_falls_past_the_chin_and_a_beard_is_not_long_hair():

@@ -1,13 +1,18 @@
-"""Person / skin / hair evidence from the photo, for texture confidence and the full-head prior.
+"""The photo parsed: person, hair, face skin, clothes and occluders, and the appearance statistics the
+full-head prior needs (skin tone, hair colour, how far hair rises above the skull and falls below the chin).
 
-mediapipe's selfie segmentation (bundled in the 0.10.21 wheel, offline) gives a person mask; the
-face oval from the landmarks separates skin from what lies around it. From those we read the
-appearance statistics the prior needs: skin tone, hair colour, and how far hair rises above the skull.
+The one place that reads a portrait's parts. Two networks, both run offline from files the product ships:
+- mediapipe's selfie segmentation (bundled in the 0.10.21 wheel): the person;
+- MediaPipe's hair segmentation (model/head/data/hair_segmentation.tflite, Apache-2.0, sha256 checked
+  at load; run by ai-edge-litert): the hair, on a square crop round the head (HAIR_CROP).
+Face skin, clothes and occluders are derived from those, the landmarks and the face's skin colours.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +20,7 @@ from scipy import ndimage
 
 from model.core.image_io import to_float
 from model.head.landmarks import FACE_OVAL, Landmarks
+from model.head.mediapipe_canon import load as _canonical
 
 _lock = threading.Lock()
 _seg = None
@@ -29,12 +35,22 @@ class PhotoEvidence:
     person: np.ndarray  # [H,W] float32 in [0,1]: probability that a pixel belongs to the person
     person_core: np.ndarray  # [H,W] float32: `person` eroded past its soft edge (see core_of)
     skin_rgb: np.ndarray  # [3] in [0,1]: median cheek colour
-    hair_rgb: np.ndarray  # [3] in [0,1]: median colour of the band above the forehead (skin if bald)
+    hair_rgb: np.ndarray  # [3] in [0,1]: median colour of the photo's hair pixels (skin if none)
+    hair_mean: np.ndarray  # [3] in [0,1]: their mean colour (highlights and shadows in their share)
     hair_rgb_dark: np.ndarray  # [3]: 20th percentile luminance hair pixels, for texture variation
-    hair_above_px: float  # how far the person mask rises above the landmarks' top, pixels
+    hair_above_px: float  # how far the hair rises above the landmarks' top, pixels
     has_hair: bool
     face_dist: np.ndarray  # [H,W] float32: distance outside the face oval, in face heights (0 inside)
-    skin_log: tuple | None = None  # (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over bare skin
+    skin_log: tuple | None  # (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over bare skin
+    hair: np.ndarray  # [H,W] float32 in [0,1]: probability that a pixel is hair (hair_mask)
+    occluder: np.ndarray  # [H,W] bool: what lies over the face and is not of it (occluders)
+    clothes: np.ndarray  # [H,W] bool: the person below the chin that is neither skin nor hair
+
+    def trusted(self) -> np.ndarray:
+        """[H,W] float32 in [0,1]: how far a pixel's colour may be put on the avatar: the person's core, less
+        the occluders grown past their soft edge (core_of's radius)."""
+        grown = 1.0 - core_of(1.0 - self.occluder.astype(np.float32))
+        return self.person_core * (1.0 - grown)
 
 
 def person_mask(image: np.ndarray) -> np.ndarray:
@@ -46,6 +62,64 @@ def person_mask(image: np.ndarray) -> np.ndarray:
             _seg = SelfieSegmentation(model_selection=0)
         mask = _seg.process(np.ascontiguousarray(image)).segmentation_mask
     return np.asarray(mask, np.float32)
+
+
+HAIR_MODEL_PATH = Path(__file__).with_name("data") / "hair_segmentation.tflite"
+HAIR_MODEL_SHA256 = "d2c940c4fd80edeaf38f5d7387d1b4235ee320ed120080df67c663e749e77633"
+HAIR_MODEL_SIZE = 512  # the network's input side, pixels
+# The network was made for selfies: a head that fills the frame. A portrait's head is cropped out first,
+# a square HAIR_CROP face sizes (the landmarks' larger extent) on a side, centred HAIR_CROP_DOWN face sizes
+# below the face's centre so that hair falling to the chest stays inside (on the group photo's crops this
+# also found hair the whole image missed: the grey sides of a head under a cap).
+HAIR_CROP, HAIR_CROP_DOWN = 3.2, 0.4
+_hair = None
+
+
+class HairModelError(RuntimeError):
+    """The hair model file is missing or is not the pinned one."""
+
+
+def _hair_interpreter():
+    global _hair
+    if _hair is None:
+        path = HAIR_MODEL_PATH
+        if not path.is_file():
+            raise HairModelError(f"hair model {path} is missing: it is committed with the repository "
+                                 f"(`git checkout -- {path.relative_to(path.parents[2])}`)")
+        data = path.read_bytes()
+        got = hashlib.sha256(data).hexdigest()
+        if got != HAIR_MODEL_SHA256:
+            raise HairModelError(f"hair model {path}: sha256 {got} is not the pinned {HAIR_MODEL_SHA256} "
+                                 "(corrupt or another version; restore it with git checkout)")
+        from ai_edge_litert.interpreter import Interpreter
+        it = Interpreter(model_content=data, num_threads=1)
+        it.allocate_tensors()
+        _hair = it
+    return _hair
+
+
+def hair_mask(image: np.ndarray, lm: Landmarks) -> np.ndarray:
+    """RGB uint8 [H,W,3] and its face's landmarks -> hair probability [H,W] float32 in [0,1]."""
+    h, w = image.shape[:2]
+    xy = lm.xy
+    size = float((xy.max(0) - xy.min(0)).max())
+    side = max(8, int(round(HAIR_CROP * size)))
+    cx, cy = xy.mean(0) + (0.0, HAIR_CROP_DOWN * size)
+    # crop -> network input: one affine map, the border replicated where the crop leaves the photo
+    s = HAIR_MODEL_SIZE / side
+    a = np.array([[s, 0, HAIR_MODEL_SIZE / 2 - s * cx], [0, s, HAIR_MODEL_SIZE / 2 - s * cy]], np.float32)
+    crop = cv2.warpAffine(to_float(image).astype(np.float32), a, (HAIR_MODEL_SIZE, HAIR_MODEL_SIZE),
+                          flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x = np.concatenate([crop, np.zeros(crop.shape[:2] + (1,), np.float32)], 2)[None]  # 4th: no previous mask
+    with _lock:
+        it = _hair_interpreter()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        logits = it.get_tensor(it.get_output_details()[0]["index"])[0]
+    prob = 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))  # softmax of two classes, channel 1
+    out = cv2.warpAffine(prob.astype(np.float32), a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out
 
 
 # The selfie mask is predicted at 256 px and upsampled: its 0.5 level lies a few pixels out on the
@@ -94,10 +168,62 @@ def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person:
     return px.mean(0), np.linalg.inv(np.cov(px.T) + np.eye(3) * 1e-4)
 
 
-def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
+HAIR_MIN_AREA = 0.03  # fewer hair pixels than this share of the face oval's area: no hair (bald, shaved)
+# Occluders: inside the face oval, pixels that are not of the skin's colours (SKIN_MAHALANOBIS) while their
+# mirror image on the face is, and whose chromaticity (log r/g, log b/g) differs from the mirror's by more
+# than OCCLUDER_CHROMA (a shadow on one side keeps the skin's chromaticity), that are not hair, an eye, a brow,
+# the lips or a nostril, in blobs of at least OCCLUDER_MIN_AREA of the face: a microphone, a cup or a card
+# held up to one side of the face. A beard, glasses or a moustache are on both sides and stay. Not caught: a
+# hand (the skin's colours) and an object held dead centre (its mirror is itself).
+OCCLUDER_CHROMA = 0.1
+OCCLUDER_MIN_AREA = 0.02  # share of the face oval's area
+# each eye with its brow, the lips, the nostrils: hulls left out of the search (with a margin)
+FEATURES = ((33, 133, 159, 145, 70, 107, 105), (362, 263, 386, 374, 300, 336, 334), (61, 291, 0, 17),
+            (48, 278, 2, 4, 64, 294))
+_CHROMA = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]])  # log rgb -> (log r/g, log b/g)
+
+
+def mirror_map(lm: Landmarks) -> np.ndarray:
+    """[2,3] affine map of a photo pixel to its mirror image on the face (least squares over the landmarks
+    and their mirror twins; exact for a frontal face, an approximation turned away)."""
+    xy = lm.xy
+    pair = _canonical()[1]
+    a = np.c_[xy, np.ones(len(xy))]
+    return np.linalg.lstsq(a, xy[pair], rcond=None)[0].T.astype(np.float32)
+
+
+def occluders(img: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarray,
+              skin_log: tuple | None, face_h: float) -> np.ndarray:
+    """[H,W] bool: what lies over the face and is none of its parts (see OCCLUDER_CHROMA). img [H,W,3] in
+    [0,1]; inside [H,W] uint8: the face oval; hair [H,W] hair probability; skin_log: photo_evidence's."""
+    if skin_log is None:
+        return np.zeros(img.shape[:2], bool)
+    log = np.log(np.clip(img, 0, 1) + SKIN_LOG_EPS).astype(np.float32)
+    mirror = cv2.warpAffine(log, mirror_map(lm), log.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    cand = ((inside > 0) & (hair < 0.5) & (skin_distance(log, skin_log) > SKIN_MAHALANOBIS)
+            & (skin_distance(mirror, skin_log) <= SKIN_MAHALANOBIS)
+            & (np.linalg.norm((log - mirror) @ _CHROMA.T, axis=2) > OCCLUDER_CHROMA))
+    xy = lm.xy
+    k = max(1, int(0.02 * face_h))
+    features = np.zeros(img.shape[:2], np.uint8)
+    for poly in FEATURES:
+        hull = cv2.convexHull(np.round(xy[list(poly)]).astype(np.int32))
+        cv2.fillConvexPoly(features, hull, 1)
+        cv2.polylines(features, [hull], True, 1, 2 * k)
+    cand = cv2.morphologyEx((cand & (features == 0)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand)
+    keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= OCCLUDER_MIN_AREA * max(int(inside.sum()), 1))
+    return np.isin(labels, keep[keep > 0])
+
+
+def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = None) -> PhotoEvidence:
+    """The photo parsed (see PhotoEvidence). image RGB [H,W,3] uint8; lm its face's landmarks; hair [H,W] in
+    [0,1]: a hair mask to use instead of hair_mask's (tests draw their own)."""
     img = to_float(image)
     h, w = image.shape[:2]
     person = person_mask(image)
+    hair = hair_mask(image, lm) if hair is None else np.asarray(hair, np.float32)
     xy = lm.xy
     # skin: small discs at cheek landmarks, away from eyes/brows/lips
     r = max(2, int(0.03 * (xy[:, 0].max() - xy[:, 0].min())))
@@ -105,83 +231,65 @@ def photo_evidence(image: np.ndarray, lm: Landmarks) -> PhotoEvidence:
     for i in CHEEKS:
         cv2.circle(cheek, (int(round(xy[i, 0])), int(round(xy[i, 1]))), r, 1, -1)
     skin = _median_rgb(img[cheek > 0], (0.8, 0.6, 0.5))
-    # hair: person pixels in a band above the face oval's top, across the face's width
     oval = xy[list(FACE_OVAL)]
-    x0, x1 = np.percentile(oval[:, 0], [25, 75]).astype(int)
-    top = int(oval[:, 1].min())
-    cols = person[:, max(x0, 0):min(x1, w - 1) + 1] > 0.5
-    rows = np.where(cols.any(1))[0]
-    person_top = int(rows.min()) if len(rows) else top
-    hair_above = float(max(0, top - person_top))
     face_h = float(oval[:, 1].max() - oval[:, 1].min())
-    band = np.zeros((h, w), bool)
-    band[max(person_top, 0):max(top - int(0.02 * face_h), 0), max(x0, 0):max(x1, 0)] = True
-    band &= person > 0.5
-    pix = img[band]
-    # a band thinner than ~8% of the face height is forehead skin (bald or shaved), not hair
-    has_hair = hair_above > 0.08 * face_h and len(pix) >= 16
-    if has_hair:
-        lum = pix @ np.array([0.299, 0.587, 0.114], np.float32)
-        far = np.abs(pix - skin).sum(1) > 0.12  # drop forehead skin caught in the band
-        pix_h = pix[far] if far.sum() >= 16 else pix
-        hair = np.median(pix_h, 0)
-        dark = pix[lum <= np.percentile(lum, 20)]
-        hair_dark = _median_rgb(dark, hair * 0.7)
-    else:
-        hair, hair_dark = skin.copy(), skin * 0.85
     inside = np.zeros((h, w), np.uint8)
     cv2.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
+    # hair: the parser's hair pixels, inside its soft edge and the person's (colour is taken from these only)
+    hair_px = (core_of(hair) > 0.5) & (person > 0.5)
+    has_hair = bool(hair_px.sum() >= HAIR_MIN_AREA * inside.sum())
+    top = int(oval[:, 1].min())
+    if has_hair:
+        pix = img[hair_px]
+        lum = pix @ np.array([0.299, 0.587, 0.114], np.float32)
+        hair_rgb, hair_mean = np.median(pix, 0), pix.mean(0)
+        hair_dark = _median_rgb(pix[lum <= np.percentile(lum, 20)], hair_rgb * 0.7)
+        # how far the hair rises above the face, over the middle half of the face's width
+        x0, x1 = np.percentile(oval[:, 0], [25, 75]).astype(int)
+        rows = np.flatnonzero((hair[:, max(x0, 0):min(x1, w - 1) + 1] > 0.5).any(1))
+        hair_above = float(max(0, top - rows.min())) if len(rows) else 0.0
+    else:
+        hair_rgb, hair_dark, hair_above = skin.copy(), skin * 0.85, 0.0
+        hair_mean = hair_rgb
     face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
     skin_log = _skin_log_stats(img, xy, inside, person, face_h)
-    return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair, np.float32),
-                         np.asarray(hair_dark, np.float32), hair_above, bool(has_hair), face_dist, skin_log)
+    occluder = occluders(img, lm, inside, hair, skin_log, face_h)
+    # clothes: the person below the chin that is neither hair nor of the face's skin colours
+    below = np.arange(h)[:, None] > xy[152, 1]
+    clothes = (person > 0.5) & (hair < 0.5) & below & (face_dist > 0)
+    if skin_log is not None:
+        clothes &= skin_distance(np.log(img + SKIN_LOG_EPS), skin_log) > SKIN_MAHALANOBIS
+    return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair_rgb, np.float32),
+                         np.asarray(hair_mean, np.float32), np.asarray(hair_dark, np.float32), hair_above, has_hair, face_dist, skin_log,
+                         hair, occluder, clothes)
 
 
-# Long hair: how far the photo's hair falls below the chin. Without a hair segmentation (see
-# model/ours/texture.py, HAIR_FACE_GAP), the hair is grown from seeds: the person's pixels beside the
-# temples (HAIR_SEED_FACE_DIST face heights outside the face oval, between the brows and the eyes, on
-# the fitted head's silhouette) that are not of the face's skin colours. Their median log colour grows, as
-# one connected region, into every pixel outside the face oval within HAIR_GROW_LOG of it that is not skin
-# either, up to HAIR_GROW_REACH face heights from the face; its lowest point beside the chin (HAIR_SIDE)
-# is the hair's end, so a beard (inside the oval, under the chin) is not long hair. Short hair stops at
-# the ears (skin) or at the background beside the jaw; hair that frames the face carries on down past
-# the chin. On the 8 real portraits the two long-haired subjects reach 0.46 and 0.19 face heights below
-# the chin; the six others stop 0.54-0.72 above it.
-HAIR_SEED_FACE_DIST = (0.03, 0.15)
-HAIR_GROW_LOG = 0.3
-HAIR_GROW_REACH = 1.0
+# Long hair: how far the photo's hair falls below the chin: the lowest hair pixel of the hair that reaches
+# above the eyes (so another person's hair beside the head is not this one's), within HAIR_REACH face heights
+# of the face, beside the chin (outside HAIR_SIDE face widths of it, so that a beard the parser calls hair
+# is not long hair).
+HAIR_REACH = 2.0
 HAIR_SIDE = 0.3  # how far beside the chin, in face widths, the hair's end is read
 
 
-def hair_reach(image: np.ndarray, lm: Landmarks, ev: PhotoEvidence, head: np.ndarray) -> float:
+def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
     """How far the photo's hair falls below the chin, in face heights (negative: it ends above it; inf:
-    it runs out of the bottom of the photo; -inf: no hair beside the temples). image RGB [H,W,3], uint8
-    or in [0,1]; head [H,W] bool: the fitted head's silhouette, which keeps the seeds on the head."""
-    if ev.skin_log is None:
+    it runs out of the bottom of the photo; -inf: no hair)."""
+    if not ev.has_hair:
         return -np.inf
     xy = lm.xy
     oval = xy[list(FACE_OVAL)]
     face_h = max(float(oval[:, 1].max() - oval[:, 1].min()), 1.0)
-    log = cv2.GaussianBlur(np.log(to_float(image) + SKIN_LOG_EPS), (0, 0), max(0.5, 0.01 * face_h))
-    not_skin = (skin_distance(log, ev.skin_log) > SKIN_MAHALANOBIS) & (ev.person > 0.5)
-    rows = np.arange(image.shape[0])[:, None]
-    brow, eye = xy[[105, 334], 1].mean(), xy[[33, 263], 1].mean()
-    seed = (not_skin & head & (ev.face_dist > HAIR_SEED_FACE_DIST[0]) & (ev.face_dist < HAIR_SEED_FACE_DIST[1])
-            & (rows >= brow - 0.1 * face_h) & (rows <= eye))
-    if seed.sum() < 20:
-        return -np.inf
-    like = (not_skin & (ev.face_dist > 0) & (ev.face_dist < HAIR_GROW_REACH)
-            & (np.linalg.norm(log - np.median(log[seed], 0), axis=2) < HAIR_GROW_LOG))
-    if not (seed & like).any():
-        return -np.inf
-    labels, _ = ndimage.label(like)
-    grown = np.isin(labels, np.unique(labels[seed & like]))
-    # long hair falls beside the face, not under the chin (a beard, a dark collar)
+    hair = (ev.hair > 0.5) & (ev.face_dist < HAIR_REACH)
+    labels, _ = ndimage.label(hair)
+    eye = xy[[33, 263], 1].mean()
+    ids = np.unique(labels[: max(int(eye), 0) + 1][hair[: max(int(eye), 0) + 1]])
+    grown = np.isin(labels, ids[ids > 0])
     width = oval[:, 0].max() - oval[:, 0].min()
     grown[:, max(0, int(xy[152, 0] - HAIR_SIDE * width)):max(0, int(xy[152, 0] + HAIR_SIDE * width) + 1)] = False
     hit = np.flatnonzero(grown.any(1))
     if len(hit) == 0:
         return -np.inf
-    if hit[-1] >= image.shape[0] - 1:
+    if hit[-1] >= ev.hair.shape[0] - 1:
         return np.inf
     return float((hit[-1] - xy[152, 1]) / face_h)

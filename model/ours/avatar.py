@@ -3,7 +3,8 @@
 Pipeline, one feed-forward pass (no optimisation loop):
 1. landmarks and the fit of the ICT-FaceKit head (model.head.ict_fit): camera, identity, the photo's
    expression and gaze;
-2. photo evidence (model.head.segmentation): person mask, skin tone, hair colour and height;
+2. the photo parsed (model.head.segmentation): person, hair (MediaPipe's hair model), face skin, clothes,
+   occluders; skin tone, hair colour, height and length;
 3. geometry: the fitted surface, offset along its normals by a hair volume over the scalp;
 4. texture: every texel of the UV atlas samples the photo where its point is visible, with a
    confidence (model.ours.texture.project_texture); texels the photo does not see take their mirror
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import scipy.sparse as sp
 
@@ -53,7 +55,7 @@ from model.ours.binding import (
 from model.ours.bust import REGION as BUST_REGION
 from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals
 from model.ours.bust import grid as bust_grid
-from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture
+from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture, sample_bilinear
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -71,7 +73,10 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # in numba (same output), the tracker's jaw calibrated at jawOpen 0.7 (model.head.rig.CALIBRATION_POSES)
 # 1.0: on the ICT-FaceKit head (model/head/template.py: scan-based shape, real ears, teeth, tongue and eyeballs,
 # its symmetric atlas at uv_res 384), the ARKit-52 rig, the mouth's cavity occluded by depth
-METHOD_VERSION = "1.0.0"
+# 1.1: the photo parsed by MediaPipe's hair model (model.head.segmentation): the hair's exemplar, colour,
+# height and length come from the photo's hair pixels; hair texels that see no hair are unseen; the unseen
+# hair takes the photo's mean hair colour; occluders over the face are not projected (nor view-fitted)
+METHOD_VERSION = "1.1.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -271,6 +276,8 @@ HAIR_HANG_AZIMUTH_DEG = (55.0, 80.0)
 HAIR_END_FADE_M = 0.02
 HAIR_HANG_MAX_M = 0.08  # thickest curtain offset along a normal: under the back of the skull normals face down
 HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
+# a hair texel landing this far (face heights) outside the photo's face oval that is not hair is unseen
+HAIR_FACE_MARGIN = 0.02
 HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
 
 
@@ -463,7 +470,7 @@ class HeadSplat(Method):
             # the head's colours only: the bust's clothing keeps its sampled colours (fitting them too took
             # ~0.1 s more on astronaut, over the time budget, for a sharper shirt)
             head = avatar.face_region[b.faces] != BUST_REGION
-            b.rgb[head] = fit_colours_to_view(g.take(head), b.rgb[head], fitted.camera, photo, ev.person_core > 0.5)
+            b.rgb[head] = fit_colours_to_view(g.take(head), b.rgb[head], fitted.camera, photo, ev.trusted() > 0.5)
             b.sh = rgb_to_sh(b.rgb)
             avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
@@ -483,7 +490,7 @@ class HeadSplat(Method):
         hair_texels = layout.region == REGIONS.index("scalp")
         head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
         if self.prior:
-            hair = hair_offsets(fitted, ev, vertices, vn, hair_reach(photo, fitted.landmarks, ev, head))
+            hair = hair_offsets(fitted, ev, vertices, vn, hair_reach(fitted.landmarks, ev))
             # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
             # top ring shares the scalp's border, which carries the scalp's hair
             below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
@@ -495,8 +502,14 @@ class HeadSplat(Method):
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(photo, ev.person_core, points, normals,
-                                    fitted.camera, surface, tpl.faces)
+        rgb, conf = project_texture(photo, ev.trusted(), points, normals, fitted.camera, surface, tpl.faces)
+        if self.prior and ev.has_hair:
+            # hair texels that see neither the photo's hair nor its face (background at the rim, a hat, the
+            # skin round an ear) are unseen hair: the photo's hair is quilted over them (texture.complete)
+            uv, _ = fitted.camera.project(points)
+            other = ((sample_bilinear(ev.hair, uv) < 0.5)
+                     & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN))
+            conf[hair_texels & other] = 0.0
         return Projection(layout, offset, surface, points, rgb, conf, hair_texels)
 
     def _build(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> HeadSplatAvatar:
@@ -548,12 +561,13 @@ class HeadSplat(Method):
         points = sample @ bust.vertices
         normals = sample @ bust_normals(bust)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(photo, ev.person_core, points, normals, fitted.camera,
+        rgb, conf = project_texture(photo, ev.trusted(), points, normals, fitted.camera,
                                     np.concatenate([surface, bust.vertices]),
                                     np.concatenate([tpl.faces, faces + len(surface)]))
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
-        return bust, bust_colours(bust, rgb, conf, ev.skin_log)
+        uv, _ = fitted.camera.project(points)
+        return bust, bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
 
 
 def texel_gaussians(layout: UVLayout, faces: np.ndarray, face_uvs: np.ndarray, surface: np.ndarray,

@@ -28,7 +28,6 @@ from scipy.spatial.transform import Rotation
 from model.head import rig
 from model.head.ict_fit import HeadFit
 from model.head.mesh import vertex_normals
-from model.head.segmentation import SKIN_LOG_EPS, SKIN_MAHALANOBIS, skin_distance
 from model.head.template import REGIONS
 from model.ours.binding import UVLayout, layout_of
 from model.ours.texture import SEEN_CONF, ring_colours
@@ -315,24 +314,20 @@ def build_bust(fitted: HeadFit, person: np.ndarray) -> Bust:
     return Bust(carve(fitted, mask, vertices, body), grid()[0], widths, root, drops, depths)
 
 
-def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, skin_log: tuple | None) -> np.ndarray:
+def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndarray) -> np.ndarray:
     """[T,3] the bust's texel colours (bust_layout's texels) from the photo's, rgb [T,3] in [0,1] with their
     confidence conf [T] (model.ours.texture.project_texture, after any symmetric fusion): a texel the photo
     sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours: a shirt goes
     round the back) where the photo shows that ring or one within RING_REACH; below the shoulders' tips (the
-    chest: clothing, not the neck) the nearest chest ring's the photo shows, across its bottom edge, in
-    other than the face's skin colours (skin_log from segmentation.photo_evidence: hands, arms or a bare
-    chest are not spread round the body). Else UNSEEN_CLOTHING: a photo cut at the chin gets a plain top,
-    not a stretched neck. (Reaching further up for the clothing took a group photo's background, a card in
-    a hand, a shadowed neck's skin all round the body.)"""
+    chest: clothing, not the neck) the nearest chest ring's the photo shows on its clothes (clothes [T] bool:
+    the texel lands on segmentation.PhotoEvidence.clothes: hands, arms, a bare chest or long hair falling
+    over the shoulders are not spread round the body), across its bottom edge. Else UNSEEN_CLOTHING: a photo
+    cut at the chin gets a plain top, not a stretched neck. (Reaching further up for the clothing took a
+    group photo's background, a card in a hand, a shadowed neck's skin all round the body.)"""
     layout = bust_layout()
     chest = layout.rc[:, 0] >= bust.chest_row
-    chest_conf = conf
-    if skin_log is not None:
-        skin = skin_distance(np.log(np.clip(rgb, 0, 1) + SKIN_LOG_EPS), skin_log) <= SKIN_MAHALANOBIS
-        chest_conf = np.where(skin, 0.0, conf)
     ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res)
-    below = ring_colours(layout, rgb, chest_conf, chest)
+    below = ring_colours(layout, rgb, np.where(clothes, conf, 0.0), chest)
     ring = np.where(np.isnan(ring), np.where(np.isnan(below), UNSEEN_CLOTHING, below), ring)
     return np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
 

@@ -12,11 +12,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.ndimage import binary_closing, binary_dilation, binary_opening, gaussian_filter
-from scipy.spatial import cKDTree
 
 from model.core.camera import Camera
 from model.core.raster_mesh import rasterize_mesh
-from model.head.segmentation import SKIN_LOG_EPS, SKIN_MAHALANOBIS, PhotoEvidence, skin_distance
+from model.head.segmentation import PhotoEvidence, core_of
 from model.head.template import REGIONS
 from model.ours.binding import UVLayout
 
@@ -389,62 +388,12 @@ def hair_cells(points: np.ndarray, cell: float = HAIR_CELL_M) -> tuple[np.ndarra
     return rc, (int(rc[:, 0].max()) + 1, int(rc[:, 1].max()) + 1)
 
 
-# Where the photo's hair may be sampled for the exemplar. Without a hair segmentation (none ships in an
-# installable package under a licence we can use), places rule out what is not the subject's hair:
-# - the face: texels that land inside the photo's face oval or within HAIR_FACE_GAP[0] face heights of it
-#   (the scalp chart reaches below a high hairline onto forehead skin);
-# - the far surroundings: beyond HAIR_FACE_GAP[1] face heights (in a group photo, another person above or
-#   beside the head is inside the person mask);
-# - the ears: within EAR_CLEARANCE_M of the template's ears (the photo's ears and the skin round them land
-#   on the scalp chart wherever the real ears sit higher or further out than the template's).
-# Quilting copies whole 3 cm blocks, so one skin texel in a source block shows as a patch all round.
-HAIR_FACE_GAP = (0.02, 0.5)
-EAR_CLEARANCE_M = 0.02
-
-
-def hair_sample_places(layout: UVLayout, points: np.ndarray, face_dist: np.ndarray) -> np.ndarray:
-    """[T] bool: texels whose photo colour may serve as the hair exemplar (see HAIR_FACE_GAP). points [T,3]
-    the texels' positions, metres; face_dist [T] the photo's distance outside the face oval where each
-    texel lands, in face heights (segmentation.PhotoEvidence.face_dist)."""
-    ok = (face_dist > HAIR_FACE_GAP[0]) & (face_dist < HAIR_FACE_GAP[1])
-    ears = layout.region == REGIONS.index("ears")
-    if ears.any():
-        idx = np.flatnonzero(ok)
-        d, _ = cKDTree(points[ears]).query(points[idx], distance_upper_bound=EAR_CLEARANCE_M)
-        ok[idx[np.isfinite(d)]] = False
-    return ok
-
-
-# Skin the photo shows on the scalp (a high hairline's forehead, the skin round the ears) is told from hair
-# by the face's own skin colours: within segmentation.SKIN_MAHALANOBIS of their distribution in log RGB.
-# That only holds for hair clearly darker than the skin (black, brown: <= e^-0.8 = 45% of its brightness;
-# on the 8 real portraits such hair reads -1.1 to -1.5, fair and light-brown hair -0.3 to -0.6): fair hair
-# in warm light has the skin's colours, and dropping what looks like skin there drops the hair.
-DARK_HAIR_LOG = -0.8
-
-
-def skin_like(rgb: np.ndarray, skin_log: tuple | None, candidates: np.ndarray) -> np.ndarray:
-    """[T] bool: the candidate hair-exemplar texels (candidates [T] bool; rgb [T,3] in [0,1]) that have the
-    face's skin colour (skin_log: (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS), from
-    segmentation.photo_evidence), when the others are dark hair; none otherwise (see SKIN_MAHALANOBIS)."""
-    out = np.zeros(len(rgb), bool)
-    if skin_log is None or not candidates.any():
-        return out
-    idx = np.flatnonzero(candidates)
-    log = np.log(np.clip(rgb[idx], 0, 1) + SKIN_LOG_EPS)
-    skin = skin_distance(log, skin_log) <= SKIN_MAHALANOBIS
-    if skin.all() or np.median((log[~skin] - skin_log[0]).mean(1)) > DARK_HAIR_LOG:
-        return out
-    out[idx[skin]] = True
-    return out
-
-
 def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: np.ndarray,
                     points: np.ndarray, places: np.ndarray | None = None, seed: int = 0):
     """The unseen hair texels (hair [T] bool, conf < SEEN_CONF) of rgb [T,3] in the photo's own hair texture:
     quilted from the well-seen, hair-coloured ones (quilt: each block matches the seen hair it overlaps),
     on the hair unrolled at its true size (hair_cells of points [T,3], the texels' positions, metres).
-    places [T] bool, if given: where the exemplar may come from (hair_sample_places).
+    places [T] bool, if given: where the exemplar may come from (the photo's hair: texture.complete).
     Returns rgb [T,3] with those texels replaced, or None when the photo shows too little hair."""
     fill = hair & (conf < SEEN_CONF)
     exemplar = hair & (conf >= WELL_SEEN_CONF)
@@ -604,13 +553,19 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     detail[hair] = prior[hair] - ev.hair_rgb
     base = near * (ext + detail) + (1 - near) * prior
     # the photo's own hair texture where it has enough of it
+    # exemplar: texels that land on the photo's hair, inside the hair mask's soft edge (not skin, background,
+    # clothes or a neighbour's hair: segmentation.hair_reach keeps to this person's hair)
     uv, _ = camera.project(points)
-    places = hair_sample_places(layout, points, sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE))
-    places &= ~skin_like(rgb, ev.skin_log, hair & (conf >= WELL_SEEN_CONF) & places)
+    places = sample_bilinear(core_of(ev.hair), uv) > 0.5
     synth = synthesize_hair(layout, rgb, conf, hair, points, places)
+    unseen = hair & (conf < SEEN_CONF)
     if synth is not None:
-        unseen = hair & (conf < SEEN_CONF)
         base[unseen] = synth[unseen]
+    if unseen.any() and ev.has_hair:
+        # the exemplar is only the hair facing the camera (the crown, lit or shaded its own way): the unseen
+        # hair keeps its texture and takes the mean colour of all the photo's hair pixels (a shift: a gain
+        # would multiply a dark exemplar's noise)
+        base[unseen] += ev.hair_mean - base[unseen].mean(0)
     base *= cavity_occlusion(layout, points)[:, None]
     c = conf[:, None]
     return np.clip(c * rgb + (1 - c) * base, 0, 1)
