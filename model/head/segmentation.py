@@ -282,6 +282,7 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
 # is not long hair).
 HAIR_REACH = 2.0
 HAIR_SIDE = 0.3  # how far beside the chin, in face widths, the hair's end is read
+HAIR_STRAND = 0.05  # face widths
 
 
 def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
@@ -293,6 +294,10 @@ def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
     oval = xy[list(FACE_OVAL)]
     face_h = max(float(oval[:, 1].max() - oval[:, 1].min()), 1.0)
     hair = (ev.hair > 0.5) & (ev.face_dist < HAIR_REACH)
+    # stray strands thinner than HAIR_STRAND face widths do not count: where they end moves with the mask's
+    # rounding (a uint8 resize moved one portrait's end by 0.2 face heights), where the hair's body ends does not
+    k = max(1, int(round(HAIR_STRAND * (oval[:, 0].max() - oval[:, 0].min()))))
+    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8)) > 0
     labels, _ = ndimage.label(hair)
     eye = xy[[33, 263], 1].mean()
     ids = np.unique(labels[: max(int(eye), 0) + 1][hair[: max(int(eye), 0) + 1]])
