@@ -72,7 +72,7 @@ HAIR_MODEL_SIZE = 512  # the network's input side, pixels
 # below the face's centre so that hair falling to the chest stays inside (on the group photo's crops this
 # also found hair the whole image missed: the grey sides of a head under a cap).
 HAIR_CROP, HAIR_CROP_DOWN = 3.2, 0.4
-HAIR_THREADS = 2  # the network's pass: ~38 ms on one core of these machines, ~25 ms on two
+HAIR_THREADS = 1  # one core: ~38 ms a pass here (two: ~25 ms, but the evaluation runs one worker per core)
 _hair = None
 
 
