@@ -136,7 +136,8 @@ class Fragile(Method):
         return StaticGaussianAvatar(self.info, ellipsoid(), cam, np.zeros(3), 0.11)
 
 
-def _kill_when_announced(pid_dir: Path, killed: list, timeout=120.0):
+def _kill_when_announced(pid_dir: Path, killed: list, timeout=900.0):
+    # waits as long as a slow machine may take to start the workers (the run itself ends the wait: daemon)
     t = time.monotonic()
     marker = pid_dir / "72.pid"
     while time.monotonic() - t < timeout:
