@@ -137,44 +137,57 @@ def hair_texture(avatar, size: int = 512) -> dict:
             "hair_fraction_front": round(float(fm.mean()), 4), "hair_fraction_back": round(float(bm.mean()), 4)}
 
 
+def head_axis(camera, head_center: np.ndarray, head_radius: float) -> tuple[float, float, float]:
+    """(x, y, radius) in pixels of the head (centre [3] and radius, metres) as `camera` sees it."""
+    (cx, cy), = camera.project(np.asarray(head_center, np.float64)[None])[0]
+    return cx, cy, head_radius * camera.fx / np.linalg.norm(camera.position - head_center)
+
+
 def upper_back(alpha: np.ndarray, camera, head_center: np.ndarray, head_radius: float) -> np.ndarray:
     """[H,W] bool: the upper back of the head in a render from behind (yaw 180°): covered pixels (alpha > 0.9)
     above the head centre, within half a head radius of its vertical axis: where the hair is on nearly
     every head, whatever the method."""
-    (cx, cy), = camera.project(np.asarray(head_center, np.float64)[None])[0]
-    r_px = head_radius * camera.fx / np.linalg.norm(camera.position - head_center)
+    cx, cy, r_px = head_axis(camera, head_center, head_radius)
     rows, cols = np.mgrid[:alpha.shape[0], :alpha.shape[1]]
     return (alpha > 0.9) & (rows < cy) & (np.abs(cols - cx) < 0.5 * r_px)
 
 
-def back_hair(avatar, image: np.ndarray, size: int = 256) -> dict:
-    """back_hair_scores of the avatar rendered from behind (yaw 180°, size² pixels)."""
+def photo_hair(image: np.ndarray, ev) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's hair pixels [H,W] bool (the parser's mask, ev: segmentation.photo_evidence, inside its
+    soft edge and the person's) and their mean colour, CIELAB [3]."""
+    from skimage.color import rgb2lab
+
+    from model.core.image_io import to_float
+    from model.head.segmentation import core_of
+    hair = (core_of(ev.hair) > 0.5) & (ev.person_core > 0.5)
+    return hair, rgb2lab(to_float(image)[hair].mean(0)[None, None])[0, 0]
+
+
+def back_hair(avatar, image: np.ndarray, ev, size: int = 256) -> dict:
+    """back_hair_scores of the avatar rendered from behind (yaw 180°, size² pixels); ev: the photo's
+    segmentation.photo_evidence."""
     from model.core.camera import framing_camera
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.pi, 0.0, size)
     r = avatar.render(cam)
-    return back_hair_scores(image, r.rgb, upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius))
+    return back_hair_scores(image, ev, r.rgb, upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius))
 
 
-def back_hair_scores(image: np.ndarray, back_rgb: np.ndarray, back: np.ndarray) -> dict:
+def back_hair_scores(image: np.ndarray, ev, back_rgb: np.ndarray, back: np.ndarray) -> dict:
     """back_hair_dE: CIELAB ΔE (CIE76) between the mean colour of the upper back of the head rendered at yaw
     180° (back_rgb [h,w,3] in [0,1], back [h,w] bool: upper_back) and the mean of the photo's hair pixels
     (the parser's mask: segmentation.hair_mask, inside its soft edge and the person's);
     back_hair_dE_median_px: the median per-pixel ΔE of that region to the photo's hair mean (blotches of
     other colours show here when the mean is right); hair_texture_distance_back_photo:
     evaluation.metrics.texture_distance between the back region and the photo's hair pixels. None where
-    the photo shows no hair."""
+    the photo shows no hair. ev: the photo's segmentation.photo_evidence."""
     from skimage.color import deltaE_cie76, rgb2lab
 
     from evaluation.metrics import texture_distance
     from model.core.image_io import to_float
-    from model.head.landmarks import detect_landmarks
-    from model.head.segmentation import core_of, photo_evidence
-    ev = photo_evidence(image, detect_landmarks(image))
-    hair = (core_of(ev.hair) > 0.5) & (ev.person_core > 0.5)
     if not ev.has_hair or not back.any():
         return {"back_hair_dE": None, "back_hair_dE_median_px": None, "hair_texture_distance_back_photo": None}
+    hair, ref = photo_hair(image, ev)
     photo = to_float(image)
-    ref = rgb2lab(photo[hair].mean(0)[None, None])[0, 0]
     lab = rgb2lab(np.clip(back_rgb, 0, 1))[back]
     return {"back_hair_dE": round(float(deltaE_cie76(lab.mean(0), ref)), 2),
             "back_hair_dE_median_px": round(float(np.median(deltaE_cie76(lab, ref[None]))), 2),
@@ -213,21 +226,19 @@ def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, size: int = 2
 HAIR_DE = 15.0  # a back-view pixel within this CIELAB ΔE of the photo's mean hair colour is hair (hair_length)
 
 
-def hair_length_error(avatar, image: np.ndarray, size: int = 384) -> float | None:
+def hair_length_error(avatar, image: np.ndarray, lm, ev, size: int = 384) -> float | None:
     """hair_length_error_cm, for long hair (segmentation.hair_reach > 0 and ending inside the photo): the
     height of the lowest hair point seen from behind (yaw 180°: pixels within HAIR_DE of the photo's mean hair
     colour, connected to the upper back of the head, within half a head radius of its axis) against the
     height of the photo's hair end (the hair mask's lowest pixel beside the chin, lifted to the head's depth
-    by the input camera), in the avatar's world (head) frame, centimetres. None for short or cut-off hair."""
+    by the input camera), in the avatar's world (head) frame, centimetres. None for short or cut-off hair.
+    lm, ev: the photo's landmarks and segmentation.photo_evidence."""
     from scipy import ndimage
     from skimage.color import deltaE_cie76, rgb2lab
 
     from model.core.camera import framing_camera
-    from model.core.image_io import to_float
-    from model.head.landmarks import FACE_OVAL, detect_landmarks
-    from model.head.segmentation import core_of, hair_reach, photo_evidence
-    lm = detect_landmarks(image)
-    ev = photo_evidence(image, lm)
+    from model.head.landmarks import FACE_OVAL
+    from model.head.segmentation import hair_reach
     reach = hair_reach(lm, ev)
     if not (0 < reach < np.inf):
         return None
@@ -236,8 +247,7 @@ def hair_length_error(avatar, image: np.ndarray, size: int = 384) -> float | Non
     cam = avatar.input_camera
     depth = cam.project(np.asarray(avatar.head_center, np.float64)[None])[1]
     photo_end = cam.unproject(np.array([[lm.xy[152, 0], end_row]]), depth)[0, 1]
-    hair = (core_of(ev.hair) > 0.5) & (ev.person_core > 0.5)
-    ref = rgb2lab(to_float(image)[hair].mean(0)[None, None])[0, 0]
+    ref = photo_hair(image, ev)[1]
     back_cam = framing_camera(avatar.head_center, avatar.head_radius * 1.6, np.pi, 0.0, size)
     r = avatar.render(back_cam)
     like = (r.alpha > 0.5) & (deltaE_cie76(rgb2lab(np.clip(r.rgb, 0, 1)), ref) < HAIR_DE)
@@ -246,8 +256,7 @@ def hair_length_error(avatar, image: np.ndarray, size: int = 384) -> float | Non
     if not seed.any():
         return None
     grown = np.isin(labels, np.unique(labels[seed]))
-    (cx, _), = back_cam.project(np.asarray(avatar.head_center, np.float64)[None])[0]
-    r_px = avatar.head_radius * back_cam.fx / np.linalg.norm(back_cam.position - avatar.head_center)
+    cx, _, r_px = head_axis(back_cam, avatar.head_center, avatar.head_radius)
     grown[:, :max(0, int(cx - 0.5 * r_px))] = False
     grown[:, int(cx + 0.5 * r_px) + 1:] = False
     ys, xs = np.nonzero(grown)
@@ -366,8 +375,8 @@ def main(argv=None) -> int:
     # hair texture all round (issue 20): the back view's hair against the front view's, as texture statistics
     if hasattr(avatar, "binding"):
         out.update(hair_texture(avatar))
-    out.update(back_hair(avatar, image))
-    out["hair_length_error_cm"] = hair_length_error(avatar, image)
+    out.update(back_hair(avatar, image, ev))
+    out["hair_length_error_cm"] = hair_length_error(avatar, image, lm, ev)
     out["occluder_px"] = int(ev.occluder.sum())
     out["occluder_leak"] = occluder_leak(avatar, image, ev.occluder) if ev.occluder.any() else None
 

@@ -242,22 +242,24 @@ def portraits_folder(folder: str | Path) -> Dataset:
                       f"photos in {folder.resolve()}")
 
 
-def portraits_bundled() -> Dataset:
+def _bundled_files() -> tuple[dict[str, Path], dict[str, str]]:
+    """(subject -> path, subject -> credit) of the BUNDLED portraits whose package is installed."""
     files, sources = {}, {}
     for sid, (pkg, parts, credit) in BUNDLED.items():
         p = _site_file(pkg, *parts)
         if p is not None:
             files[sid], sources[sid] = p, credit
+    return files, sources
+
+
+def portraits_bundled() -> Dataset:
+    files, sources = _bundled_files()
     return _portraits(files, "portraits-bundled", "portraits-bundled",
                       "real portraits shipped by installed packages: " + "; ".join(sources.values()), sources)
 
 
 def portraits_dev() -> Dataset:
-    bundled = portraits_bundled()
-    files, sources = {}, {}
-    for sid in bundled.subject_ids:
-        pkg, parts, credit = BUNDLED[sid]
-        files[sid], sources[sid] = _site_file(pkg, *parts), credit
+    files, sources = _bundled_files()
     for name, sha in DEV_SHA256.items():
         path = DEV_DIR / name
         got = sha256_file(path) if path.is_file() else "missing"
