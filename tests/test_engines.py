@@ -143,8 +143,11 @@ def _kill_when_announced(pid_dir: Path, killed: list, timeout=900.0):
     while time.monotonic() - t < timeout:
         if marker.exists():
             pid = int(marker.read_text())
-            os.kill(pid, signal.SIGKILL)  # a worker process this test's run started
             killed.append(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)  # a worker process this test's run started
+            except ProcessLookupError:
+                pass  # already ended with its pool, broken by the doomed job's worker dying: killed all the same
             return
         time.sleep(0.05)
 
