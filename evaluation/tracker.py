@@ -8,11 +8,11 @@ is an independent detector.
 
 - Landmarks: dlib's HOG detector (CNN fallback; evaluation.identity's detector) gives the largest face, the
   68-point predictor runs on the full-resolution image. [68, 2] float64, pixels (pixel centres at integers).
-- Head pose: OpenCV solvePnP (iterative) of six landmarks (nose tip 30, chin 8, eye outer corners 36/45,
-  mouth corners 48/54) onto a generic 3D face (GENERIC_FACE_MM, the widely used model of
-  learnopencv's head-pose tutorial, millimetres, y up, z towards the viewer), focal = image width,
-  principal point = image centre. The rotation is expressed relative to a frontal face and decomposed as
-  intrinsic Y-X-Z Euler angles: (yaw, pitch, roll) in degrees.
+- Head pose: PnP (model.head.fitting.solve_pnp, OpenCV's iterative solvePnP) of six landmarks (nose tip
+  30, chin 8, eye outer corners 36/45, mouth corners 48/54) onto a generic 3D face (GENERIC_FACE_MM, the
+  widely used model of learnopencv's head-pose tutorial, millimetres, y up, z towards the viewer), focal =
+  image width, principal point = image centre. The rotation is expressed relative to a frontal face and
+  decomposed as intrinsic Y-X-Z Euler angles: (yaw, pitch, roll) in degrees.
 - Expression: EXPRESSION_FEATURES, seven ratios of landmark distances in the eye-aligned frame (in-plane
   rotation, translation and scale removed; scale = inter-ocular distance between the eye centres):
   eye openings, inner-mouth opening, mouth width, brow heights, mouth-corner lift. Unitless.
@@ -40,6 +40,7 @@ GENERIC_FACE_MM = np.array([  # x right, y up, z towards the viewer (mm); same o
 EXPRESSION_FEATURES = ("eye_open_r", "eye_open_l", "mouth_open", "mouth_width", "brow_r", "brow_l",
                        "mouth_corner_lift")
 _FLIP = np.diag([1.0, -1.0, -1.0])  # generic-face axes (y up, z to viewer) -> OpenCV camera axes
+_FLIP_RVEC = (np.pi, 0.0, 0.0)  # _FLIP as a rotation vector (half a turn about x), cv2.Rodrigues' exact value
 
 
 @dataclass(frozen=True)
@@ -91,24 +92,23 @@ def head_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(yaw, pitch, roll) degrees of a face from its 68 landmarks [68,2] px in an image width x height px
     (see the module docstring: 6-point PnP on GENERIC_FACE_MM, intrinsic Y-X-Z Euler angles relative
     to a frontal face)."""
-    import cv2
     from scipy.spatial.transform import Rotation
+
+    from model.head.fitting import solve_pnp
     lm = np.asarray(landmarks, np.float64)
     f = float(width)
     K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], np.float64)
-    img_pts = lm[list(POSE_LANDMARKS)].reshape(-1, 1, 2)
+    img_pts = lm[list(POSE_LANDMARKS)]
     # start from a frontal face at the distance its eye-corner span implies: six points on a generic face
     # admit a mirrored solution (face turned away) that an uninitialised solve can fall into
     span = max(float(np.hypot(*(lm[45] - lm[36]))), 1.0)
-    rvec0 = cv2.Rodrigues(_FLIP)[0]
-    c = img_pts[0, 0]
+    c = img_pts[0]
     z = f * 450.0 / span
-    tvec0 = np.array([[(c[0] - K[0, 2]) * z / f], [(c[1] - K[1, 2]) * z / f], [z]])
-    ok, rvec, _ = cv2.solvePnP(GENERIC_FACE_MM, img_pts, K, None, rvec0, tvec0, useExtrinsicGuess=True,
-                               flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
-        raise ValueError("solvePnP failed on these landmarks")
-    R = cv2.Rodrigues(rvec)[0]
+    tvec0 = ((c[0] - K[0, 2]) * z / f, (c[1] - K[1, 2]) * z / f, z)
+    try:
+        R, _ = solve_pnp(GENERIC_FACE_MM, img_pts, K, _FLIP_RVEC, tvec0)
+    except RuntimeError as e:
+        raise ValueError("solvePnP failed on these landmarks") from e
     Q = _FLIP @ R  # the face's rotation in its own axes (identity = frontal)
     return Rotation.from_matrix(Q).as_euler("YXZ", degrees=True)
 

@@ -35,7 +35,7 @@ def test_the_tree_keeps_every_contract():
     ("model/core/gaussians.py", "from model.head import template", "model: our method"),
     ("baselines/common.py", "from evaluation import metrics", "evaluation -> baselines -> model"),
     ("evaluation/results.py", "from evaluation import leaderboard", "no import cycle"),
-    ("evaluation/protocols.py", "from model.ours import avatar", "evaluation reaches methods"),
+    ("evaluation/protocols/jobs.py", "from model.ours import avatar", "evaluation reaches methods"),
 ])
 def test_a_planted_violation_breaks_its_contract(tmp_path, module, line, contract):
     for pkg in PACKAGES:
