@@ -132,6 +132,14 @@ def focal_from_fov(fov_y: float, height: int) -> float:
     return 0.5 * height / np.tan(0.5 * fov_y)
 
 
+def rigid_matrix(R: np.ndarray, t: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """[4,4] float64 of x -> scale R x + t (R [3,3], t [3]): world_to_cam, poses and the similarities
+    that place heads (scale 1: rigid)."""
+    M = np.eye(4)
+    M[:3, :3], M[:3, 3] = scale * np.asarray(R, dtype=np.float64), t
+    return M
+
+
 def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """World-to-camera [4,4] for a camera at `eye` looking at `target` (OpenCV axes)."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
@@ -143,10 +151,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarr
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     R = np.stack([right, down, forward])  # rows: camera axes in world coordinates
-    w2c = np.eye(4)
-    w2c[:3, :3] = R
-    w2c[:3, 3] = -R @ eye
-    return w2c
+    return rigid_matrix(R, -R @ eye)
 
 
 def orbit_position(yaw: float, pitch: float, radius: float, target=(0.0, 0.0, 0.0)) -> np.ndarray:

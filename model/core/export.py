@@ -15,6 +15,7 @@ loader). The readers turn files back into the head world, so a write/read round 
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -64,23 +65,40 @@ def atomic_write(path: Path, write) -> Path:
     return path
 
 
+# what a reader needs (normals and f_rest are optional), in the order the writer lays them out
+PLY_PROPERTIES = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                  "rot_0", "rot_1", "rot_2", "rot_3")
+
+
+def ply_bytes(means, f_dc, opacities, scales, quats, f_rest=None, opacity_eps: float = _EPS) -> bytes:
+    """A binary little-endian 3DGS .ply (module docstring) of the arrays [N,...] as given, in their own frame:
+    f_dc [N,3], f_rest [N,3(K-1)] channel-major or None, opacities in [0, 1] (clipped to [eps, 1 - eps]
+    before the logit), scales linear. The one writer of the layout: write_ply, and LAM's offset.ply
+    (model/ours/lam_export.py), which gives its own meanings to the same properties."""
+    n = len(means)
+    rest = np.zeros((n, 0), np.float32) if f_rest is None else f_rest
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(rest.shape[1])]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    op = np.clip(opacities, opacity_eps, 1 - opacity_eps)
+    cols = [means, np.zeros((n, 3), np.float32), f_dc, rest, np.log(op / (1 - op))[:, None],
+            np.log(np.maximum(scales, 1e-12)), normalize_quats(quats)]
+    data = np.concatenate(cols, axis=1).astype(np.float32)
+    arr = np.empty(n, dtype=[(name, "<f4") for name in names])
+    for i, name in enumerate(names):
+        arr[name] = data[:, i]
+    out = io.BytesIO()
+    PlyData([PlyElement.describe(arr, "vertex")], text=False, byte_order="<").write(out)
+    return out.getvalue()
+
+
 def write_ply(g: Gaussians, path: str | Path) -> Path:
     """Gaussians in the head world -> a 3DGS .ply in the files' frame (see the module docstring)."""
     g = to_file_frame(g)
-    n, k = len(g), g.sh.shape[1]
-    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-    names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
-    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    op = np.clip(g.opacities, _EPS, 1 - _EPS)
-    cols = [g.means, np.zeros((n, 3), np.float32), g.sh[:, 0],
-            g.sh[:, 1:].transpose(0, 2, 1).reshape(n, -1),  # [N,3,K-1]: channel-major like 3DGS
-            np.log(op / (1 - op))[:, None], np.log(np.maximum(g.scales, 1e-12)), normalize_quats(g.quats)]
-    data = np.concatenate(cols, axis=1).astype(np.float32)
-    arr = np.empty(n, dtype=[(name, "f4") for name in names])
-    for i, name in enumerate(names):
-        arr[name] = data[:, i]
-    ply = PlyData([PlyElement.describe(arr, "vertex")], text=False)
-    return atomic_write(path, ply.write)
+    n = len(g)
+    data = ply_bytes(g.means, g.sh[:, 0], g.opacities, g.scales, g.quats,
+                     g.sh[:, 1:].transpose(0, 2, 1).reshape(n, -1))  # [N,3,K-1]: channel-major like 3DGS
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def read_ply(path: str | Path) -> Gaussians:
@@ -89,8 +107,7 @@ def read_ply(path: str | Path) -> Gaussians:
     except (PlyParseError, KeyError, ValueError, OSError, EOFError) as e:
         raise ValueError(f"{Path(path).name}: not a readable 3DGS .ply ({e})") from None
     props = {p.name for p in v.properties}
-    need = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3"}
+    need = set(PLY_PROPERTIES)
     if not need <= props:
         raise ValueError(f"{Path(path).name}: missing 3DGS properties {sorted(need - props)}")
     col = lambda *names: np.stack([np.asarray(v[nm], np.float32) for nm in names], 1)  # noqa: E731

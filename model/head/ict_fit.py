@@ -100,7 +100,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
-from model.core.camera import Camera
+from model.core.camera import Camera, rigid_matrix
 from model.head import landmarks as LM
 from model.head.fitting import (NECK_PIVOT, R_FRONT, _gaze_rotation, _iris_direction, euler_from_rotation,
                                 photo_camera_K, rotation_from_euler, solve_pnp)
@@ -311,9 +311,7 @@ class HeadFit:
     @property
     def frontal_camera(self) -> Camera:
         """Camera with frontal orientation that shows posed_vertices() exactly as `camera` shows vertices()."""
-        M = np.eye(4)
-        M[:3, :3] = self.head_rotation
-        M[:3, 3] = NECK_PIVOT - self.head_rotation @ NECK_PIVOT
+        M = rigid_matrix(self.head_rotation, NECK_PIVOT - self.head_rotation @ NECK_PIVOT)
         return Camera(self.camera.K, self.camera.world_to_cam @ np.linalg.inv(M), self.camera.width,
                       self.camera.height)
 
@@ -548,9 +546,7 @@ def fit_head_model(landmarks: Landmarks | np.ndarray, model: HeadModel | None = 
     identity = coef[:k_id].copy()
     expression = np.zeros(len(model.expression_names))
     expression[ex_ids] = coef[k_id:]
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = R, t
-    cam = Camera(K, w2c, w, h)
+    cam = Camera(K, rigid_matrix(R, t), w, h)
     full = np.zeros(len(model.identity_basis))
     full[:k_id] = identity
     v = model.vertices(full, expression)
@@ -638,9 +634,7 @@ def synthetic_landmarks(model: HeadModel, identity, expression, pose, gaze=None,
     R = R_FRONT @ rotation_from_euler(*pose)
     centre = np.array([0.0, -0.02, 0.06])  # roughly the face's centre
     t = np.array([offset[0], offset[1], distance]) - R @ centre
-    w2c = np.eye(4)
-    w2c[:3, :3], w2c[:3, 3] = R, t
-    cam = Camera(K, w2c, w, h)
+    cam = Camera(K, rigid_matrix(R, t), w, h)
     uv, z = cam.project(model.landmarks(v))
     if rng is not None and noise_px > 0:
         uv = uv + rng.normal(0.0, noise_px, uv.shape)

@@ -1,5 +1,5 @@
 """Our avatar as a LAM avatar package: the zip that LAM's web renderer (npm gaussian-splat-renderer-for-lam)
-and chat-avatar stacks animate from ARKit weights. baselines/lam.py documents the layout and reads it.
+and chat-avatar stacks animate from ARKit weights. baselines/lam_package.py documents the layout and reads it.
 
 What goes in (all in the package's glTF frame: our head world's axes, translated by LAM_ORIGIN):
 - Gaussians: ours has ~100k; LAM's renderer expects one Gaussian per mesh vertex and LAM's own avatars
@@ -30,15 +30,15 @@ What goes in (all in the package's glTF frame: our head world's axes, translated
 """
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from model.core.export import atomic_write
-from model.core.gaussians import covariances, normalize_quats, rotmat_to_quat
+from model.core.camera import rigid_matrix
+from model.core.export import atomic_write, ply_bytes
+from model.core.gaussians import covariances, rotmat_to_quat
 from model.head import rig
 from model.head.template import REGIONS
 
@@ -264,7 +264,7 @@ def skin_glb(vertices, triangles, joints, weights, targets: dict, head: np.ndarr
                                  WEIGHTS_0=blob.accessor(weights.astype(np.float32), "VEC4", _ARRAY_BUFFER))
     indices = blob.accessor(triangles.reshape(-1, 1).astype(np.uint32), "SCALAR", _ELEMENT_ARRAY_BUFFER)
     morph = [{"POSITION": blob.sparse_target(targets[n])} for n in names]
-    ibm = np.stack([np.linalg.inv(_translation(pos[k])).T for k in ("hip", "neckUpper", "head")])  # column-major
+    ibm = np.stack([rigid_matrix(np.eye(3), -pos[k]).T for k in ("hip", "neckUpper", "head")])  # column-major
     gltf.meshes = [pygltflib.Mesh(name="head_final", primitives=[pygltflib.Primitive(
         attributes=attrs, indices=indices, mode=pygltflib.TRIANGLES, targets=morph)],
         weights=[0.0] * len(names), extras={"targetNames": names})]
@@ -275,12 +275,6 @@ def skin_glb(vertices, triangles, joints, weights, targets: dict, head: np.ndarr
     gltf.scenes = [pygltflib.Scene(name="Scene", nodes=[0], extras={ORIGIN_KEY: [float(x) for x in origin]})]
     gltf.scene = 0
     return blob.glb()
-
-
-def _translation(t) -> np.ndarray:
-    M = np.eye(4)
-    M[:3, 3] = t
-    return M
 
 
 # Clip roles in the order LAM's renderer groups them (hello, idle, listen, speak, think): (name, seconds,
@@ -313,23 +307,6 @@ def animation_glb(head: np.ndarray) -> bytes:
         gltf.animations.append(pygltflib.Animation(name=name, samplers=[sampler], channels=[
             pygltflib.AnimationChannel(sampler=0, target=pygltflib.AnimationChannelTarget(node=2, path="rotation"))]))
     return blob.glb()
-
-
-def offset_ply(offsets, rgb, opacities, scales, quats) -> bytes:
-    """offset.ply bytes in LAM's layout (see the module docstring); arrays [K,...] float32."""
-    from plyfile import PlyData, PlyElement
-    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
-             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    op = np.clip(opacities, 1e-3, 1 - 1e-3)  # LAM clamps the same way before its logit
-    cols = [offsets, np.zeros_like(offsets), rgb, np.log(op / (1 - op))[:, None], np.log(np.maximum(scales, 1e-12)),
-            normalize_quats(quats)]
-    data = np.concatenate(cols, 1).astype(np.float32)
-    arr = np.empty(len(data), dtype=[(n, "<f4") for n in names])
-    for i, n in enumerate(names):
-        arr[n] = data[:, i]
-    out = io.BytesIO()
-    PlyData([PlyElement.describe(arr, "vertex")], text=False, byte_order="<").write(out)
-    return out.getvalue()
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -394,7 +371,8 @@ def package_contents(avatar, target: int = DEFAULT_TARGET) -> dict:
     order = np.argsort(vertices[:, 1], kind="stable")  # LAM's vertex_order: vertex indices by height
     sizes = np.bincount(ids)
     return {
-        "offset.ply": offset_ply((means - surface).astype(np.float32), crgb, opac, scales, quats),
+        # 3DGS's layout with LAM's meanings (module docstring); LAM clamps opacities to 1e-3 before its logit
+        "offset.ply": ply_bytes((means - surface).astype(np.float32), crgb, opac, scales, quats, opacity_eps=1e-3),
         "skin.glb": skin_glb(vertices, uv_triangles(cuv, surface), joints, weights, targets, head, origin),
         "animation.glb": animation_glb(head),
         "vertex_order.json": json.dumps(order.tolist(), separators=(",", ":")).encode(),
