@@ -57,6 +57,7 @@ import numpy as np
 
 from model.core.camera import Camera
 from model.core.image_io import pixels_sha256
+from model.core.pinned import sha256_file
 
 FORMAT = "headsplat-multiview"
 FORMAT_VERSION = 1
@@ -102,14 +103,6 @@ DEV_SHA256 = {
     "biden_2010_blue_room.jpg": "ab986dbc33a5c8d3ba005d5be3edce3715260abfea2feaf76fd58399e3a76a91",
 }
 DEV_CREDIT = "Official White House Photo by Pete Souza (public domain)"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_hash(files: dict[str, str]) -> str:

@@ -68,7 +68,7 @@ def test_a_microphone_before_the_face_is_an_occluder_and_real_faces_have_none(as
     on_face = ball & (face > 0)
     assert on_face.sum() > 200
     assert ev.occluder[on_face].mean() > 0.6
-    trusted = ev.trusted()
+    trusted = ev.trusted
     assert trusted[on_face & ev.occluder].max() < 0.5
     assert np.median(trusted[(face > 0) & ~ev.occluder]) > 0.9
     from evaluation.datasets import portraits_bundled, portraits_group

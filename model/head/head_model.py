@@ -16,7 +16,6 @@ face, +x the subject's left); triangles counter-clockwise seen from outside.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from model.core.pinned import read_pinned
 
 ASSET_PATH = Path(__file__).with_name("data") / "ict_head.npz"
 ASSET_SHA256 = "f51a42aa72ce486cd0ffd141fe42bce1d83c8c5cc957235563d054562e52bdc1"
@@ -122,12 +123,7 @@ def _asset_error(path: Path, problem: str) -> HeadModelAssetError:
 def load_head_model(path: Path | str = ASSET_PATH, sha256: str = ASSET_SHA256) -> HeadModel:
     """The head model from its asset (default: the committed one, checked against ASSET_SHA256)."""
     path = Path(path)
-    if not path.is_file():
-        raise _asset_error(path, "the file is missing")
-    data = path.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != sha256:
-        raise _asset_error(path, f"sha256 {got} is not the pinned {sha256} (corrupt or another version)")
+    data = read_pinned(path, sha256, lambda problem: _asset_error(path, problem))
     with np.load(io.BytesIO(data), allow_pickle=False) as d:
         a = {k: d[k] for k in d.files}
     if tuple(a["regions"].tolist()) != REGIONS:

@@ -59,7 +59,6 @@ The asset's arrays are described once, in head_model.py; how they are made is de
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import shutil
@@ -70,6 +69,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from model.core.pinned import sha256_file
 
 BUILD_VERSION = "ict-build-1"
 SOURCE_URL = "https://github.com/ICT-VGL/ICT-FaceKit"
@@ -130,13 +131,6 @@ SKIN_RULE = dict(
     brow_band=(0.002, -0.010),  # metres above / below that edge
 )
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_positions(path: Path) -> np.ndarray:
@@ -357,7 +351,7 @@ def build(source: Path, out: Path, commit: str, parts: tuple[Part, ...] = ICT_PA
     files: dict[str, str] = {}
 
     def hashed(p: Path) -> Path:
-        files[p.relative_to(source).as_posix()] = _sha256(p)
+        files[p.relative_to(source).as_posix()] = sha256_file(p)
         return p
 
     config = json.loads(hashed(fx / "vertex_indices.json").read_text())
@@ -453,7 +447,7 @@ def build(source: Path, out: Path, commit: str, parts: tuple[Part, ...] = ICT_PA
               "float16_expression_m": err(ex_delta.astype(np.float16), ex_delta)}
     log("max error vs float64 (mm): " + ", ".join(f"{k[:-2]} {e * 1e3:.4f}" for k, e in errors.items()))
 
-    files[(source / "LICENSE").relative_to(source).as_posix()] = _sha256(source / "LICENSE")
+    files[(source / "LICENSE").relative_to(source).as_posix()] = sha256_file(source / "LICENSE")
     part_info, start = [], 0
     for p in parts:
         info = dict(name=p.name, source_vertices=list(p.verts), source_polygons=list(p.polys))
@@ -492,7 +486,7 @@ def build(source: Path, out: Path, commit: str, parts: tuple[Part, ...] = ICT_PA
     shutil.copyfile(source / "LICENSE", out.parent / "ICT-FaceKit.LICENSE")
     log(f"wrote {out}: {out.stat().st_size / 1e6:.2f} MB, {len(neutral)} vertices, {len(faces)} triangles, "
         f"{len(identity)} identity modes, {len(ex_names)} expressions ({len(ex_vert)} stored vertex deltas)")
-    log(f"ASSET_SHA256 = \"{_sha256(out)}\"")
+    log(f"ASSET_SHA256 = \"{sha256_file(out)}\"")
     return meta
 
 

@@ -9,7 +9,7 @@ Face skin, clothes and occluders are derived from those, the landmarks and the f
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from model.core.image_io import to_float
+from model.core.pinned import read_pinned
 from model.head.landmarks import FACE_OVAL, Landmarks
 from model.head.mediapipe_canon import load as _canonical
 
@@ -46,9 +47,11 @@ class PhotoEvidence:
     occluder: np.ndarray  # [H,W] bool: what lies over the face and is not of it (occluders)
     clothes: np.ndarray  # [H,W] bool: the person below the chin that is neither skin nor hair
 
+    @functools.cached_property
     def trusted(self) -> np.ndarray:
         """[H,W] float32 in [0,1]: how far a pixel's colour may be put on the avatar: the person's core, less
-        the occluders grown past their soft edge (core_of's radius)."""
+        the occluders grown past their soft edge (core_of's radius). Computed once (the projection, the
+        bust and the view fit all read it)."""
         grown = 1.0 - core_of(1.0 - self.occluder.astype(np.float32))
         return self.person_core * (1.0 - grown)
 
@@ -84,14 +87,9 @@ def _hair_interpreter():
     global _hair
     if _hair is None:
         path = HAIR_MODEL_PATH
-        if not path.is_file():
-            raise HairModelError(f"hair model {path} is missing: it is committed with the repository "
-                                 f"(`git checkout -- {path.relative_to(path.parents[2])}`)")
-        data = path.read_bytes()
-        got = hashlib.sha256(data).hexdigest()
-        if got != HAIR_MODEL_SHA256:
-            raise HairModelError(f"hair model {path}: sha256 {got} is not the pinned {HAIR_MODEL_SHA256} "
-                                 "(corrupt or another version; restore it with git checkout)")
+        data = read_pinned(path, HAIR_MODEL_SHA256, lambda problem: HairModelError(
+            f"hair model {path}: {problem}. It is committed with the repository: restore it "
+            f"(`git checkout -- {path.relative_to(path.parents[2])}`)"))
         from ai_edge_litert.interpreter import Interpreter
         it = Interpreter(model_content=data, num_threads=HAIR_THREADS)
         it.allocate_tensors()

@@ -215,7 +215,7 @@ def _neighbour_mean(tpl) -> sp.csr_matrix:
 def scalp_weight(tpl) -> np.ndarray:
     """[V] in [0,1]: 1 inside the scalp, fading to 0 over a few rings towards its border (template fact)."""
     on_scalp = np.zeros(tpl.n_vertices)
-    on_scalp[tpl.faces[tpl.face_region == REGIONS.index("scalp")].ravel()] = 1.0
+    on_scalp[tpl.region_vertices("scalp")] = 1.0
     weight = on_scalp.copy()
     for _ in range(6):  # neighbour averaging, clamped to the scalp
         weight = np.minimum(on_scalp, _neighbour_mean(tpl) @ weight)
@@ -470,7 +470,7 @@ class HeadSplat(Method):
             # the head's colours only: the bust's clothing keeps its sampled colours (fitting them too took
             # ~0.1 s more on astronaut, over the time budget, for a sharper shirt)
             head = avatar.face_region[b.faces] != BUST_REGION
-            b.rgb[head] = fit_colours_to_view(g.take(head), b.rgb[head], fitted.camera, photo, ev.trusted() > 0.5)
+            b.rgb[head] = fit_colours_to_view(g.take(head), b.rgb[head], fitted.camera, photo, ev.trusted > 0.5)
             b.sh = rgb_to_sh(b.rgb)
             avatar._neutral = Gaussians(g.means, g.quats, g.scales, g.opacities, b.sh)  # same pose, new colours
         t["view_fit"] = time.perf_counter()
@@ -487,7 +487,7 @@ class HeadSplat(Method):
         vertices = rig.deform(fitted, None)
         vn = vertex_normals(vertices, tpl.faces)
         hair = np.zeros(len(vertices))
-        hair_texels = layout.region == REGIONS.index("scalp")
+        hair_texels = layout.in_region("scalp")
         head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
         if self.prior:
             hair = hair_offsets(fitted, ev, vertices, vn, hair_reach(fitted.landmarks, ev))
@@ -502,7 +502,7 @@ class HeadSplat(Method):
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(photo, ev.trusted(), points, normals, fitted.camera, surface, tpl.faces)
+        rgb, conf = project_texture(photo, ev.trusted, points, normals, fitted.camera, surface, tpl.faces)
         if self.prior and ev.has_hair:
             # hair texels that see neither the photo's hair nor its face (background at the rim, a hat, the
             # skin round an ear) are unseen hair: the photo's hair is quilted over them (texture.complete)
@@ -561,7 +561,7 @@ class HeadSplat(Method):
         points = sample @ bust.vertices
         normals = sample @ bust_normals(bust)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        rgb, conf = project_texture(photo, ev.trusted(), points, normals, fitted.camera,
+        rgb, conf = project_texture(photo, ev.trusted, points, normals, fitted.camera,
                                     np.concatenate([surface, bust.vertices]),
                                     np.concatenate([tpl.faces, faces + len(surface)]))
         if self.symmetry:

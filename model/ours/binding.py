@@ -13,7 +13,7 @@ import numpy as np
 
 from model.core.raster_mesh import rasterize_uv
 from model.head.mesh import barycentric_matrix, face_normals
-from model.head.template import load_template
+from model.head.template import REGIONS, load_template
 
 
 def _uv_edges(face_uvs: np.ndarray):
@@ -165,6 +165,10 @@ class UVLayout:
     mirror: np.ndarray  # [T] index of the mirror texel (u -> 1 - u), -1 where that texel is empty
     grid: np.ndarray  # [res,res] texel index, -1 where empty
     left: np.ndarray  # [T] bool: the texel lies on the subject's left (x > 0; its mirror is on the right)
+
+    def in_region(self, *names: str) -> np.ndarray:
+        """[T] bool: the texels of the template regions `names` (model.head.template.REGIONS)."""
+        return np.isin(self.region, [REGIONS.index(n) for n in names])
 
     def to_grid(self, values: np.ndarray, fill=0.0) -> np.ndarray:
         """Per-texel values [T,...] -> UV image [res,res,...]."""

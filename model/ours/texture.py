@@ -466,7 +466,7 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = 
     for name, c in colours.items():
         if name in names:
             prior[layout.region == names[name]] = c
-    hair = layout.region == names["scalp"] if hair is None else hair
+    hair = layout.in_region("scalp") if hair is None else hair
     n = _strand_noise(layout)[hair, None]
     mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
     prior[hair] = np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
@@ -540,7 +540,7 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     hair also covers the neck, model.ours.avatar.hanging_hair).
     Returns rgb [T,3]."""
     names = {n: i for i, n in enumerate(REGIONS)}
-    hair = layout.region == names["scalp"] if hair is None else hair
+    hair = layout.in_region("scalp") if hair is None else hair
     prior = region_prior(layout, ev, hair)
     # clothing and skin go round the neck, under any hair hanging there
     ring = ring_colours(layout, rgb, conf, (layout.region == names["neck"]) & ~hair,
