@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -413,39 +414,6 @@ def make_performance_fn(names: list[str]):
     return user_errors(performance)
 
 
-def read_clip(path: str, fps: float = DRIVE_FPS, max_seconds: float = MAX_VIDEO_S,
-              max_side: int = MAX_DRIVE_SIDE) -> tuple[list[np.ndarray], float]:
-    """A short video -> (RGB uint8 frames sampled at <= fps, their rate). InputError when the file is
-    not a video, is empty or is longer than max_seconds."""
-    import imageio.v2 as imageio
-    try:
-        reader = imageio.get_reader(path, "ffmpeg")
-    except Exception as e:  # imageio raises OSError/RuntimeError/ValueError depending on the failure
-        raise InputError(f"not a readable video ({type(e).__name__})") from None
-    try:
-        meta = reader.get_meta_data()
-        src_fps = float(meta.get("fps") or 0) or 25.0
-        duration = float(meta.get("duration") or 0)
-        if duration > max_seconds + 0.05:
-            raise InputError(f"the video is {duration:.1f} s long; the limit is {max_seconds:.0f} s")
-        step = max(1, round(src_fps / fps))
-        frames = []
-        try:
-            for i, frame in enumerate(reader):
-                if i / src_fps > max_seconds + 0.05:  # containers can lie about their duration
-                    raise InputError(f"the video is longer than {max_seconds:.0f} s")
-                if i % step == 0:
-                    frames.append(load_image(frame, max_side=max_side))
-        except (OSError, RuntimeError, IndexError) as e:
-            if not frames:
-                raise InputError(f"not a readable video ({type(e).__name__})") from None
-    finally:
-        reader.close()
-    if not frames:
-        raise InputError("the video has no frames")
-    return frames, src_fps / step
-
-
 def _side_by_side(source: np.ndarray, rendered: np.ndarray) -> np.ndarray:
     """Source frame scaled to the render's height, left of it; widths even for H.264."""
     from PIL import Image
@@ -461,12 +429,12 @@ def drive(video, session, progress=gr.Progress()):
     """A short clip (upload or webcam) -> the avatar performing it, side by side with the source, plus
     the avatar-only animation. As in the mirror, the clip's first face is its performer's rest face
     (expressions are read relative to it); frames where no face is found hold the previous expression."""
-    from model.core.video import write_mp4
+    from model.core.video import read_video, write_mp4
     from model.head.landmarks import detect_landmarks
     avatar = _avatar(session, animatable=True)
     if not callable(getattr(avatar, "retarget", None)):
         raise InputError(f"the {session.method_id} avatar has no tracker to follow a video")
-    frames, fps = read_clip(_upload_path(video))
+    frames, fps = read_video(_upload_path(video), DRIVE_FPS, MAX_VIDEO_S, MAX_DRIVE_SIDE)
     controls, missed, rest = [], 0, None
     for frame in progress.tqdm(frames, desc="tracking the face"):
         try:
@@ -505,28 +473,13 @@ MIRROR_MAX_S = 300.0  # a mirror stream ends after this long (the page stops too
 # 0.86 -> 0.88).
 MIRROR_REST_FRAMES = 3
 MIRROR_REST_S = 0.6  # ...taken within this long of the first one: a slow stream must not average in a smile
-MIRROR_DARK = 0.08  # mean luminance below this: "too dark"
-MIRROR_BLUR = 12.0  # variance of the Laplacian (grey levels²) below this: "blurred"
-
-
-def _frame_quality(image: np.ndarray) -> str | None:
-    """Why a frame without a face may have none: too dark or blurred (None: neither)."""
-    import cv2
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    if grey.mean() / 255 < MIRROR_DARK:
-        return "too dark"
-    if cv2.Laplacian(grey, cv2.CV_64F).var() < MIRROR_BLUR:
-        return "blurred"
-    return None
-
-
 def mirror_frame(payload, session) -> str:
     """One webcam frame from the page -> JSON {t, controls | null, notice | null, server_ms[, stop]}.
     The frame is decoded in memory and never stored or logged; a frame the rig cannot follow (no face,
     several faces, dark, blurred) gives controls null and a notice, and the page holds the last pose."""
     import base64
 
-    from model.head.landmarks import detect_all
+    from model.head.landmarks import detect_all, why_no_face
     t0 = time.perf_counter()
     try:
         msg = json.loads(payload or "{}")
@@ -559,7 +512,7 @@ def mirror_frame(payload, session) -> str:
     if len(faces) > 1:
         return answer(notice="several faces in view: holding the last pose")
     if not faces:
-        why = _frame_quality(image)
+        why = why_no_face(image)
         return answer(notice=f"no face found ({why})" if why else "no face in view: holding the last pose")
     rest = session.mirror_rest
     if not rest or (len(rest) < MIRROR_REST_FRAMES and now - session.mirror_rest_at <= MIRROR_REST_S):
@@ -570,32 +523,11 @@ def mirror_frame(payload, session) -> str:
     return answer(controls=avatar.retarget(faces[0], neutral=np.mean(session.mirror_rest, axis=0)))
 
 
-MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
-MAX_SEQUENCE_MB = 50
-
-
-def _read_sequence_file(value) -> tuple[list[str], list[float], list[dict]]:
-    """An uploaded control sequence -> (its names as written, frame times [s], validated controls)."""
-    path = Path(_upload_path(value))
-    if path.stat().st_size > MAX_SEQUENCE_MB * 1e6:
-        raise InputError(f"the sequence file is larger than {MAX_SEQUENCE_MB} MB")
-    try:
-        data = json.loads(path.read_text())
-        times, controls = rig.read_sequence(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"not a JSON control sequence ({type(e).__name__})") from None
-    except ValueError as e:
-        raise InputError(f"not a usable control sequence: {e}") from None
-    if len(controls) > MAX_SEQUENCE_FRAMES:
-        raise InputError(f"the sequence has {len(controls)} frames; the limit is {MAX_SEQUENCE_FRAMES}")
-    return list(data["names"]), times, controls
-
-
 @user_errors
 def load_sequence(value):
     """An uploaded control sequence -> (the file, checked, for the live view to play; a note). The
     viewer re-poses every frame itself; names the rig cannot show are reported, not fatal."""
-    names, times, controls = _read_sequence_file(value)
+    names, times, controls = rig.read_sequence_file(_upload_path(value))
     unused = [n for n in names if n in rig.IGNORED_ARKIT]
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     note = f"playing {len(controls)} frames ({fps:.0f} fps, {times[-1]:.1f} s) in the live view"
@@ -610,7 +542,7 @@ def render_sequence(value, session, progress=gr.Progress()):
     """The uploaded control sequence rendered on the server (mp4 at the sequence's frame rate, ≤ 30 fps)."""
     from model.core.video import write_animation
     avatar = _avatar(session, animatable=True)
-    _, times, controls = _read_sequence_file(value)
+    _, times, controls = rig.read_sequence_file(_upload_path(value))
     span = times[-1] - times[0]
     fps = min(30, max(1, round((len(times) - 1) / span))) if span > 0 else 30
     grid = np.arange(times[0], times[-1] + 0.5 / fps, 1.0 / fps)  # the output frames' times, seconds
@@ -681,67 +613,30 @@ def compare(photo, method_ids, session, progress=gr.Progress()):
 NO_RESULTS = "No results yet: run `python -m evaluation run ... --out results/` and commit `results/`."
 
 
-def leaderboard_groups(results_dir: Path) -> dict[str, list[dict]]:
-    """title -> result dicts, one entry per dataset x protocol; {} when there are no results."""
-    from evaluation.leaderboard import groups, title
-    from evaluation.results import load_results
-    if not Path(results_dir).is_dir():
-        return {}
-    results = load_results(results_dir)
-    return {title(rs): rs for rs in groups(results).values()} if results else {}
-
-
-def leaderboard_view(results: list[dict]):
-    """(display table, bar chart, yaw chart or None) of one dataset x protocol group."""
-    from evaluation import dashboard
-    from evaluation.leaderboard import display_frame, leaderboard
-    from evaluation.protocols import PROTOCOLS
-    df = display_frame(leaderboard(results)).reset_index()
-    proto = PROTOCOLS.get(results[0]["protocol"]["id"])
-    present = list(dict.fromkeys(k for r in results for k in r["metrics"]))
-    metrics = [m for m in proto.primary if m in present] if proto else present[:9]
-    # the dashboard's figure builders are the one place the charts are defined
-    bars = dashboard.metric_bars(results, metrics) if metrics else None
-    has_curves = any(r.get("curves") for r in results if r["status"] == "ok")
-    yaw = dashboard.yaw_curves(results) if has_curves else None
-    return df.round(4), bars, yaw
-
-
-def metric_definitions() -> str:
-    """Markdown table of every metric the leaderboard can show (evaluation's registries)."""
-    from evaluation.metrics import METRICS
-    from evaluation.protocols import EXTRA_METRICS
-    rows = ["| metric | better | unit | definition | implementation |", "|---|---|---|---|---|"]
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    for k, m in METRICS.items():
-        rows.append(f"| `{k}` | {'higher' if m.higher_is_better else 'lower'} | {m.unit or '–'} | "
-                    f"{esc(m.description)} | {esc(m.implementation)} |")
-    for k, (hib, desc) in EXTRA_METRICS.items():
-        rows.append(f"| `{k}` | {'higher' if hib else 'lower'} | – | {esc(desc)} | evaluation/protocols.py |")
-    return "\n".join(rows)
-
-
 def make_leaderboard_fns(results_dir: Path):
+    from evaluation.dashboard import group_view
+    from evaluation.leaderboard import groups_in
+
     def refresh(current=None):
         """Re-read the results folder -> (group chooser, table, bars, yaw curves, status)."""
         try:
-            by_title = leaderboard_groups(results_dir)
+            by_title = groups_in(results_dir)
         except Exception as e:  # a malformed result file: say which, keep the app up
             log.exception("leaderboard")
             return gr.update(choices=[], value=None), None, None, None, f"Could not read the results: {e}"
         if not by_title:
             return gr.update(choices=[], value=None), None, None, None, NO_RESULTS
         choice = current if current in by_title else next(iter(by_title))
-        df, bars, yaw = leaderboard_view(by_title[choice])
+        df, bars, yaw = group_view(by_title[choice])
         n = sum(len(v) for v in by_title.values())
         return (gr.update(choices=list(by_title), value=choice), df, bars, yaw,
                 f"{len(by_title)} leaderboard(s) from {n} result file(s) in `{Path(results_dir).name}/`")
 
     def select(choice):
-        by_title = leaderboard_groups(results_dir)
+        by_title = groups_in(results_dir)
         if choice not in by_title:
             return None, None, None
-        return leaderboard_view(by_title[choice])
+        return group_view(by_title[choice])
     return user_errors(refresh), user_errors(select)
 
 
@@ -793,181 +688,215 @@ def _control_sliders(controls: dict) -> list:
     return [sliders[n] for n in controls]
 
 
+def _create_tab() -> SimpleNamespace:
+    """Create: a photo (or a LAM package) in, the live view, downloads, a turntable."""
+    with gr.Tab("Create", id="create") as tab:
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Portrait (one face)", sources=["upload", "webcam", "clipboard"],
+                                 type="filepath", height=320, elem_id="photo")
+                method = gr.Dropdown(_method_choices(), value=DEFAULT_METHOD, label="Method")
+                create_btn = gr.Button("Reconstruct", variant="primary")
+                lam_in = gr.File(label="…or open a LAM avatar package (.zip)", file_types=[".zip"], elem_id="lam-in")
+                gr.Examples(example_photos(), inputs=[photo], label="Example portraits")
+                summary = gr.Markdown(elem_id="summary")
+            with gr.Column(scale=2):
+                gr.HTML(LIVE_VIEWER_HTML, elem_id="live-slot-create", padding=False)
+                with gr.Row():
+                    yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)", elem_id="yaw")
+                    pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)", elem_id="pitch")
+                live_src = gr.File(visible=False, elem_id="live-src")
+                with gr.Accordion("Server render (when the live view cannot run)", open=False):
+                    rendered = gr.Image(label="Server render", format="jpeg", height=420, interactive=False,
+                                        elem_id="rendered")
+                    render_btn = gr.Button("Render on the server at this yaw/pitch")
+        with gr.Row():
+            with gr.Column():
+                downloads = gr.File(label="Downloads: 3DGS .ply and .splat (3DGS frame: y down)",
+                                    file_count="multiple", interactive=False, elem_id="downloads")
+                lam_btn = gr.Button("Make a LAM-style package (.zip: ARKit-driven, for LAM's web renderer)")
+                lam_file = gr.File(label="avatar_lam.zip", interactive=False, elem_id="lam-zip")
+            with gr.Column():
+                turn_btn = gr.Button("Make a turntable video")
+                turn_video = gr.Video(label="Turntable", interactive=False)
+                turn_file = gr.File(label="turntable.mp4", interactive=False)
+    return SimpleNamespace(tab=tab, photo=photo, method=method, create_btn=create_btn, lam_in=lam_in, summary=summary,
+                           yaw=yaw, pitch=pitch, live_src=live_src, rendered=rendered, render_btn=render_btn,
+                           downloads=downloads, lam_btn=lam_btn, lam_file=lam_file, turn_btn=turn_btn,
+                           turn_video=turn_video, turn_file=turn_file)
+
+
+def _animate_tab() -> SimpleNamespace:
+    """Animate: the rig's sliders and presets, a control sequence, a driving video."""
+    with gr.Tab("Animate", id="animate") as tab:
+        gr.Markdown("Move the rig's sliders or pick a preset (HeadSplat avatars): the live view re-poses "
+                    "the avatar in your browser, with no server call. Drag to orbit, wheel or pinch to zoom.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                preset = gr.Radio(list(PRESETS), value="neutral", label="Preset expressions", elem_id="preset")
+                sliders = _control_sliders(rig.CONTROLS)
+            with gr.Column(scale=2):
+                gr.HTML("", elem_id="live-slot-animate", padding=False)
+                with gr.Row():
+                    seq_file = gr.File(label="Play a control sequence (.json: rig or ARKit names, LAM's format)",
+                                       file_types=[".json"], elem_id="seq-file")
+                    with gr.Column():
+                        seq_note = gr.Markdown(elem_id="seq-note")
+                        seq_btn = gr.Button("Render the sequence on the server (mp4)")
+                with gr.Accordion("Server render and videos", open=False):
+                    view = gr.Image(label="Server render of the sliders", format="jpeg", height=512,
+                                    interactive=False, elem_id="anim-view")
+                    view_btn = gr.Button("Render the sliders on the server")
+                    perf_btn = gr.Button("Render a preset performance (mp4)")
+                    perf_video = gr.Video(label="Performance", interactive=False)
+                    perf_file = gr.File(label="animation.mp4", interactive=False)
+        gr.Markdown(f"### Drive with a video\nUpload or record a short clip (≤ {MAX_VIDEO_S:.0f} s) of "
+                    "one face; it is tracked once, then the live view plays it in step with the clip "
+                    "(and an mp4 is rendered).")
+        with gr.Row():
+            clip = gr.Video(label="Driving clip", sources=["upload", "webcam"], include_audio=False,
+                            elem_id="drive-clip")
+            with gr.Column():
+                drive_btn = gr.Button("Track and animate", variant="primary")
+                drive_note = gr.Markdown()
+                drive_seq = gr.File(label="tracked controls (.json)", interactive=False, elem_id="drive-seq")
+            drive_video = gr.Video(label="Source | avatar", interactive=False)
+            drive_file = gr.File(label="avatar animation .mp4", interactive=False)
+    return SimpleNamespace(tab=tab, preset=preset, sliders=sliders, seq_file=seq_file, seq_note=seq_note,
+                           seq_btn=seq_btn, view=view, view_btn=view_btn, perf_btn=perf_btn, perf_video=perf_video,
+                           perf_file=perf_file, clip=clip, drive_btn=drive_btn, drive_note=drive_note,
+                           drive_seq=drive_seq, drive_video=drive_video, drive_file=drive_file)
+
+
+def _mirror_tab(session) -> SimpleNamespace:
+    """Mirror: the webcam drives the avatar; everything but the frame -> controls call runs in the page."""
+    with gr.Tab("Mirror", id="mirror") as tab:
+        gr.Markdown("Your webcam drives your avatar: the page sends downscaled frames one at a time, the "
+                    "server turns each into rig controls (frames are never stored), and the live view "
+                    f"follows at display rate. A stream stops after {MIRROR_MAX_S / 60:.0f} minutes or when "
+                    "the tab is hidden. Record a session to replay it, download it as JSON (ARKit-style "
+                    "names) or render it on the Animate tab.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                gr.HTML(MIRROR_HTML, padding=False)
+                with gr.Row():
+                    start = gr.Button("Start the mirror", variant="primary", elem_id="mirror-start")
+                    stop = gr.Button("Stop", elem_id="mirror-stop")
+                with gr.Row():
+                    rest = gr.Button("Take my rest face again", elem_id="mirror-rest")
+                    rec_start = gr.Button("Record", elem_id="mirror-rec")
+                    rec_stop = gr.Button("Stop recording and replay", elem_id="mirror-rec-stop")
+                frame_in = gr.Textbox(elem_id="mirror-frame", elem_classes="hs-hidden", show_label=False)
+                frame_out = gr.Textbox(elem_id="mirror-out", elem_classes="hs-hidden", show_label=False)
+            with gr.Column(scale=1):
+                gr.HTML("", elem_id="live-slot-mirror", padding=False)
+    for button, call in ((start, "start()"), (stop, "stop()"), (rest, "retakeRest()"), (rec_start, "recordStart()")):
+        button.click(None, None, None, js=f"() => {{ window.headsplat.mirror.{call}; return []; }}")
+    rec_stop.click(None, None, None, js="() => { const s = window.headsplat.mirror.recordStop(); "
+                                        "if (s.frames.length) window.headsplat.viewer.play(s); return []; }")
+    # one frame in flight per visitor (the page waits for each answer): no queue, no progress UI
+    frame_in.change(mirror_frame, [frame_in, session], frame_out, api_name="mirror_frame", queue=False,
+                    show_progress="hidden")
+    frame_out.change(None, frame_out, None, js="(s) => { window.headsplat.mirror.onResult(s); return []; }")
+    return SimpleNamespace(tab=tab)
+
+
+def _compare_tab(session, photo) -> None:
+    """Compare: the Create tab's photo through each chosen method, side by side."""
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown("The photo from the Create tab through each method: one row per method, the photo "
+                    f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}). A LAM "
+                    "package opened on the Create tab is added as the last row, aligned to the photo.")
+        ids = gr.CheckboxGroup(_method_choices(), value=_compare_ids(), label="Methods")
+        button = gr.Button("Compare", variant="primary")
+        grid = gr.Image(label="Side by side (rows in the order of the table below)", format="jpeg",
+                        interactive=False, elem_id="compare-grid")
+        table = gr.Markdown()
+    button.click(compare, [photo, ids, session], [grid, table], api_name="compare", preprocess=False, **HEAVY)
+
+
+def _leaderboard_tab(demo, results_dir: Path) -> None:
+    """Leaderboard: the committed results, one table and its charts per dataset x protocol."""
+    from evaluation.leaderboard import metric_definitions
+    with gr.Tab("Leaderboard", id="leaderboard"):
+        status = gr.Markdown()
+        with gr.Row():
+            group = gr.Dropdown(label="Dataset · protocol", choices=[], scale=4, elem_id="lb-group")
+            refresh = gr.Button("Refresh", scale=1)
+        table = gr.Dataframe(label="Leaderboard (click a header to sort)", interactive=False, wrap=True)
+        bars = gr.Plot(label="Metrics per method (mean ± std; points: subjects)", elem_id="lb-bars")
+        yaw = gr.Plot(label="Against yaw")
+        with gr.Accordion("Metric definitions", open=False):
+            gr.Markdown(metric_definitions())
+    refresh_fn, select_fn = make_leaderboard_fns(results_dir)
+    out = [group, table, bars, yaw, status]
+    demo.load(refresh_fn, None, out, api_name="leaderboard")
+    refresh.click(refresh_fn, group, out, api_name="leaderboard_refresh")
+    group.input(select_fn, group, [table, bars, yaw], api_visibility="undocumented")
+
+
+HEAVY = dict(concurrency_id="heavy", concurrency_limit=HEAVY_CONCURRENCY)
+LIGHT = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, show_progress="hidden",
+             trigger_mode="always_last")
+
+
+def _wire_avatar(session, create: SimpleNamespace, animate: SimpleNamespace) -> None:
+    """The events of the Create and Animate tabs, which share the avatar, the view and the sliders."""
+    names = list(rig.CONTROLS)
+    c, a = create, animate
+    create_out = [session, c.live_src, c.rendered, a.view, c.downloads, c.summary, c.yaw, c.pitch]
+    load_live = dict(fn=None, inputs=c.live_src, outputs=None, js=JS_LOAD)
+    restore_live = dict(fn=None, inputs=None, outputs=None, js=JS_RESTORE)
+    # each way to a new avatar: the live view announces it at once (page only), then the server builds it
+    for trigger, fn, inputs, api_name in ((c.photo.change, reconstruct, [c.photo, c.method, session], "reconstruct"),
+                                           (c.lam_in.upload, open_lam, [c.lam_in, session], "open_lam"),
+                                           (c.create_btn.click, reconstruct, [c.photo, c.method, session],
+                                            "reconstruct_again")):
+        trigger(None, inputs[0], None, js=JS_PENDING)
+        built = trigger(fn, inputs, create_out, api_name=api_name, preprocess=False, **HEAVY)
+        built.success(**load_live)
+        built.failure(**restore_live)
+    # the live view follows the sliders in the page: no server call
+    gr.on([c.yaw.input, c.pitch.input], None, [c.yaw, c.pitch], None, js=JS_VIEW)
+    for name, s in zip(names, a.sliders):
+        s.input(None, s, None, js=JS_CONTROL % json.dumps(name))
+    a.preset.input(None, a.preset, a.sliders, js=JS_PRESET % (json.dumps(PRESETS), json.dumps(names),
+                                                              json.dumps([rig.CONTROLS[n].neutral for n in names])))
+    view_fn = make_view_fn(names)
+    view_in = [session, c.yaw, c.pitch, *a.sliders]
+    c.render_btn.click(view_fn, view_in, c.rendered, api_name="view", **LIGHT)
+    a.view_btn.click(view_fn, view_in, a.view, api_name="animate_view", **LIGHT)
+    gr.api(make_preset_fn(names), api_name="preset")
+    c.turn_btn.click(turntable, session, [c.turn_video, c.turn_file], api_name="turntable", **HEAVY)
+    c.lam_btn.click(lam_package, session, c.lam_file, api_name="lam_package", **HEAVY)
+    a.perf_btn.click(make_performance_fn(names), session, [a.perf_video, a.perf_file], api_name="performance",
+                     **HEAVY)
+    a.seq_file.upload(load_sequence, a.seq_file, [a.seq_file, a.seq_note], api_name="sequence",
+                      preprocess=False).success(None, a.seq_file, None, js=JS_PLAY % "null")
+    a.seq_btn.click(render_sequence, [a.seq_file, session], [a.perf_video, a.perf_file], api_name="render_sequence",
+                    preprocess=False, **HEAVY)
+    a.drive_btn.click(drive, [a.clip, session], [a.drive_video, a.drive_file, a.drive_note, a.drive_seq],
+                      api_name="drive", preprocess=False, **HEAVY).success(None, a.drive_seq, None,
+                                                                           js=JS_PLAY % "'#drive-clip video'")
+
+
 def build_app(results_dir: str | Path = RESULTS_DIR, state_ttl_s: float = STATE_TTL_S) -> gr.Blocks:
     """The whole Space as a gr.Blocks with its queue configured (launch with `launch_kwargs()`)."""
-    names = list(rig.CONTROLS)
-    method_ids = [s.id for s in list_methods()]
-    view_fn, preset_fn = make_view_fn(names), make_preset_fn(names)
-    refresh_fn, select_fn = make_leaderboard_fns(Path(results_dir))
-
     with gr.Blocks(title="HeadSplat Hub", delete_cache=CACHE_CLEAN) as demo:
         session = gr.State(None, time_to_live=state_ttl_s, delete_callback=_close_session)
         gr.Markdown("# HeadSplat Hub\nOne portrait in, a full 360° head of 3D Gaussians out: rotate it, "
                     "animate it, download it, and compare methods on one documented evaluation.")
         with gr.Tabs():
-            with gr.Tab("Create", id="create") as create_tab:
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        photo = gr.Image(label="Portrait (one face)", sources=["upload", "webcam", "clipboard"],
-                                         type="filepath", height=320, elem_id="photo")
-                        method = gr.Dropdown(_method_choices(), value=DEFAULT_METHOD, label="Method")
-                        create_btn = gr.Button("Reconstruct", variant="primary")
-                        lam_in = gr.File(label="…or open a LAM avatar package (.zip)", file_types=[".zip"],
-                                         elem_id="lam-in")
-                        gr.Examples(example_photos(), inputs=[photo], label="Example portraits")
-                        summary = gr.Markdown(elem_id="summary")
-                    with gr.Column(scale=2):
-                        gr.HTML(LIVE_VIEWER_HTML, elem_id="live-slot-create", padding=False)
-                        with gr.Row():
-                            yaw = gr.Slider(-180, 180, value=0, step=1, label="yaw (°)", elem_id="yaw")
-                            pitch = gr.Slider(-60, 60, value=0, step=1, label="pitch (°)", elem_id="pitch")
-                        live_src = gr.File(visible=False, elem_id="live-src")
-                        with gr.Accordion("Server render (when the live view cannot run)", open=False):
-                            rendered = gr.Image(label="Server render", format="jpeg", height=420,
-                                                interactive=False, elem_id="rendered")
-                            render_btn = gr.Button("Render on the server at this yaw/pitch")
-                with gr.Row():
-                    with gr.Column():
-                        downloads = gr.File(label="Downloads: 3DGS .ply and .splat (3DGS frame: y down)",
-                                            file_count="multiple", interactive=False, elem_id="downloads")
-                        lam_btn = gr.Button("Make a LAM-style package (.zip: ARKit-driven, for LAM's web renderer)")
-                        lam_file = gr.File(label="avatar_lam.zip", interactive=False, elem_id="lam-zip")
-                    with gr.Column():
-                        turn_btn = gr.Button("Make a turntable video")
-                        turn_video = gr.Video(label="Turntable", interactive=False)
-                        turn_file = gr.File(label="turntable.mp4", interactive=False)
-            with gr.Tab("Animate", id="animate") as animate_tab:
-                gr.Markdown("Move the rig's sliders or pick a preset (HeadSplat avatars): the live view re-poses "
-                            "the avatar in your browser, with no server call. Drag to orbit, wheel or pinch to zoom.")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        preset = gr.Radio(list(PRESETS), value="neutral", label="Preset expressions",
-                                          elem_id="preset")
-                        sliders = _control_sliders(rig.CONTROLS)
-                    with gr.Column(scale=2):
-                        gr.HTML("", elem_id="live-slot-animate", padding=False)
-                        with gr.Row():
-                            seq_file = gr.File(label="Play a control sequence (.json: rig or ARKit names, "
-                                                     "LAM's format)", file_types=[".json"], elem_id="seq-file")
-                            with gr.Column():
-                                seq_note = gr.Markdown(elem_id="seq-note")
-                                seq_btn = gr.Button("Render the sequence on the server (mp4)")
-                        with gr.Accordion("Server render and videos", open=False):
-                            anim_view = gr.Image(label="Server render of the sliders", format="jpeg", height=512,
-                                                 interactive=False, elem_id="anim-view")
-                            anim_btn = gr.Button("Render the sliders on the server")
-                            perf_btn = gr.Button("Render a preset performance (mp4)")
-                            perf_video = gr.Video(label="Performance", interactive=False)
-                            perf_file = gr.File(label="animation.mp4", interactive=False)
-                gr.Markdown(f"### Drive with a video\nUpload or record a short clip (≤ {MAX_VIDEO_S:.0f} s) of "
-                            "one face; it is tracked once, then the live view plays it in step with the clip "
-                            "(and an mp4 is rendered).")
-                with gr.Row():
-                    clip = gr.Video(label="Driving clip", sources=["upload", "webcam"], include_audio=False,
-                                    elem_id="drive-clip")
-                    with gr.Column():
-                        drive_btn = gr.Button("Track and animate", variant="primary")
-                        drive_note = gr.Markdown()
-                        drive_seq = gr.File(label="tracked controls (.json)", interactive=False, elem_id="drive-seq")
-                    drive_video = gr.Video(label="Source | avatar", interactive=False)
-                    drive_file = gr.File(label="avatar animation .mp4", interactive=False)
-            with gr.Tab("Mirror", id="mirror") as mirror_tab:
-                gr.Markdown("Your webcam drives your avatar: the page sends downscaled frames one at a time, the "
-                            "server turns each into rig controls (frames are never stored), and the live view "
-                            f"follows at display rate. A stream stops after {MIRROR_MAX_S / 60:.0f} minutes or when "
-                            "the tab is hidden. Record a session to replay it, download it as JSON (ARKit-style "
-                            "names) or render it on the Animate tab.")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        gr.HTML(MIRROR_HTML, padding=False)
-                        with gr.Row():
-                            mirror_start = gr.Button("Start the mirror", variant="primary", elem_id="mirror-start")
-                            mirror_stop = gr.Button("Stop", elem_id="mirror-stop")
-                        with gr.Row():
-                            rest_btn = gr.Button("Take my rest face again", elem_id="mirror-rest")
-                            rec_start = gr.Button("Record", elem_id="mirror-rec")
-                            rec_stop = gr.Button("Stop recording and replay", elem_id="mirror-rec-stop")
-                        mirror_in = gr.Textbox(elem_id="mirror-frame", elem_classes="hs-hidden", show_label=False)
-                        mirror_out = gr.Textbox(elem_id="mirror-out", elem_classes="hs-hidden", show_label=False)
-                    with gr.Column(scale=1):
-                        gr.HTML("", elem_id="live-slot-mirror", padding=False)
-            with gr.Tab("Compare", id="compare"):
-                gr.Markdown("The photo from the Create tab through each method: one row per method, the photo "
-                            f"then the same orbit views (yaw {', '.join(f'{y}°' for y in COMPARE_YAWS_DEG)}). A LAM "
-                            "package opened on the Create tab is added as the last row, aligned to the photo.")
-                compare_ids = gr.CheckboxGroup(_method_choices(), value=_compare_ids(), label="Methods")
-                compare_btn = gr.Button("Compare", variant="primary")
-                grid = gr.Image(label="Side by side (rows in the order of the table below)", format="jpeg",
-                                interactive=False, elem_id="compare-grid")
-                grid_table = gr.Markdown()
-            with gr.Tab("Leaderboard", id="leaderboard"):
-                lb_status = gr.Markdown()
-                with gr.Row():
-                    lb_group = gr.Dropdown(label="Dataset · protocol", choices=[], scale=4)
-                    lb_refresh = gr.Button("Refresh", scale=1)
-                lb_table = gr.Dataframe(label="Leaderboard (click a header to sort)", interactive=False, wrap=True)
-                lb_bars = gr.Plot(label="Metrics per method (mean ± std; points: subjects)")
-                lb_yaw = gr.Plot(label="Against yaw")
-                with gr.Accordion("Metric definitions", open=False):
-                    gr.Markdown(metric_definitions())
-        gr.HTML(_footer(method_ids))
-
-        heavy = dict(concurrency_id="heavy", concurrency_limit=HEAVY_CONCURRENCY)
-        light = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, show_progress="hidden",
-                     trigger_mode="always_last")
-        create_out = [session, live_src, rendered, anim_view, downloads, summary, yaw, pitch]
-        load_live = dict(fn=None, inputs=live_src, outputs=None, js=JS_LOAD)
-        restore_live = dict(fn=None, inputs=None, outputs=None, js=JS_RESTORE)
-        # each way to a new avatar: the live view announces it at once (page only), then the server builds it
-        for trigger, fn, inputs, api_name in ((photo.change, reconstruct, [photo, method, session], "reconstruct"),
-                                               (lam_in.upload, open_lam, [lam_in, session], "open_lam"),
-                                               (create_btn.click, reconstruct, [photo, method, session],
-                                                "reconstruct_again")):
-            trigger(None, inputs[0], None, js=JS_PENDING)
-            built = trigger(fn, inputs, create_out, api_name=api_name, preprocess=False, **heavy)
-            built.success(**load_live)
-            built.failure(**restore_live)
-        create_tab.select(None, None, None, js=JS_ATTACH % "live-slot-create")
-        animate_tab.select(None, None, None, js=JS_ATTACH % "live-slot-animate")
-        mirror_tab.select(None, None, None, js=JS_ATTACH % "live-slot-mirror")
-        mirror_start.click(None, None, None, js="() => { window.headsplat.mirror.start(); return []; }")
-        mirror_stop.click(None, None, None, js="() => { window.headsplat.mirror.stop(); return []; }")
-        rest_btn.click(None, None, None, js="() => { window.headsplat.mirror.retakeRest(); return []; }")
-        rec_start.click(None, None, None, js="() => { window.headsplat.mirror.recordStart(); return []; }")
-        rec_stop.click(None, None, None, js="() => { const s = window.headsplat.mirror.recordStop(); "
-                                            "if (s.frames.length) window.headsplat.viewer.play(s); return []; }")
-        # one frame in flight per visitor (the page waits for each answer): no queue, no progress UI
-        mirror_in.change(mirror_frame, [mirror_in, session], mirror_out, api_name="mirror_frame", queue=False,
-                        show_progress="hidden")
-        mirror_out.change(None, mirror_out, None, js="(s) => { window.headsplat.mirror.onResult(s); return []; }")
-        # the live view follows the sliders in the page: no server call
-        gr.on([yaw.input, pitch.input], None, [yaw, pitch], None, js=JS_VIEW)
-        for name, s in zip(names, sliders):
-            s.input(None, s, None, js=JS_CONTROL % json.dumps(name))
-        preset.input(None, preset, sliders, js=JS_PRESET % (json.dumps(PRESETS), json.dumps(names),
-                                                            json.dumps([rig.CONTROLS[n].neutral for n in names])))
-        view_in = [session, yaw, pitch, *sliders]
-        render_btn.click(view_fn, view_in, rendered, api_name="view", **light)
-        anim_btn.click(view_fn, view_in, anim_view, api_name="animate_view", **light)
-        gr.api(preset_fn, api_name="preset")
-        turn_btn.click(turntable, session, [turn_video, turn_file], api_name="turntable", **heavy)
-        lam_btn.click(lam_package, session, lam_file, api_name="lam_package", **heavy)
-        perf_btn.click(make_performance_fn(names), session, [perf_video, perf_file], api_name="performance",
-                       **heavy)
-        seq_file.upload(load_sequence, seq_file, [seq_file, seq_note], api_name="sequence",
-                        preprocess=False).success(None, seq_file, None, js=JS_PLAY % "null")
-        seq_btn.click(render_sequence, [seq_file, session], [perf_video, perf_file], api_name="render_sequence",
-                      preprocess=False, **heavy)
-        drive_btn.click(drive, [clip, session], [drive_video, drive_file, drive_note, drive_seq], api_name="drive",
-                        preprocess=False, **heavy).success(None, drive_seq, None,
-                                                           js=JS_PLAY % "'#drive-clip video'")
-        compare_btn.click(compare, [photo, compare_ids, session], [grid, grid_table], api_name="compare",
-                          preprocess=False, **heavy)
-        lb_out = [lb_group, lb_table, lb_bars, lb_yaw, lb_status]
-        demo.load(refresh_fn, None, lb_out, api_name="leaderboard")
-        lb_refresh.click(refresh_fn, lb_group, lb_out, api_name="leaderboard_refresh")
-        lb_group.input(select_fn, lb_group, [lb_table, lb_bars, lb_yaw], api_visibility="undocumented")
-
+            create = _create_tab()
+            animate = _animate_tab()
+            mirror = _mirror_tab(session)
+            _compare_tab(session, create.photo)
+            _leaderboard_tab(demo, Path(results_dir))
+        gr.HTML(_footer([s.id for s in list_methods()]))
+        _wire_avatar(session, create, animate)
+        # the one live view moves to the tab shown (page only)
+        for tab, slot in ((create.tab, "create"), (animate.tab, "animate"), (mirror.tab, "mirror")):
+            tab.select(None, None, None, js=JS_ATTACH % f"live-slot-{slot}")
     demo.queue(default_concurrency_limit=HEAVY_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return demo
 
@@ -978,6 +907,24 @@ def launch_kwargs() -> dict:
     and the session root is none of them.)"""
     return {"max_file_size": f"{MAX_UPLOAD_MB}mb", "footer_links": ["api", "gradio"], "head": viewer_head(),
             "css": LIVE_CSS}
+
+
+@contextlib.contextmanager
+def serving(results_dir: str | Path = RESULTS_DIR, warm: bool = True):
+    """The app served in this process on a free loopback port, for tests and benchmarks: yields
+    (demo, url) and closes it after. warm: run warm_up() first, as `python app.py` does."""
+    import socket
+    if warm:
+        warm_up()
+    demo = build_app(results_dir=results_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    try:
+        yield demo, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Prints one JSON line last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -66,13 +66,8 @@ def main(argv=None) -> dict:
             app.render_view(avatar, 0.0, 0.0, {"jawOpen": 0.1 * (i % 10)} if i % 10 else {"jawOpen": 0.05})
             moved.append(time.perf_counter() - t)
 
-    demo = app.build_app()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
-    url = f"http://127.0.0.1:{port}/"
+    server = contextlib.ExitStack()
+    _, url = server.enter_context(app.serving(warm=False))  # warmed up above
     neutral_values = [CONTROLS[n].neutral for n in CONTROLS]
 
     def visit_once(folder: Path, n_views: int, yaw_step: float, pitch: float) -> tuple[float, list[float]]:
@@ -116,7 +111,7 @@ def main(argv=None) -> dict:
             th.join()
         wall = time.perf_counter() - t
     finally:
-        demo.close()
+        server.close()
 
     out = {
         "benchmark": "app_latency", "method": args.method, "backend": available_backends()[0],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import statistics
@@ -174,7 +175,8 @@ def main(argv=None) -> dict:
     from model.core.camera import framing_camera
     from model.core.gaussians import Gaussians
     from model.head import rig
-    from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, SHARED_FIXTURES, free_port
+    from tests.helpers import SHARED_FIXTURES
+    from web import CHROMIUM, CHROMIUM_FLAGS
 
     avatar = app.load_method("ours").reconstruct(data.astronaut())  # what the server builds for this photo
     poses = [("preset " + k, v) for k, v in app.PRESETS.items()]
@@ -190,9 +192,8 @@ def main(argv=None) -> dict:
 
     app.warm_up()
     server_log = _server_clock(app)
-    demo = app.build_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
+    server = contextlib.ExitStack()
+    _, url = server.enter_context(app.serving(warm=False))
     out: dict = {"benchmark": "live_viewer", "gaussians": len(avatar.gaussians()), "poses": len(poses)}
     try:
         with tempfile.TemporaryDirectory() as d, sync_playwright() as p:
@@ -202,7 +203,7 @@ def main(argv=None) -> dict:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(url)
             page.wait_for_selector("#photo input[type=file]", state="attached", timeout=60_000)
             t0 = time.perf_counter()
             page.locator("#photo input[type=file]").set_input_files(str(photo))
@@ -260,7 +261,7 @@ def main(argv=None) -> dict:
                                                server_log=server_log))
             browser.close()
     finally:
-        demo.close()
+        server.close()
     out["targets"] = {"centre_error_mm_mean<=0.5": out["centre_error_mm_mean"] <= 0.5,
                       "render_psnr_db_min>=30": out["render_psnr_db_min"] >= 30,
                       "update_ms_median<=16": out["update_ms_median"] <= 16,

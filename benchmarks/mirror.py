@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     import app
     from model.core.image_io import to_uint8
     from model.head import rig
-    from tests.helpers import SHARED_FIXTURES, free_port, mirror_frame_payload
+    from tests.helpers import SHARED_FIXTURES, mirror_frame_payload
 
     avatar = app.load_method("ours").reconstruct(data.astronaut())
     session = app.Session(app.session_root())
@@ -148,13 +148,8 @@ def main(argv=None) -> dict:
         # it: gradio's browser client posts a queue=False event straight to /gradio_api/run/<api_name> with the
         # visitor's session_hash (no queue, no SSE stream). gradio_client always goes through the queue's SSE
         # protocol, which adds ~0.1 s a call on loopback: its round trip is reported apart, for reference.
-        app.warm_up()
-        demo = app.build_app()
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **app.launch_kwargs())
-        root = f"http://127.0.0.1:{port}"
-        try:
+        with app.serving() as (_, url):
+            root = url.rstrip("/")
             with tempfile.TemporaryDirectory() as d:
                 photo = f"{d}/astronaut.png"
                 from PIL import Image
@@ -190,8 +185,6 @@ def main(argv=None) -> dict:
                     out[f"updates_per_s_{n}_visitors_min"] = round(min(rates), 2)
                     out[f"round_trip_ms_median_{n}_visitors"] = round(
                         1000 * statistics.median(x for r in rts for x in r), 1)
-        finally:
-            demo.close()
     out["targets"] = {
         "frame_to_controls_ms<=80": out["frame_to_controls_ms_median"] <= 80,
         "mae<=0.1": all(v <= 0.1 for v in out["mae"].values()),

@@ -92,6 +92,21 @@ def yaw_curves(results):
     return fig
 
 
+def group_view(results: list[dict]):
+    """(display table, bar chart, yaw chart or None) of one dataset x protocol group: what the app's
+    leaderboard tab shows."""
+    from evaluation.leaderboard import display_frame, leaderboard
+    from evaluation.protocols import PROTOCOLS
+    df = display_frame(leaderboard(results)).reset_index()
+    proto = PROTOCOLS.get(results[0]["protocol"]["id"])
+    present = list(dict.fromkeys(k for r in results for k in r["metrics"]))
+    metrics = [m for m in proto.primary if m in present] if proto else present[:9]
+    bars = metric_bars(results, metrics) if metrics else None
+    has_curves = any(r.get("curves") for r in results if r["status"] == "ok")
+    yaw = yaw_curves(results) if has_curves else None
+    return df.round(4), bars, yaw
+
+
 def _thumb_table(results, root: Path) -> str:
     by_subject = {}
     for r in results:

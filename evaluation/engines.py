@@ -342,7 +342,7 @@ def _ray(fn, jobs, workers, threads, max_attempts, address, stats, strict) -> It
         if stats is not None:
             stats.workers, stats.threads = workers, threads
         # Workers import fn's module by name: on a local cluster from this checkout; on a real cluster the
-        # project must be installed in the image (README: "Evaluating on a Ray cluster").
+        # project must be installed in the image (docs/engines.md: "On a Ray cluster").
         env = {var: str(threads) for var in THREAD_ENV}
         if not address:
             env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -217,3 +217,26 @@ def render_all(results_dir: str | Path, fmt: str = "markdown") -> str:
         else:
             parts.append(f"# {t}\n{body}")
     return "\n".join(parts)
+
+
+def groups_in(results_dir: str | Path) -> dict[str, list[dict]]:
+    """title -> result dicts of a results folder, one entry per dataset x protocol; {} when there are none."""
+    from evaluation.results import load_results
+    if not Path(results_dir).is_dir():
+        return {}
+    results = load_results(results_dir)
+    return {title(rs): rs for rs in groups(results).values()} if results else {}
+
+
+def metric_definitions() -> str:
+    """Markdown table of every metric a leaderboard can show (the metric registry and the protocols' own)."""
+    from evaluation import protocols
+    from evaluation.metrics import METRICS
+    rows = ["| metric | better | unit | definition | implementation |", "|---|---|---|---|---|"]
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    for k, m in METRICS.items():
+        rows.append(f"| `{k}` | {'higher' if m.higher_is_better else 'lower'} | {m.unit or '–'} | "
+                    f"{esc(m.description)} | {esc(m.implementation)} |")
+    for k, (hib, desc) in protocols.EXTRA_METRICS.items():
+        rows.append(f"| `{k}` | {'higher' if hib else 'lower'} | – | {esc(desc)} | {protocols.__name__} |")
+    return "\n".join(rows)

@@ -17,11 +17,5 @@ def ours_astronaut():
 def app_url():
     """The Space served on a free loopback port for the browser tests (one server for the run)."""
     import app
-    from tests.helpers import free_port
-    app.warm_up()
-    demo = app.build_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with app.serving() as (_, url):
+        yield url

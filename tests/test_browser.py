@@ -24,8 +24,9 @@ from skimage import data
 
 from model.core.camera import framing_camera
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import ARTIFACTS, CHROMIUM, check_figure, needs_chromium, shared_fixture
-from tests.helpers import CHROMIUM_FLAGS as FLAGS
+from tests.helpers import ARTIFACTS, check_figure, needs_chromium, shared_fixture
+from web import CHROMIUM
+from web import CHROMIUM_FLAGS as FLAGS
 
 V = "window.headsplat.viewer"
 

@@ -24,8 +24,9 @@ import pytest
 from PIL import Image
 
 from model.head.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, detect_landmarks
-from tests.helpers import ARTIFACTS, check_figure, CHROMIUM, SHARED_FIXTURES, needs_chromium, node, shared_fixture
-from tests.helpers import CHROMIUM_FLAGS as FLAGS
+from tests.helpers import ARTIFACTS, SHARED_FIXTURES, check_figure, needs_chromium, node, shared_fixture
+from web import CHROMIUM
+from web import CHROMIUM_FLAGS as FLAGS
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 SIZE = 256  # software WebGL draws LAM's 30k splats at ~1 frame per second at this size

@@ -14,31 +14,15 @@ from skimage import data
 
 from model.core.camera import framing_camera
 from model.core.image_io import to_uint8
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, check_figure, needs_chromium
+from tests.helpers import check_figure, needs_chromium
+from web import CHROMIUM, CHROMIUM_FLAGS, FAKE_WEBCAM_FLAGS, write_y4m
 
-FLAGS = CHROMIUM_FLAGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+FLAGS = CHROMIUM_FLAGS + FAKE_WEBCAM_FLAGS
 V = "window.headsplat.viewer"
 M = "window.headsplat.mirror"
 FPS = 10
 
 pytestmark = needs_chromium()
-
-
-def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> Path:
-    """RGB uint8 frames [H,W,3] (even H, W) -> a YUV4MPEG2 4:2:0 file, what Chromium's fake webcam reads."""
-    h, w = frames[0].shape[:2]
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for rgb in frames:
-            x = rgb.astype(np.float32)
-            y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]  # BT.601, full range (JPEG)
-            u = 128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
-            v = 128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
-            sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean((1, 3))  # noqa: E731
-            f.write(b"FRAME\n")
-            for plane in (y, sub(u), sub(v)):
-                f.write(np.clip(np.round(plane), 0, 255).astype(np.uint8).tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,35 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# The browser that runs the viewer headless (tests, benchmarks, the README's pictures): Debian's chromium,
+# which `make test` installs, driven by Playwright; WebGL2 in software (SwiftShader), no network of its own.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Chromium's fake webcam (--use-fake-device-for-media-stream) plays a clip written by write_y4m
+FAKE_WEBCAM_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 BUNDLE = ROOT / "dist" / "viewer.js"
 SOURCES = (ROOT / "src", ROOT / "build.mjs", ROOT / "package-lock.json")
+
+
+def write_y4m(path: str | Path, frames: list, fps: int) -> Path:
+    """RGB uint8 frames [H,W,3] (even H, W) -> a YUV4MPEG2 4:2:0 file, what Chromium's fake webcam reads
+    (--use-file-for-fake-video-capture=PATH; it loops the clip)."""
+    import numpy as np
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            x = rgb.astype(np.float32)
+            y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]  # BT.601, full range (JPEG)
+            u = 128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
+            v = 128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
+            sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean((1, 3))  # noqa: E731
+            f.write(b"FRAME\n")
+            for plane in (y, sub(u), sub(v)):
+                f.write(np.clip(np.round(plane), 0, 255).astype(np.uint8).tobytes())
+    return path
 
 
 class BuildError(RuntimeError):

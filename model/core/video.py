@@ -1,4 +1,5 @@
-"""Videos of an avatar: a 360° turntable and a performance driven by a sequence of controls (mp4, H.264)."""
+"""Videos: reading a short clip a visitor uploads, and writing an avatar's 360° turntable and a performance driven
+by a sequence of controls (mp4, H.264)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,8 @@ import imageio.v2 as imageio
 import numpy as np
 
 from model.core.camera import Camera, framing_camera
-from model.core.image_io import to_uint8
+from model.core.errors import InputError
+from model.core.image_io import load_image, to_uint8
 from model.core.render import RenderResult
 
 
@@ -53,3 +55,34 @@ def write_animation(avatar: Renderable, controls: Sequence[Mapping[str, float]],
     if cam.width % 2 or cam.height % 2:  # H.264 with yuv420p needs even sizes
         cam = cam.resized(cam.width // 2 * 2, cam.height // 2 * 2)
     return write_mp4((avatar.render(cam, c).rgb for c in controls), path, fps)
+
+
+def read_video(path: str | Path, fps: float, max_seconds: float, max_side: int) -> tuple[list[np.ndarray], float]:
+    """A short video -> (RGB uint8 frames sampled at <= fps, long side <= max_side; their rate, frames/s).
+    InputError when the file is not a video, has no frames or is longer than max_seconds."""
+    try:
+        reader = imageio.get_reader(path, "ffmpeg")
+    except Exception as e:  # imageio raises OSError/RuntimeError/ValueError depending on the failure
+        raise InputError(f"not a readable video ({type(e).__name__})") from None
+    try:
+        meta = reader.get_meta_data()
+        src_fps = float(meta.get("fps") or 0) or 25.0
+        duration = float(meta.get("duration") or 0)
+        if duration > max_seconds + 0.05:
+            raise InputError(f"the video is {duration:.1f} s long; the limit is {max_seconds:.0f} s")
+        step = max(1, round(src_fps / fps))
+        frames = []
+        try:
+            for i, frame in enumerate(reader):
+                if i / src_fps > max_seconds + 0.05:  # containers can lie about their duration
+                    raise InputError(f"the video is longer than {max_seconds:.0f} s")
+                if i % step == 0:
+                    frames.append(load_image(frame, max_side=max_side))
+        except (OSError, RuntimeError, IndexError) as e:
+            if not frames:
+                raise InputError(f"not a readable video ({type(e).__name__})") from None
+    finally:
+        reader.close()
+    if not frames:
+        raise InputError("the video has no frames")
+    return frames, src_fps / step

@@ -165,3 +165,17 @@ NOSE_TIP, CHIN, FOREHEAD = 1, 152, 10
 def inter_ocular(points: np.ndarray) -> float:
     """Outer-eye-corner distance of landmarks [478, 2 or 3] (the NME normaliser), same unit as points."""
     return float(np.linalg.norm(points[RIGHT_EYE_OUTER, :2] - points[LEFT_EYE_OUTER, :2]))
+
+
+DARK = 0.08  # mean luminance below this: "too dark"
+BLUR = 12.0  # variance of the Laplacian (grey levels²) below this: "blurred"
+
+
+def why_no_face(image: np.ndarray) -> str | None:
+    """Why a frame [H,W,3] uint8 without a face may have none: "too dark" or "blurred" (None: neither)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if grey.mean() / 255 < DARK:
+        return "too dark"
+    if cv2.Laplacian(grey, cv2.CV_64F).var() < BLUR:
+        return "blurred"
+    return None

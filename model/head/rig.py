@@ -53,12 +53,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from model.core.errors import InputError
 from model.head.fitting import NECK_PIVOT, euler_from_rotation, photo_camera_K, rotation_from_euler, solve_pnp
 from model.head.head_model import HeadModel
 from model.head.ict_fit import HeadFit, _corrective_offsets, _prep, _rest_angles, eye_centres, fit_head_model, turn_eyes
@@ -178,6 +181,28 @@ def read_sequence(data: Mapping) -> tuple[list[float], list[dict[str, float]]]:
     if any(b < a for a, b in zip(times, times[1:])):
         raise ValueError("frame times must not decrease")
     return times, out
+
+
+MAX_SEQUENCE_FRAMES = 20 * 60 * 30  # 20 minutes at 30 fps
+MAX_SEQUENCE_MB = 50
+
+
+def read_sequence_file(path: str | Path) -> tuple[list[str], list[float], list[dict[str, float]]]:
+    """A control sequence file (read_sequence's JSON) -> (its names as written, frame times [s], validated
+    controls). InputError naming what is wrong: too large, not JSON, not a sequence, too many frames."""
+    path = Path(path)
+    if path.stat().st_size > MAX_SEQUENCE_MB * 1e6:
+        raise InputError(f"the sequence file is larger than {MAX_SEQUENCE_MB} MB")
+    try:
+        data = json.loads(path.read_text())
+        times, controls = read_sequence(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"not a JSON control sequence ({type(e).__name__})") from None
+    except ValueError as e:
+        raise InputError(f"not a usable control sequence: {e}") from None
+    if len(controls) > MAX_SEQUENCE_FRAMES:
+        raise InputError(f"the sequence has {len(controls)} frames; the limit is {MAX_SEQUENCE_FRAMES}")
+    return list(data["names"]), times, controls
 
 
 def sequence_dict(times: list[float], controls: list[Mapping[str, float]]) -> dict:
