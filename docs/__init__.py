@@ -1,0 +1,1 @@
+"""The project's documentation pages (Markdown) and the script that takes the README's pictures."""
