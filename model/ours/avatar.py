@@ -40,7 +40,7 @@ from model.head.ict_fit import HeadFit, fit
 from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
 from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence
-from model.head.template import REGIONS, TEMPLATE_VERSION
+from model.head.template import TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.binding import (
     UVLayout,
@@ -494,7 +494,7 @@ class HeadSplat(Method):
             # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
             # top ring shares the scalp's border, which carries the scalp's hair
             below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
-            hair_texels |= (layout.region == REGIONS.index("neck")) & (
+            hair_texels |= layout.in_region("neck") & (
                 below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
         offset = hair + rim_growth(fitted, ev, vertices, vn, head)
         surface = vertices + offset[:, None] * vn

@@ -94,10 +94,9 @@ def _blur(grid: np.ndarray, sigma: float) -> np.ndarray:
 @lru_cache(maxsize=16)
 def _group_masks(layout: UVLayout, sigma: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per region group: (texel selection [T] bool, blurred occupancy [T]) — template facts, cached."""
-    names = {n: i for i, n in enumerate(REGIONS)}
     out = []
     for group in _GROUPS:
-        sel = np.isin(layout.region, [names[n] for n in group if n in names])
+        sel = layout.in_region(*(n for n in group if n in REGIONS))
         if sel.any():
             occ = layout.from_grid(_blur(layout.to_grid(sel.astype(np.float32)), sigma))
             out.append((sel, occ))
@@ -453,7 +452,6 @@ def _strand_noise(layout: UVLayout, seed: int = 7) -> np.ndarray:
 def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = None) -> np.ndarray:
     """The full-head prior's colour [T,3] for every texel, from the photo's skin and hair statistics;
     hair [T] bool: the texels hair covers (default: the scalp)."""
-    names = {n: i for i, n in enumerate(REGIONS)}
     skin = ev.skin_rgb.astype(np.float64)
     colours = {
         "face_skin": skin, "ears": skin * 0.95, "neck": skin * 0.9,
@@ -464,8 +462,8 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = 
     }
     prior = np.tile(skin, (len(layout.face), 1))
     for name, c in colours.items():
-        if name in names:
-            prior[layout.region == names[name]] = c
+        if name in REGIONS:
+            prior[layout.in_region(name)] = c
     hair = layout.in_region("scalp") if hair is None else hair
     n = _strand_noise(layout)[hair, None]
     mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
@@ -521,10 +519,9 @@ MOUTH_REGIONS = ("mouth_interior", "tongue", "teeth")
 def cavity_occlusion(layout: UVLayout, points: np.ndarray) -> np.ndarray:
     """[T] in (0, 1]: the light reaching each texel of the mouth (MOUTH_REGIONS) by its depth behind the
     lips (points [T,3], head frame, metres: +z out of the face); 1 elsewhere."""
-    names = {n: i for i, n in enumerate(REGIONS)}
     out = np.ones(len(points))
-    mouth = np.isin(layout.region, [names[n] for n in MOUTH_REGIONS])
-    lips = layout.region == names["lips"]
+    mouth = layout.in_region(*MOUTH_REGIONS)
+    lips = layout.in_region("lips")
     if mouth.any() and lips.any():
         depth = np.percentile(points[lips, 2], 90) - points[mouth, 2] - CAVITY_FRONT_M
         out[mouth] = np.exp(-np.clip(depth, 0, None) / CAVITY_FALLOFF_M)
@@ -539,11 +536,10 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     `camera` projects onto the photo). hair [T] bool: the texels hair covers (default: the scalp; long
     hair also covers the neck, model.ours.avatar.hanging_hair).
     Returns rgb [T,3]."""
-    names = {n: i for i, n in enumerate(REGIONS)}
     hair = layout.in_region("scalp") if hair is None else hair
     prior = region_prior(layout, ev, hair)
     # clothing and skin go round the neck, under any hair hanging there
-    ring = ring_colours(layout, rgb, conf, (layout.region == names["neck"]) & ~hair,
+    ring = ring_colours(layout, rgb, conf, layout.in_region("neck") & ~hair,
                         ring=np.floor(points[:, 1] / NECK_RING_M).astype(np.int64))
     ok = ~np.isnan(ring[:, 0])
     prior[ok] = ring[ok]
