@@ -5,8 +5,9 @@ Dataset ids (`load_dataset(spec)`):
 - `portraits:<folder>`  every image file directly in <folder> is one subject (id = file stem); input only.
 - `portraits-bundled`   real single-person portraits that installed packages ship (see BUNDLED).
 - `portraits-group`     six real faces cropped from a group photo an installed package ships (GROUP_PHOTO).
-- `portraits-dev`       the real portraits the project may ship: portraits-bundled and four public-domain
-                        White House photos committed in evaluation/data/portraits-dev (README there: DEV_DIR).
+- `portraits-dev`       the real portraits the project may ship: portraits-bundled and 16 committed in
+                        evaluation/data/portraits-dev (White House photos, public domain; the Face Research
+                        Lab London Set, CC BY 4.0; inter-faces, CC0: sources and licences in its README).
 - `multiview:<folder>`  a folder in the multi-view format below (ground-truth cameras, views, frames).
 - `synthetic`           the project's deterministic synthetic set, generated into a cache folder in the
                         multi-view format on first use. SYNTHETIC: every table and plot labels it so.
@@ -94,15 +95,31 @@ GROUP_PHOTO = ("insightface", ("data", "images", "t1.jpg"),
                "the six people of insightface's test group photo t1.jpg, each cropped around the head")
 
 
-# Public-domain portraits committed with the project (sources, licence and sha256 in its README.md).
+# Portraits committed with the project (sources, licences, changes and sha256 in its README.md).
 DEV_DIR = Path(__file__).resolve().parent / "data" / "portraits-dev"
 DEV_SHA256 = {
     "obama_2012_official.jpg": "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
     "obama_2009_microphone.jpg": "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
     "obama_2010_blue_room.jpg": "c508153b47cc35070ee07429cf3da1cb1f8e3f7e036e6ca623dd01a57ee1563e",
     "biden_2010_blue_room.jpg": "ab986dbc33a5c8d3ba005d5be3edce3715260abfea2feaf76fd58399e3a76a91",
+    "london_005.jpg": "a17c219a9000279a1509bca3b2ee126d180c71b560cc554f7fe2113ae21a42e9",
+    "london_036.jpg": "0022180fdf1976c1b37a727c33f9d4b8ae4f2ee2f360a467faa7a0ea5d94c90f",
+    "london_081.jpg": "74a1598128fca8bb6aa616dba31f46d559816e3d1031e2e336bc1e3f8751afaf",
+    "london_120.jpg": "e1ca8deb7922f81f66265ee46287e9186e37641cb1559171995eae35404b55bf",
+    "london_129.jpg": "3de4d750b8cb1de31d0f7ad1852036afccd5f069034228a2b50e32566dd4451d",
+    "london_136.jpg": "77fd0bff34a0f5a843c87cb417526644026794b1a6fbab5a6aeccf3fed7a0015",
+    "if_009.jpg": "237943457c593b73f1f29e290cba3a7e7110ca1c78e9fa1de16137b0e18f8dcb",
+    "if_023_cup.jpg": "203fdf7c6d372c2d35a41109802bd1687179f12bf90275d363a07c5a61f84fa3",
+    "if_028.jpg": "9791bac9858a167a0489bbcc9bd4b17ad3926dd5ff35b1b377ca2b99b96c905a",
+    "if_050_glasses.jpg": "ffe418fbd9aa8b29482a60fe6da27a70586c607a62f874470f441c6afa3921ad",
+    "if_051_hand.jpg": "23b91bc62af2633a71564dbdb9ba135f909a4701ab93377dfb6781452717bff9",
+    "if_052_phone.jpg": "c3fdd37824a7f1ec4681c8c22f07c3521bf5cf26a59cda16e13939fc51bc0529",
 }
-DEV_CREDIT = "Official White House Photo by Pete Souza (public domain)"
+DEV_CREDITS = {"obama": "Official White House Photo by Pete Souza (public domain)",
+               "biden": "Official White House Photo by Pete Souza (public domain)",
+               "london": "Face Research Lab London Set, DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5 "
+                         "(CC BY 4.0; resized)",
+               "if": "inter-faces, github.com/cjdowner/interfaces (CC0; from Pexels; resized)"}
 
 
 def manifest_hash(files: dict[str, str]) -> str:
@@ -258,7 +275,7 @@ def portraits_dev() -> Dataset:
         got = sha256_file(path) if path.is_file() else "missing"
         if got != sha:
             raise ValueError(f"portraits-dev: {path} is {got}, not the committed sha256 {sha}; restore it with git")
-        files[path.stem], sources[path.stem] = path, DEV_CREDIT
+        files[path.stem], sources[path.stem] = path, DEV_CREDITS[name.split("_")[0]]
     return _portraits(files, "portraits-dev", "portraits-dev",
                       "real portraits the project may ship: " + "; ".join(sorted(set(sources.values()))), sources)
 

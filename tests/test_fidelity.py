@@ -233,7 +233,7 @@ def _hair_scene(extra: str):
     skin_log = (np.log(skin + SKIN_LOG_EPS), np.eye(3) / 0.05 ** 2)
     none = np.zeros((size, size), bool)
     ev = PhotoEvidence(person, person, skin, hair, hair, hair, 0.0, True, face_dist, skin_log,
-                       hairy.astype(np.float32), none, none)
+                       hairy.astype(np.float32), none, none, none)
     return lm, ev
 
 

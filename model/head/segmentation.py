@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,11 @@ from model.core.pinned import read_pinned
 from model.head.landmarks import FACE_OVAL, Landmarks
 from model.head.mediapipe_canon import load as _canonical
 
-_lock = threading.Lock()
-_seg = None
+_seg_lock, _hair_lock, _hands_lock = threading.Lock(), threading.Lock(), threading.Lock()  # one per network
+_seg = _hands = None
+# The selfie and hand networks run on a second thread while the hair network runs on the caller's: each
+# spends its time in native code without the GIL, so on 2 cores the three cost about the hair network's time.
+_beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photo-parse")
 
 # mediapipe face-mesh indices used only for appearance statistics
 CHEEKS = (50, 280, 205, 425, 187, 411, 101, 330)  # below the eyes, beside the nose: reliable bare skin
@@ -44,7 +48,8 @@ class PhotoEvidence:
     face_dist: np.ndarray  # [H,W] float32: distance outside the face oval, in face heights (0 inside)
     skin_log: tuple | None  # (mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over bare skin
     hair: np.ndarray  # [H,W] float32 in [0,1]: probability that a pixel is hair (hair_mask)
-    occluder: np.ndarray  # [H,W] bool: what lies over the face and is not of it (occluders)
+    occluder: np.ndarray  # [H,W] bool: what lies over the face and is not of it (occluders, and the hands)
+    hands: np.ndarray  # [H,W] bool: the hands (hand_mask), wherever they are
     clothes: np.ndarray  # [H,W] bool: the person below the chin that is neither skin nor hair
 
     @functools.cached_property
@@ -59,12 +64,44 @@ class PhotoEvidence:
 def person_mask(image: np.ndarray) -> np.ndarray:
     """RGB uint8 [H,W,3] -> person probability [H,W] float32."""
     global _seg
-    with _lock:
+    with _seg_lock:
         if _seg is None:
             from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
             _seg = SelfieSegmentation(model_selection=0)
         mask = _seg.process(np.ascontiguousarray(image)).segmentation_mask
     return np.asarray(mask, np.float32)
+
+
+# Hands: mediapipe's hand landmarker (bundled in the 0.10.21 wheel: palm detection, then 21 points a hand).
+# A hand is skin-coloured, so the colour rule of `occluders` cannot see it; its points can. The mask is the
+# palm's polygon and each finger's bones drawn HAND_FINGER_WIDTH palm widths thick (index to little knuckle).
+HAND_FINGER_WIDTH = 0.35
+MAX_HANDS = 2
+
+
+def hand_mask(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> [H,W] bool: the hands in the photo (none: all False)."""
+    global _hands
+    from mediapipe.python.solutions.hands_connections import HAND_CONNECTIONS
+    with _hands_lock:
+        if _hands is None:
+            from mediapipe.python.solutions.hands import Hands
+            _hands = Hands(static_image_mode=True, max_num_hands=MAX_HANDS, model_complexity=0)
+        found = _hands.process(np.ascontiguousarray(image)).multi_hand_landmarks or []
+    h, w = image.shape[:2]
+    out = np.zeros((h, w), np.uint8)
+    for hand in found:
+        p = np.array([(q.x * w, q.y * h) for q in hand.landmark])
+        width = max(2, int(round(HAND_FINGER_WIDTH * np.linalg.norm(p[5] - p[17]))))
+        q = np.round(p).astype(np.int32)
+        cv2.fillConvexPoly(out, cv2.convexHull(q[[0, 1, 2, 5, 9, 13, 17]]), 1)
+        for a, b in HAND_CONNECTIONS:
+            cv2.line(out, (int(q[a, 0]), int(q[a, 1])), (int(q[b, 0]), int(q[b, 1])), 1, width)
+    return out > 0
+
+
+def _person_and_hands(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return person_mask(image), hand_mask(image)
 
 
 HAIR_MODEL_PATH = Path(__file__).with_name("data") / "hair_segmentation.tflite"
@@ -75,7 +112,8 @@ HAIR_MODEL_SIZE = 512  # the network's input side, pixels
 # below the face's centre so that hair falling to the chest stays inside (on the group photo's crops this
 # also found hair the whole image missed: the grey sides of a head under a cap).
 HAIR_CROP, HAIR_CROP_DOWN = 3.2, 0.4
-HAIR_THREADS = 1  # one core: ~38 ms a pass here (two: ~25 ms, but the evaluation runs one worker per core)
+
+HAIR_THREADS = 1  # one core (~38 ms a pass here): the selfie and hand networks take the other (_beside)
 _hair = None
 
 
@@ -112,7 +150,7 @@ def hair_mask(image: np.ndarray, lm: Landmarks) -> np.ndarray:
     x = np.zeros((1, HAIR_MODEL_SIZE, HAIR_MODEL_SIZE, 4), np.float32)  # 4th channel: no previous mask
     x[0, ..., :3] = cv2.warpAffine(to_float(image), a, (HAIR_MODEL_SIZE, HAIR_MODEL_SIZE),
                                    flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    with _lock:
+    with _hair_lock:
         it = _hair_interpreter()
         it.set_tensor(it.get_input_details()[0]["index"], x)
         it.invoke()
@@ -146,8 +184,8 @@ def skin_distance(log_rgb: np.ndarray, skin_log: tuple) -> np.ndarray:
     """[...] Mahalanobis distance of log colours log_rgb [...,3] (log(rgb + SKIN_LOG_EPS)) from the face's
     skin statistics skin_log (PhotoEvidence.skin_log: mean [3], inverse covariance [3,3])."""
     mean, icov = skin_log
-    d = log_rgb - mean
-    return np.sqrt(np.maximum(((d @ icov) * d).sum(-1), 0))
+    d = np.asarray(log_rgb, np.float32) - np.asarray(mean, np.float32)  # float32: a whole photo's clothes at once
+    return np.sqrt(np.maximum(np.einsum("...i,...i->...", d @ np.asarray(icov, np.float32), d), 0))
 
 
 def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
@@ -230,10 +268,11 @@ def occluders(img: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarr
 def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = None) -> PhotoEvidence:
     """The photo parsed (see PhotoEvidence). image RGB [H,W,3] uint8; lm its face's landmarks; hair [H,W] in
     [0,1]: a hair mask to use instead of hair_mask's (tests draw their own)."""
+    beside = _beside.submit(_person_and_hands, image)
     img = to_float(image)
     h, w = image.shape[:2]
-    person = person_mask(image)
     hair = hair_mask(image, lm) if hair is None else np.asarray(hair, np.float32)
+    person, hands = beside.result()
     xy = lm.xy
     # skin: small discs at cheek landmarks, away from eyes/brows/lips
     r = max(2, int(0.03 * (xy[:, 0].max() - xy[:, 0].min())))
@@ -263,7 +302,7 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
         hair_mean = hair_rgb
     face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
     skin_log = _skin_log_stats(img, xy, inside, person, face_h)
-    occluder = occluders(img, lm, inside, hair, skin_log, face_h)
+    occluder = occluders(img, lm, inside, hair, skin_log, face_h) | hands
     # clothes: the person below the chin that is neither hair nor of the face's skin colours
     below = np.arange(h)[:, None] > xy[152, 1]
     clothes = (person > 0.5) & (hair < 0.5) & below & (face_dist > 0)
@@ -271,7 +310,7 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
         clothes[clothes] = skin_distance(np.log(img[clothes] + SKIN_LOG_EPS), skin_log) > SKIN_MAHALANOBIS
     return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair_rgb, np.float32),
                          np.asarray(hair_mean, np.float32), np.asarray(hair_dark, np.float32), hair_above, has_hair, face_dist, skin_log,
-                         hair, occluder, clothes)
+                         hair, occluder, hands, clothes)
 
 
 # Long hair: how far the photo's hair falls below the chin: the lowest hair pixel of the hair that reaches

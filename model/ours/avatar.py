@@ -76,7 +76,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 1.1: the photo parsed by MediaPipe's hair model (model.head.segmentation): the hair's exemplar, colour,
 # height and length come from the photo's hair pixels; hair texels that see no hair are unseen; the unseen
 # hair takes the photo's mean hair colour; occluders over the face are not projected (nor view-fitted)
-METHOD_VERSION = "1.1.0"
+# 1.2: hands are occluders too (segmentation.hand_mask: mediapipe's hand landmarker; a hand has the skin's
+# colours, which the colour rule cannot tell from the face)
+METHOD_VERSION = "1.2.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -411,7 +413,7 @@ def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camer
     used = np.unique(A.indices)
     if len(used) == 0:
         return colours
-    A = A[:, used]
+    A = A[:, used].astype(np.float64)  # once: lsqr's float64 products converted a float32 A at every step
     c0 = colours[used].astype(np.float64)
     alpha = np.asarray(A.sum(1)).ravel()
     residual = image.reshape(-1, 3)[pixels] * alpha[:, None] - A @ c0
