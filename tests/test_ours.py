@@ -491,3 +491,26 @@ def test_the_photos_skin_statistics_cover_its_cheeks_and_not_its_hair():
     top = int(xy[10, 1])  # the face oval's top; her hair fills the band above it
     hair = img[top - 35:top - 15, xy[10, 0] - 20:xy[10, 0] + 20].reshape(-1, 3)
     assert (radius(hair) > SKIN_MAHALANOBIS).mean() > 0.75
+
+
+def test_an_ear_under_long_hair_is_hair_and_an_ear_the_photo_shows_is_skin():
+    """Dev portraits: long black hair over both ears (london_129) and short hair with the ears in view
+    (london_005). Seen from the side, the covered ears carry the photo's hair colour (they showed as pale
+    discs in the hair, painted with the skin prior); the shown ears keep the skin's."""
+    from evaluation.datasets import DEV_DIR
+    from model.core.image_io import load_image
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import photo_evidence
+
+    def ear_colour_distance(name):
+        image = load_image(DEV_DIR / f"{name}.jpg")
+        a = HeadSplat().reconstruct(image)
+        ev = photo_evidence(image, detect_landmarks(image))
+        ear = a.face_region[a.binding.faces] == REGIONS.index("ears")
+        mean = a.binding.rgb[ear].mean(0)
+        return np.linalg.norm(mean - ev.hair_mean), np.linalg.norm(mean - ev.skin_rgb)
+
+    to_hair, to_skin = ear_colour_distance("london_129")
+    assert to_hair < 0.05 and to_skin > 0.3, (to_hair, to_skin)
+    to_hair, to_skin = ear_colour_distance("london_005")
+    assert to_skin < to_hair, (to_hair, to_skin)

@@ -77,7 +77,7 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # height and length come from the photo's hair pixels; hair texels that see no hair are unseen; the unseen
 # hair takes the photo's mean hair colour; occluders over the face are not projected (nor view-fitted)
 # 1.2: hands are occluders too (segmentation.hand_mask: mediapipe's hand landmarker; a hand has the skin's
-# colours, which the colour rule cannot tell from the face)
+# colours, which the colour rule cannot tell from the face); an ear under the photo's hair is hair (EAR_SEEN)
 METHOD_VERSION = "1.2.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -281,6 +281,7 @@ HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
 # a hair texel landing this far (face heights) outside the photo's face oval that is not hair is unseen
 HAIR_FACE_MARGIN = 0.02
 HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
+EAR_SEEN = 0.01  # an ear of which the photo sees (conf >= SEEN_CONF) at most this share may be under the hair
 
 
 def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
@@ -512,6 +513,17 @@ class HeadSplat(Method):
             other = ((sample_bilinear(ev.hair, uv) < 0.5)
                      & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN))
             conf[hair_texels & other] = 0.0
+            # an ear under the photo's hair (long hair falling over it): the photo sees none of it, and its
+            # rim's place (its outermost fifth) is hair. All of it is then unseen hair, quilted with the rest
+            # (the skin prior painted it as a pale disc in the hair); an ear the photo shows keeps its skin
+            ears = layout.in_region("ears")
+            for ear in (ears & (points[:, 0] < 0), ears & (points[:, 0] >= 0)):
+                if not ear.any() or (conf[ear] >= SEEN_CONF).mean() > EAR_SEEN:
+                    continue
+                rim = ear & (np.abs(points[:, 0]) >= np.percentile(np.abs(points[ear, 0]), 80))
+                if np.median(sample_bilinear(ev.hair, uv[rim])) > 0.5:
+                    hair_texels |= ear
+                    conf[ear] = 0.0
         return Projection(layout, offset, surface, points, rgb, conf, hair_texels)
 
     def _build(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> HeadSplatAvatar:
