@@ -294,6 +294,14 @@ def test_run_writes_results_keeps_them_without_force_and_records_failures(tmp_pa
     assert len(P.run_evaluation(["oracle"], ds, ["multiview-gt"], out, methods={"oracle": newer}, **kw)) == 1
     assert any("[stale]" in line and "method version changed ('1' -> '2')" in line for line in logs)
     assert R.load_result(out / ds.slug / "multiview-gt" / "oracle" / "s1.json")["method"]["version"] == "2"
+    # so does a dataset whose files changed: its summary pools one manifest only (results.summarize)
+    path = out / ds.slug / "multiview-gt" / "oracle" / "s1.json"
+    old = json.loads(path.read_text())
+    old["dataset"]["manifest_sha256"] = "0" * 64
+    path.write_text(json.dumps(old))
+    assert len(P.run_evaluation(["oracle"], ds, ["multiview-gt"], out, methods={"oracle": newer}, **kw)) == 1
+    assert any("[stale]" in line and "dataset manifest changed" in line for line in logs)
+    assert R.load_result(path)["dataset"]["manifest_sha256"] == ds.manifest_sha256
     # the leaderboard and the dashboard read the folder
     from evaluation import dashboard, leaderboard
     md = leaderboard.render_all(out, "markdown")

@@ -34,8 +34,10 @@ def _seed(seed: int = 0) -> dict:
     return {"python": seed, "numpy": seed, "torch": seed}
 
 
-def _stale(path: Path, mrec: dict, proto, settings) -> str | None:
-    """Why an existing result no longer describes this method and protocol (None: it still does)."""
+def _stale(path: Path, mrec: dict, proto, settings, manifest_sha256: str) -> str | None:
+    """Why an existing result no longer describes this method, protocol and dataset (None: it still does). A
+    dataset whose files changed (subjects added, a photo replaced) has a new manifest: its summary may only
+    pool results of one manifest (results.summarize), so every result of the old one is recomputed."""
     from evaluation import results as R
     try:
         old = R.load_result(path)
@@ -44,7 +46,8 @@ def _stale(path: Path, mrec: dict, proto, settings) -> str | None:
     for what, was, now in (("method version", old["method"].get("version"), mrec["version"]),
                            ("method config", old["method"].get("config"), mrec["config"]),
                            ("protocol version", old["protocol"].get("version"), proto.version),
-                           ("protocol config", old["protocol"].get("config"), proto.config(settings))):
+                           ("protocol config", old["protocol"].get("config"), proto.config(settings)),
+                           ("dataset manifest", old["dataset"].get("manifest_sha256"), manifest_sha256)):
         if was != R.as_stored(now):
             return f"{what} changed ({was!r} -> {now!r})" if "version" in what else f"{what} changed"
     return None
@@ -308,7 +311,7 @@ def run_evaluation(method_ids: list[str], dataset, protocol_ids: list[str], out:
                 path = R.result_path(out, dataset.slug, proto.id, mid, sid)
                 stale = None
                 if path.exists() and not force:
-                    stale = _stale(path, mrec, proto, settings)
+                    stale = _stale(path, mrec, proto, settings, dataset.manifest_sha256)
                     if not stale:
                         log(f"[keep] {path} exists (use --force to recompute)")
                         continue
