@@ -29,13 +29,14 @@ from scipy.ndimage import binary_fill_holes
 from benchmarks import median_time
 
 
-def head_mask(alpha: np.ndarray, person: np.ndarray) -> np.ndarray:
+def head_mask(alpha: np.ndarray, ev) -> np.ndarray:
     """Pixels where the avatar's head covers the photo's person: the region whose fidelity we score.
-    alpha [H,W] render coverage; person [H,W] the photo's person probability, taken inside its soft
-    edge (segmentation.core_of): the raw mask's 0.5 level lies on the background beside the hair, and
-    scoring there rewarded painting the background onto the head's rim."""
-    from model.head.segmentation import core_of
-    return (alpha > 0.5) & (core_of(person) > 0.5)
+    alpha [H,W] render coverage; ev the photo's segmentation.photo_evidence. The person is taken inside its
+    soft edge (PhotoEvidence.trusted, from core_of): the raw mask's 0.5 level lies on the background beside
+    the hair, and scoring there rewarded painting the background onto the head's rim. What the parser calls
+    an occluder (a hand, a microphone) is left out too: it is not the head, and scoring it rewarded copying
+    a hand onto the face."""
+    return (alpha > 0.5) & (ev.trusted > 0.5)
 
 
 def label_alpha(avatar, camera, on: np.ndarray) -> np.ndarray:
@@ -194,11 +195,13 @@ def back_hair_scores(image: np.ndarray, ev, back_rgb: np.ndarray, back: np.ndarr
             "hair_texture_distance_back_photo": round(texture_distance(photo, hair, back_rgb, back), 4)}
 
 
-def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, size: int = 256, max_dE: float = 10.0) -> float | None:
+def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, skin_rgb: np.ndarray, size: int = 256,
+                  max_dE: float = 10.0) -> float | None:
     """Share of the photo's occluder pixels (occluder [H,W] bool) that reappear on the avatar turned ±30°:
     the surface under each such pixel (the avatar's depth at the input view) is found again in the turned
     render, and counts when its colour there is within max_dE (CIELAB ΔE) of the occluder's in the photo.
-    None without occluder pixels on the avatar."""
+    Only the occluder's pixels at least max_dE from the face's skin colour skin_rgb [3] count: the skin filled
+    in under a hand has the hand's colours, and colour cannot tell the two apart. None without such pixels."""
     from skimage.color import deltaE_cie76, rgb2lab
 
     from model.core.camera import framing_camera
@@ -206,10 +209,12 @@ def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, size: int = 2
     cam = avatar.input_camera
     r = avatar.render(cam)
     ys, xs = np.nonzero(occluder & (r.alpha > 0.9))
+    photo_lab = rgb2lab(to_float(image)[ys, xs][None])[0]
+    distinct = deltaE_cie76(photo_lab, rgb2lab(np.asarray(skin_rgb, np.float64)[None, None])[0]) >= max_dE
+    ys, xs, photo_lab = ys[distinct], xs[distinct], photo_lab[distinct]
     if len(ys) == 0:
         return None
     points = cam.unproject(np.stack([xs, ys], 1).astype(np.float64), r.depth[ys, xs])
-    photo_lab = rgb2lab(to_float(image)[ys, xs][None])[0]
     leaked = []
     for yaw in (-30, 30):
         c = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, size)
@@ -293,7 +298,7 @@ def main(argv=None) -> int:
     from model.core.errors import InputError
     from model.core.image_io import load_image, to_float, to_uint8
     from model.head.landmarks import detect_landmarks
-    from model.head.segmentation import person_mask, photo_evidence
+    from model.head.segmentation import photo_evidence
 
     if args.image:
         image = load_image(args.image)
@@ -323,13 +328,13 @@ def main(argv=None) -> int:
     cam = avatar.input_camera
     r = avatar.render(cam, background=(1.0, 1.0, 1.0))
     photo = to_float(image)
-    person = person_mask(image)
+    person = ev.person
     bust = bust_gaussians(avatar)
     # the head's pixels: a bust (ours) is scored apart, as input_view_psnr_bust
-    mask = head_mask(r.alpha if bust is None else label_alpha(avatar, cam, ~bust), person)
+    mask = head_mask(r.alpha if bust is None else label_alpha(avatar, cam, ~bust), ev)
     out["input_view_psnr_masked"] = round(psnr(r.rgb, photo, mask), 3)
     if bust is not None:
-        out["input_view_psnr_bust"] = round(psnr(r.rgb, photo, head_mask(label_alpha(avatar, cam, bust), person)), 3)
+        out["input_view_psnr_bust"] = round(psnr(r.rgb, photo, head_mask(label_alpha(avatar, cam, bust), ev)), 3)
     out["input_view_ssim_masked"] = round(ssim(r.rgb, photo, mask), 4)
     out["head_mask_fraction"] = round(float(mask.mean()), 4)
     # share of the rendered head that lies on the photo's background (it should lie on the person)
@@ -378,7 +383,7 @@ def main(argv=None) -> int:
     out.update(back_hair(avatar, image, ev))
     out["hair_length_error_cm"] = hair_length_error(avatar, image, lm, ev)
     out["occluder_px"] = int(ev.occluder.sum())
-    out["occluder_leak"] = occluder_leak(avatar, image, ev.occluder) if ev.occluder.any() else None
+    out["occluder_leak"] = occluder_leak(avatar, image, ev.occluder, ev.skin_rgb) if ev.occluder.any() else None
 
     # animation, measured by the landmark detector on renders at the input camera
     if avatar.animatable:
