@@ -462,13 +462,13 @@ def _tile_stride(n_tiles: int) -> int:
 
 
 @njit(parallel=True, cache=True)
-def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, row_of, wmin, count, gid, wgt):
+def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select, wmin, count, pix, gid, wgt):
     """Per-pixel compositing weights w = alpha·T of every Gaussian that reaches a selected pixel, by the
     same rules (and the same float32 arithmetic) as _raster, one pixel at a time; weights below wmin are
-    left out (and a pixel stops once T < wmin: nothing after can weigh more). Selected pixel p has the row
-    r = row_of[p] >= 0 of the buffers gid/wgt [R, cap] (gid = rows of rec), in compositing order;
-    count[r] = how many weights it has, which may exceed cap: only the first cap are stored then."""
-    cap = gid.shape[1]
+    left out (and a pixel stops once T < wmin: nothing after can weigh more). First call with
+    count only (pix is empty): count[p] = the number of weights of pixel p. Second call, with count the
+    exclusive prefix sum and pix/gid/wgt sized to the total: fills them (gid = rows of rec)."""
+    fill = pix.shape[0] > 0
     n_tiles = ntx * (-(-height // th))
     for i in prange(n_tiles):
         t = (i * stride) % n_tiles  # as in _raster: spread neighbouring (equally costly) tiles over threads
@@ -482,11 +482,11 @@ def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, row_of,
                 x = tx * tw + lx
                 if x >= width:
                     break
-                r = row_of[y * width + x]
-                if r < 0:
+                p = y * width + x
+                if not select[p]:
                     continue
                 tr = np.float32(1.0)
-                k = 0
+                k = count[p] if fill else 0
                 for j in range(offsets[t], offsets[t + 1]):
                     g = ids[j]
                     if x < box[g, 0] or x > box[g, 1] or y < box[g, 2] or y > box[g, 3]:
@@ -501,45 +501,38 @@ def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, row_of,
                     if nt <= T_MIN:
                         break
                     if al * tr >= wmin:
-                        if k < cap:
-                            gid[r, k] = g
-                            wgt[r, k] = al * tr
+                        if fill:
+                            pix[k] = p
+                            gid[k] = g
+                            wgt[k] = al * tr
                         k += 1
                     tr = nt
                     if tr < wmin:
                         break
-                count[r] = k
-
-
-WEIGHTS_CAP = 16  # weights a pixel keeps room for in one pass (astronaut's face: 1.8 on average at min_weight 0.01)
+                if not fill:
+                    count[p] = k
 
 
 def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width: int, height: int,
                         select=None, min_weight: float = 0.0, tile=(TILE_W, TILE_H)):
-    """The linear map from Gaussian colours to this view's premultiplied image, as CSR parts
-    (indptr int64 [H·W + 1] over pixels y·width + x, gaussian int64 [M], weight float32 [M]):
-    rgb[pixel] = Σ weight·colour. Only pixels where select [H,W] bool is true (all by default), only
-    weights >= min_weight (all by default: then the map is exact to float32 rounding). Same inputs and rules
-    as rasterize(); used to fit colours to a photo (model.ours.avatar), which no rasterizer API exposes."""
+    """The linear map from Gaussian colours to this view's premultiplied image, as triplets
+    (pixel int64 [M] = y·width + x, gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
+    Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
+    default: then the map is exact to float32 rounding). Same inputs and rules as rasterize();
+    used to fit colours to a photo (model.ours.avatar), which no rasterizer API exposes."""
     width, height = int(width), int(height)
     tw, th = int(tile[0]), int(tile[1])
     order, rec, bbox, offsets, ids, ntx, _ = _bin_view(means, quats, scales, opacities, np.zeros((len(means), 3)), K,
                                                        world_to_cam, width, height, tw, th)
     select = np.ones(width * height, np.bool_) if select is None else np.ascontiguousarray(select, np.bool_).ravel()
-    pixels = np.flatnonzero(select)
-    row_of = np.full(width * height, -1, np.int64)
-    row_of[pixels] = np.arange(len(pixels))
+    count = np.zeros(width * height, np.int64)
+    empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float32)
     stride = _tile_stride(ntx * (-(-height // th)))
-    count = np.zeros(len(pixels), np.int64)
-    cap = WEIGHTS_CAP
-    while True:  # one pass, unless a pixel has more weights than room (then once more, with room for all)
-        gid, wgt = np.empty((len(pixels), cap), np.int64), np.empty((len(pixels), cap), np.float32)
-        _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, row_of, np.float32(min_weight), count,
-                 gid, wgt)
-        if len(count) == 0 or count.max() <= cap:
-            break
-        cap = int(count.max())
-    kept = np.arange(cap) < count[:, None]
-    per_pixel = np.zeros(width * height, np.int64)
-    per_pixel[pixels] = count
-    return np.concatenate([[0], np.cumsum(per_pixel)]), order[gid[kept]].astype(np.int64), wgt[kept]
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), count,
+             empty_i, empty_i, empty_f)
+    total = int(count.sum())
+    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    pix, gid, wgt = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.float32)
+    _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), start,
+             pix, gid, wgt)
+    return pix, order[gid].astype(np.int64), wgt
