@@ -115,8 +115,8 @@ DEV_SHA256 = {
     "if_051_hand.jpg": "23b91bc62af2633a71564dbdb9ba135f909a4701ab93377dfb6781452717bff9",
     "if_052_phone.jpg": "c3fdd37824a7f1ec4681c8c22f07c3521bf5cf26a59cda16e13939fc51bc0529",
 }
-DEV_CREDITS = {"obama": "Official White House Photo by Pete Souza (public domain)",
-               "biden": "Official White House Photo by Pete Souza (public domain)",
+WHITE_HOUSE = "Official White House Photo by Pete Souza (public domain)"
+DEV_CREDITS = {"obama": WHITE_HOUSE, "biden": WHITE_HOUSE,  # by file-name prefix
                "london": "Face Research Lab London Set, DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5 "
                          "(CC BY 4.0; resized)",
                "if": "inter-faces, github.com/cjdowner/interfaces (CC0; from Pexels; resized)"}

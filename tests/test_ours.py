@@ -497,13 +497,13 @@ def test_an_ear_under_long_hair_is_hair_and_an_ear_the_photo_shows_is_skin():
     """Dev portraits: long black hair over both ears (london_129) and short hair with the ears in view
     (london_005). Seen from the side, the covered ears carry the photo's hair colour (they showed as pale
     discs in the hair, painted with the skin prior); the shown ears keep the skin's."""
-    from evaluation.datasets import DEV_DIR
-    from model.core.image_io import load_image
+    from evaluation.datasets import portraits_dev
     from model.head.landmarks import detect_landmarks
     from model.head.segmentation import photo_evidence
+    dev = portraits_dev()
 
     def ear_colour_distance(name):
-        image = load_image(DEV_DIR / f"{name}.jpg")
+        image = dev.subject(name).image
         a = HeadSplat().reconstruct(image)
         ev = photo_evidence(image, detect_landmarks(image))
         ear = a.face_region[a.binding.faces] == REGIONS.index("ears")

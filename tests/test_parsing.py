@@ -93,9 +93,8 @@ def test_a_hand_over_the_face_is_an_occluder(name):
     """A hand at the chin, a hand holding a phone to the cheek, hands holding a cup: the hand is an occluder
     (not projected: PhotoEvidence.trusted), the face beside it is trusted. Mediapipe's hand landmarker finds
     them; the colour rule cannot (a hand has the skin's colours)."""
-    from evaluation.datasets import DEV_DIR
-    from model.core.image_io import load_image
-    img = load_image(DEV_DIR / f"{name}.jpg")
+    from evaluation.datasets import portraits_dev
+    img = portraits_dev().subject(name).image
     ev = photo_evidence(img, detect_landmarks(img))
     on, off = HANDS[name]
     for p in on:
@@ -109,10 +108,10 @@ def test_a_hand_over_the_face_is_an_occluder(name):
 def test_portraits_without_a_hand_have_none():
     """The dev set's portraits that show no hand (studio portraits, glasses, long and short hair) have no
     hand mask: a false hand would drop a face's texture."""
-    from evaluation.datasets import DEV_DIR
-    from model.core.image_io import load_image
+    from evaluation.datasets import portraits_dev
+    dev = portraits_dev()
     for name in ("london_005", "london_081", "london_129", "if_009", "if_028", "if_050_glasses"):
-        img = load_image(DEV_DIR / f"{name}.jpg")
+        img = dev.subject(name).image
         assert not photo_evidence(img, detect_landmarks(img)).hands.any(), name
 
 

@@ -393,12 +393,11 @@ def test_the_face_mask_leaves_out_a_hand_over_the_chin():
     """Input view and self-reenactment score the photo's face oval (common.face_mask): a hand over the chin
     is not the head, so no method is scored on copying it onto the face; the cheeks beside it are scored.
     The points are the dev photo's, read off the picture (tests.test_parsing.HANDS)."""
-    from evaluation.datasets import DEV_DIR
+    from evaluation.datasets import portraits_dev
     from evaluation.protocols import face_mask
-    from model.core.image_io import load_image
     from tests.test_parsing import HANDS
     on_hand, on_face = HANDS["if_051_hand"]
-    mask = face_mask(load_image(DEV_DIR / "if_051_hand.jpg"))
+    mask = face_mask(portraits_dev().subject("if_051_hand").image)
     x, y = on_hand[0]  # the index finger along the jaw: inside the dilated face oval
     assert not mask[y - 4:y + 5, x - 4:x + 5].any()
     assert all(mask[y, x] for x, y in on_face[1:])  # both cheeks

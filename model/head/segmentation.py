@@ -112,7 +112,6 @@ HAIR_MODEL_SIZE = 512  # the network's input side, pixels
 # below the face's centre so that hair falling to the chest stays inside (on the group photo's crops this
 # also found hair the whole image missed: the grey sides of a head under a cap).
 HAIR_CROP, HAIR_CROP_DOWN = 3.2, 0.4
-
 HAIR_THREADS = 1  # one core (~38 ms a pass here): the selfie and hand networks take the other (_beside)
 _hair = None
 
