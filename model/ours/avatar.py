@@ -78,7 +78,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # hair takes the photo's mean hair colour; occluders over the face are not projected (nor view-fitted)
 # 1.2: hands are occluders too (segmentation.hand_mask: mediapipe's hand landmarker; a hand has the skin's
 # colours, which the colour rule cannot tell from the face); an ear under the photo's hair is hair (EAR_SEEN)
-METHOD_VERSION = "1.2.0"
+# 1.3: the unseen hair's low frequencies are the photo's hair mean (texture.complete, HAIR_LOW_M): the quilt
+# keeps the detail, no longer the blotches of shaded hair it gathered at the back
+METHOD_VERSION = "1.3.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
