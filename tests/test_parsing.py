@@ -85,12 +85,12 @@ def test_a_microphone_before_the_face_is_an_occluder_and_real_faces_have_none(as
 # hand over the face, and on the face away from it.
 HANDS = {"if_051_hand": ([(283, 565), (352, 720), (459, 674)], [(398, 230), (291, 459), (505, 459)]),
          "if_052_phone": ([(176, 416), (195, 367)], [(332, 199), (409, 352), (336, 314)]),
-         "if_023_cup": ([(464, 704)], [(405, 199), (336, 429)])}
+         "if_023_cup": ([(464, 704), (280, 700)], [(405, 199), (336, 429)])}
 
 
 @pytest.mark.parametrize("name", sorted(HANDS))
 def test_a_hand_over_the_face_is_an_occluder(name):
-    """A hand at the chin, a hand holding a phone to the cheek, hands holding a cup: the hand is an occluder
+    """A hand at the chin, a hand holding a phone to the cheek, two hands holding a cup: the hands are occluders
     (not projected: PhotoEvidence.trusted), the face beside it is trusted. Mediapipe's hand landmarker finds
     them; the colour rule cannot (a hand has the skin's colours)."""
     from evaluation.datasets import portraits_dev
