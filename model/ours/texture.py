@@ -369,7 +369,7 @@ def hair_exemplar(rgb: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 HAIR_CELL_M = 0.002  # side of a cell of the unrolled scalp (hair_cells), metres: about a texel
 HAIR_PATCH_M = 0.03  # a quilted block's side on the head, metres (16 texels of the 256 atlas' crown)
-HAIR_LOW_M = 0.015  # the unseen hair's colour below this scale (a Gaussian's sigma, metres) is the photo's hair's
+HAIR_LOW_M = 0.016  # the unseen hair's colour below this scale (a Gaussian's sigma, metres) is the photo's hair's
 
 
 def hair_cells(points: np.ndarray, cell: float = HAIR_CELL_M) -> tuple[np.ndarray, tuple[int, int]]:
@@ -400,9 +400,12 @@ def cell_blur(values: np.ndarray, weights: np.ndarray, cells: np.ndarray, shape:
     v = np.stack([np.bincount(flat, weights * values[:, k], size) for k in range(3)], 1)
     # channels: weighted colour sums, weight sums, each cell's mean weight, whether it holds a texel
     grid = np.concatenate([v, w[:, None], (w / np.maximum(n, 1))[:, None], (n > 0)[:, None]], 1)
-    # rows (height) end at the crown and the hair's end; columns go round the head
-    blurred = gaussian_filter(grid.reshape(shape + (6,)), (sigma, sigma, 0), mode=("nearest", "wrap", "nearest"))
-    blurred = blurred.reshape(size, 6)[flat]
+    # rows (height) end at the crown and the hair's end; columns go round the head (wrapped by hand: OpenCV's
+    # blur (_blur), ~10x faster than scipy's here, has no wrapping border)
+    pad = int(np.ceil(4 * sigma))
+    grid = np.pad(grid.reshape(shape + (6,)).astype(np.float32), ((0, 0), (pad, pad), (0, 0)), mode="wrap")
+    blurred = np.concatenate([_blur(grid[..., k:k + 3], sigma) for k in (0, 3)], 2)[:, pad:pad + shape[1]]
+    blurred = blurred.reshape(size, 6)[flat].astype(np.float64)
     return (blurred[:, :3] / np.maximum(blurred[:, 3:4], 1e-8),
             np.clip(blurred[:, 4] / np.maximum(blurred[:, 5], 1e-8), 0, 1))
 
