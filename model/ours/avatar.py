@@ -22,6 +22,7 @@ Pipeline, one feed-forward pass (no optimisation loop):
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from functools import lru_cache
@@ -89,6 +90,7 @@ SPLIT_RATIO, SPLIT_MIN_M, SPLIT_MAX = 2.0, 0.002, 8
 # the face at uv_res 384 gave 16 mm sigmas, streaks across the cheek); their neighbours cover the surface.
 MAX_SIGMA_M = 0.005
 UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
+_fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-fit")
 
 
 @dataclass
@@ -463,10 +465,13 @@ class HeadSplat(Method):
         image = load_image(image)
         lm = detect_landmarks(image)
         t["landmarks"] = time.perf_counter()
-        fitted = fit(image, landmarks=lm)
-        t["fit"] = time.perf_counter()
+        # the head's fit and the photo's parse both start from the landmarks alone: the fit runs on a second
+        # thread while the parse's networks run (native code, without Python's lock)
+        fitting = _fitting.submit(fit, image, landmarks=lm)
         ev = photo_evidence(image, lm)
         t["segmentation"] = time.perf_counter()
+        fitted = fitting.result()
+        t["fit"] = time.perf_counter()
         photo = to_float(image)
         avatar = self._build(photo, fitted, ev)
         t["build"] = time.perf_counter()
