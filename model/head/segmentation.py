@@ -26,8 +26,9 @@ from model.head.mediapipe_canon import load as _canonical
 
 _seg_lock, _hair_lock, _hands_lock = threading.Lock(), threading.Lock(), threading.Lock()  # one per network
 _seg = _hands = None
-# The selfie and hand networks run on a second thread while the hair network runs on the caller's: each
-# spends its time in native code without the GIL, so on 2 cores the three cost about the hair network's time.
+# The selfie and hand networks (and what needs only them) run on a second thread while the hair network runs on
+# the caller's: each spends its time in native code without the GIL, so on 2 cores the three cost about the
+# hair network's time.
 _beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photo-parse")
 
 # mediapipe face-mesh indices used only for appearance statistics
@@ -102,10 +103,6 @@ def hand_mask(image: np.ndarray) -> np.ndarray:
         for a, b in HAND_CONNECTIONS:
             cv2.line(out, (int(q[a, 0]), int(q[a, 1])), (int(q[b, 0]), int(q[b, 1])), 1, width)
     return out > 0
-
-
-def _person_and_hands(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return person_mask(image), hand_mask(image)
 
 
 HAIR_MODEL_PATH = Path(__file__).with_name("data") / "hair_segmentation.tflite"
@@ -191,9 +188,10 @@ def skin_distance(log_rgb: np.ndarray, skin_log: tuple) -> np.ndarray:
     return np.sqrt(np.maximum(np.einsum("...i,...i->...", d @ np.asarray(icov, np.float32), d), 0))
 
 
-def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
+def _skin_log_stats(log: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
                     face_h: float) -> tuple | None:
-    """(mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) over the face's bare skin: the face
+    """(mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) (log [H,W,3]: log_rgb) over the face's
+    bare skin: the face
     oval eroded by 4% of the face height, less the eyes, brows and lips (EXCLUDE_FROM_SKIN, with a margin),
     less its darkest and brightest 5% (nostrils, highlights); None when fewer than 50 pixels remain."""
     k = max(2, int(0.04 * face_h))
@@ -202,7 +200,7 @@ def _skin_log_stats(img: np.ndarray, xy: np.ndarray, inside: np.ndarray, person:
         hull = cv2.convexHull(np.round(xy[list(poly)]).astype(np.int32))
         cv2.fillConvexPoly(bare, hull, 0)
         cv2.polylines(bare, [hull], True, 0, k)
-    px = np.log(np.clip(img[(bare > 0) & (person > 0.5)], 0, 1) + SKIN_LOG_EPS)
+    px = log[(bare > 0) & (person > 0.5)]
     if len(px) < 50:
         return None
     lo, hi = np.percentile(px.mean(1), [5, 95])
@@ -234,11 +232,11 @@ def mirror_map(lm: Landmarks) -> np.ndarray:
     return np.linalg.lstsq(a, xy[pair], rcond=None)[0].T.astype(np.float32)
 
 
-def occluders(img: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarray,
+def occluders(log: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarray,
               skin_log: tuple | None, face_h: float) -> np.ndarray:
-    """[H,W] bool: what lies over the face and is none of its parts (see OCCLUDER_CHROMA). img [H,W,3] in
-    [0,1]; inside [H,W] uint8: the face oval; hair [H,W] hair probability; skin_log: photo_evidence's."""
-    out = np.zeros(img.shape[:2], bool)
+    """[H,W] bool: what lies over the face and is none of its parts (see OCCLUDER_CHROMA). log [H,W,3]: the
+    photo's log_rgb; inside [H,W] uint8: the face oval; hair [H,W] hair probability; skin_log: photo_evidence's."""
+    out = np.zeros(log.shape[:2], bool)
     if skin_log is None:
         return out
     # the face's box only (its mirror lies in it too): over a whole photo this cost ~30 ms
@@ -246,7 +244,7 @@ def occluders(img: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarr
     if len(ys) == 0:
         return out
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    log = np.log(np.clip(img[y0:y1, x0:x1], 0, 1) + SKIN_LOG_EPS).astype(np.float32)
+    log = np.ascontiguousarray(log[y0:y1, x0:x1])
     m = mirror_map(lm)
     m[:, 2] += m[:, 0] * x0 + m[:, 1] * y0 - (x0, y0)  # the same map in the box's pixel coordinates
     mirror = cv2.warpAffine(log, m, log.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -268,27 +266,48 @@ def occluders(img: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarr
     return out
 
 
+def log_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB [H,W,3] (uint8, or float in [0,1]) -> log(rgb + SKIN_LOG_EPS) [H,W,3] float32 (a table lookup for
+    uint8: the skin statistics, occluders and clothes all read it)."""
+    if image.dtype == np.uint8:
+        return cv2.LUT(image, _LOG_LUT)
+    return np.log(np.clip(to_float(image), 0, 1) + SKIN_LOG_EPS).astype(np.float32)
+
+
+_LOG_LUT = np.log(np.arange(256) / 255.0 + SKIN_LOG_EPS).astype(np.float32)
+
+
+def _beside_hair(image: np.ndarray, log: np.ndarray, xy: np.ndarray, inside: np.ndarray, face_h: float):
+    """What the second thread computes while the hair network runs: the person, its core, the hands and the
+    skin statistics (all that does not need the hair)."""
+    person, hands = person_mask(image), hand_mask(image)
+    return person, core_of(person), hands, _skin_log_stats(log, xy, inside, person, face_h)
+
+
 def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = None) -> PhotoEvidence:
     """The photo parsed (see PhotoEvidence). image RGB [H,W,3] uint8; lm its face's landmarks; hair [H,W] in
     [0,1]: a hair mask to use instead of hair_mask's (tests draw their own)."""
-    beside = _beside.submit(_person_and_hands, image)
-    img = to_float(image)
     h, w = image.shape[:2]
-    hair = hair_mask(image, lm) if hair is None else np.asarray(hair, np.float32)
-    person, hands = beside.result()
     xy = lm.xy
+    oval = xy[list(FACE_OVAL)]
+    face_h = float(oval[:, 1].max() - oval[:, 1].min())
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
+    log = log_rgb(image)
+    beside = _beside.submit(_beside_hair, image, log, xy, inside, face_h)
+    img = to_float(image)
+    hair = hair_mask(image, lm) if hair is None else np.asarray(hair, np.float32)
+    hair_core = core_of(hair) > 0.5
+    face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
     # skin: small discs at cheek landmarks, away from eyes/brows/lips
     r = max(2, int(0.03 * (xy[:, 0].max() - xy[:, 0].min())))
     cheek = np.zeros((h, w), np.uint8)
     for i in CHEEKS:
         cv2.circle(cheek, (int(round(xy[i, 0])), int(round(xy[i, 1]))), r, 1, -1)
     skin = _median_rgb(img[cheek > 0], (0.8, 0.6, 0.5))
-    oval = xy[list(FACE_OVAL)]
-    face_h = float(oval[:, 1].max() - oval[:, 1].min())
-    inside = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
+    person, person_core, hands, skin_log = beside.result()
     # hair: the parser's hair pixels, inside its soft edge and the person's (colour is taken from these only)
-    hair_px = (core_of(hair) > 0.5) & (person > 0.5)
+    hair_px = hair_core & (person > 0.5)
     has_hair = bool(hair_px.sum() >= HAIR_MIN_AREA * inside.sum())
     top = int(oval[:, 1].min())
     if has_hair:
@@ -303,17 +322,15 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
     else:
         hair_rgb, hair_dark, hair_above = skin.copy(), skin * 0.85, 0.0
         hair_mean = hair_rgb
-    face_dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / max(face_h, 1.0)
-    skin_log = _skin_log_stats(img, xy, inside, person, face_h)
-    occluder = occluders(img, lm, inside, hair, skin_log, face_h) | hands
+    occluder = occluders(log, lm, inside, hair, skin_log, face_h) | hands
     # clothes: the person below the chin that is neither hair nor of the face's skin colours
     below = np.arange(h)[:, None] > xy[152, 1]
     clothes = (person > 0.5) & (hair < 0.5) & below & (face_dist > 0)
     if skin_log is not None:
-        clothes[clothes] = skin_distance(np.log(img[clothes] + SKIN_LOG_EPS), skin_log) > SKIN_MAHALANOBIS
-    return PhotoEvidence(person, core_of(person), skin.astype(np.float32), np.asarray(hair_rgb, np.float32),
-                         np.asarray(hair_mean, np.float32), np.asarray(hair_dark, np.float32), hair_above, has_hair, face_dist, skin_log,
-                         hair, occluder, hands, clothes)
+        clothes[clothes] = skin_distance(log[clothes], skin_log) > SKIN_MAHALANOBIS
+    return PhotoEvidence(person, person_core, skin.astype(np.float32), np.asarray(hair_rgb, np.float32),
+                         np.asarray(hair_mean, np.float32), np.asarray(hair_dark, np.float32), hair_above, has_hair,
+                         face_dist, skin_log, hair, occluder, hands, clothes)
 
 
 # Long hair: how far the photo's hair falls below the chin: the lowest hair pixel of the hair that reaches
