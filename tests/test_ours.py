@@ -542,3 +542,18 @@ def test_the_back_of_white_hair_has_the_photos_hair_colour():
     assert upper_back.sum() > 1000
     assert deltaE_cie76(lab.mean(0), ref) < 3.0
     assert np.median(deltaE_cie76(lab, ref[None])) < 8.0
+
+
+def test_long_hair_lies_on_down_the_back_to_where_the_photos_hair_ends():
+    """if_052 (dev set): dark hair past the shoulders. Seen from behind, the hair (pixels of the photo's hair
+    colour joined to the back of the head) ends within 4.5 cm of the height where the photo's hair ends
+    (benchmarks.reconstruct.hair_length_error): the bust's back carries it on below the neck. It had ended 6.5 cm
+    short, where the bust's back hides the neck's hanging hair."""
+    from benchmarks.reconstruct import hair_length_error
+    from evaluation.datasets import portraits_dev
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import photo_evidence
+    image = portraits_dev().subject("if_052_phone").image
+    lm = detect_landmarks(image)
+    error = hair_length_error(HeadSplat().reconstruct(image), image, lm, photo_evidence(image, lm))
+    assert error is not None and error < 4.5, error

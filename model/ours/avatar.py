@@ -56,7 +56,7 @@ from model.ours.binding import (
 from model.ours.bust import REGION as BUST_REGION
 from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals
 from model.ours.bust import grid as bust_grid
-from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_texture, sample_bilinear
+from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, project_texture, sample_bilinear
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -80,8 +80,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, project_text
 # 1.2: hands are occluders too (segmentation.hand_mask: mediapipe's hand landmarker; a hand has the skin's
 # colours, which the colour rule cannot tell from the face); an ear under the photo's hair is hair (EAR_SEEN)
 # 1.3: the unseen hair's low frequencies are the photo's hair mean (texture.complete, HAIR_LOW_M): the quilt
-# keeps the detail, no longer the blotches of shaded hair it gathered at the back
-METHOD_VERSION = "1.3.0"
+# keeps the detail, no longer the blotches of shaded hair it gathered at the back; 1.4: long hair lies on down
+# the bust's back to where the photo's hair ends (hair_down_the_back); hands at the detector's lower threshold
+METHOD_VERSION = "1.4.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -335,6 +336,28 @@ def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thi
     return out
 
 
+def hair_down_the_back(fitted: HeadFit, surface: np.ndarray, points: np.ndarray, reach: float) -> np.ndarray:
+    """[N] in [0,1]: how much long hair covers each point of the bust (points [N,3] metres, head frame): hair
+    that falls below the neck (reach, face heights below the chin: segmentation.hair_reach; inf: out of the
+    photo's bottom) lies on down the back and the shoulders to where the photo's hair ends, as wide as the
+    hair round the head (surface [V,3]: the template's vertices offset by the hair), fading in from the sides
+    as hanging_hair's curtain does and out over HAIR_END_FADE_M at its end. 0 everywhere for shorter hair."""
+    out = np.zeros(len(points))
+    tpl = fitted.template
+    if not reach > 0:
+        return out
+    lms = tpl.landmarks(surface)
+    y_end = lms[152, 1] - reach * (lms[10, 1] - lms[152, 1]) if np.isfinite(reach) else -np.inf
+    axis = surface[tpl.region_vertices("neck")][:, [0, 2]].mean(0)
+    half_width = np.abs(surface[tpl.region_vertices("scalp"), 0] - axis[0]).max()
+    dx, dz = points[:, 0] - axis[0], points[:, 2] - axis[1]
+    lo, hi = np.deg2rad(HAIR_HANG_AZIMUTH_DEG)
+    w_side = np.clip((np.abs(np.arctan2(dx, dz)) - lo) / (hi - lo), 0, 1)
+    w_width = np.clip((half_width - np.abs(dx)) / HAIR_END_FADE_M, 0, 1)
+    w_end = np.clip((points[:, 1] - y_end) / HAIR_END_FADE_M, 0, 1)
+    return _smoothstep(w_side) * _smoothstep(w_width) * _smoothstep(w_end)
+
+
 # The face's rim at the input view: where the fitted jaw and chin stop short of the photo's (a turned or tilted
 # head whose jaw line the landmarks' oval puts a few mm inside), the photo's neck and jaw shadow showed past
 # the render's edge (person1/3/4 of the group set lost 5-11 dB there, all within 1 cm of the edge).
@@ -573,7 +596,8 @@ class HeadSplat(Method):
               surface: np.ndarray) -> tuple[Bust, np.ndarray]:
         """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
         them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not
-        (symmetric fusion), else the colour of the texel's ring (bust.bust_colours)."""
+        (symmetric fusion), else the colour of the texel's ring (bust.bust_colours); long hair down the back
+        where the photo does not see it (hair_down_the_back)."""
         tpl = fitted.template
         bust = build_bust(fitted, ev.person)
         layout = bust_layout()
@@ -588,7 +612,17 @@ class HeadSplat(Method):
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         uv, _ = fitted.camera.project(points)
-        return bust, bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
+        rgb = bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
+        if ev.has_hair:
+            # long hair lies on down the back where the photo does not see it, in the colour of the head's
+            # unseen hair (the photo's mean hair colour, with strands)
+            w = hair_down_the_back(fitted, surface, points, hair_reach(fitted.landmarks, ev))
+            w[conf >= SEEN_CONF] = 0.0
+            if w.any():
+                hair = hair_prior(layout, ev)
+                hair += ev.hair_mean - hair[w > 0.5].mean(0) if (w > 0.5).any() else ev.hair_mean - ev.hair_rgb
+                rgb = (1 - w[:, None]) * rgb + w[:, None] * np.clip(hair, 0, 1)
+        return bust, rgb
 
 
 def texel_gaussians(layout: UVLayout, faces: np.ndarray, face_uvs: np.ndarray, surface: np.ndarray,

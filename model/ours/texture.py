@@ -488,10 +488,16 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = 
         if name in REGIONS:
             prior[layout.in_region(name)] = c
     hair = layout.in_region("scalp") if hair is None else hair
-    n = _strand_noise(layout)[hair, None]
-    mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
-    prior[hair] = np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
+    prior[hair] = hair_prior(layout, ev)[hair]
     return prior
+
+
+def hair_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
+    """[T,3] in [0,1]: hair of the photo's median hair colour for every texel of `layout`, with strands running
+    down its v (lighter up to 1.25x the median, darker down to the photo's dark hair: PhotoEvidence)."""
+    n = _strand_noise(layout)[:, None]
+    mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
+    return np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
 
 
 def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.ndarray,
