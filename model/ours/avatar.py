@@ -91,7 +91,9 @@ SPLIT_RATIO, SPLIT_MIN_M, SPLIT_MAX = 2.0, 0.002, 8
 # the face at uv_res 384 gave 16 mm sigmas, streaks across the cheek); their neighbours cover the surface.
 MAX_SIGMA_M = 0.005
 UNSEEN_GREY = 0.5  # colour of texels nothing backs when completion is off and they are kept
-_fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-fit")
+# one more thread for the work that overlaps: the head's fit with the photo's parse, the Gaussians' placement and
+# the bust with the texture's completion
+_second = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headsplat")
 
 
 @dataclass
@@ -490,7 +492,7 @@ class HeadSplat(Method):
         t["landmarks"] = time.perf_counter()
         # the head's fit and the photo's parse both start from the landmarks alone: the fit runs on a second
         # thread while the parse's networks run (native code, without Python's lock)
-        fitting = _fitting.submit(fit, image, landmarks=lm)
+        fitting = _second.submit(fit, image, landmarks=lm)
         ev = photo_evidence(image, lm)
         t["segmentation"] = time.perf_counter()
         fitted = fitting.result()
@@ -563,20 +565,28 @@ class HeadSplat(Method):
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
+        if not self.prior and self.unseen == "grey":
+            rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
+        elif not self.prior:
+            opacity[conf < SEEN_CONF] = 0.0  # nothing backs these texels: leave the hole visible
+
+        def geometry():  # the Gaussians' places on the head and the bust: they need no texture
+            head = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
+            if not self.prior:
+                return head, None
+            bust, brgb = self._bust(photo, fitted, ev, surface)
+            return head, (bust, brgb, texel_gaussians(bust_layout(), *bust_grid(), bust.vertices,
+                                                      np.ones(len(brgb), bool)))
+
+        # built on the second thread while the texture is completed (numpy, OpenCV and numba release Python's lock)
+        placing = _second.submit(geometry)
         if self.prior:
             rgb = complete(layout, rgb, conf, ev, points, fitted.camera, hair_texels)
-        elif self.unseen == "grey":
-            rgb = np.where(conf[:, None] < SEEN_CONF, UNSEEN_GREY, rgb)
-        else:
-            opacity[conf < SEEN_CONF] = 0.0  # nothing backs these texels: leave the hole visible
-        texel, f, bary, scales = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
+        (texel, f, bary, scales), on_bust = placing.result()
         rgb_g, opacity_g = rgb[texel], opacity[texel]
         bust = None
-        if self.prior:
-            bust, brgb = self._bust(photo, fitted, ev, surface)
-            blay = bust_layout()
-            bfaces, buvs = bust_grid()
-            btexel, bf, bbary, bscales = texel_gaussians(blay, bfaces, buvs, bust.vertices, np.ones(len(brgb), bool))
+        if on_bust is not None:
+            bust, brgb, (btexel, bf, bbary, bscales) = on_bust
             f = np.concatenate([f, bf + len(tpl.faces)])
             bary, scales = np.concatenate([bary, bbary]), np.concatenate([scales, bscales])
             rgb_g = np.concatenate([rgb_g, brgb[btexel]])
