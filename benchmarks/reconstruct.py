@@ -201,14 +201,18 @@ def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, skin_rgb: np.
     the surface under each such pixel (the avatar's depth at the input view) is found again in the turned
     render, and counts when its colour there is within max_dE (CIELAB ΔE) of the occluder's in the photo.
     Only the occluder's pixels at least max_dE from the face's skin colour skin_rgb [3] count: the skin filled
-    in under a hand has the hand's colours, and colour cannot tell the two apart. None without such pixels."""
+    in under a hand has the hand's colours, and colour cannot tell the two apart. Only those over the head
+    count (issue 31: what lies over the face or neck), not over a bust (bust_gaussians), which does not turn:
+    there arms crossed on the chest matched the suit filled in under the hands. None without such pixels."""
     from skimage.color import deltaE_cie76, rgb2lab
 
     from model.core.camera import framing_camera
     from model.core.image_io import to_float
     cam = avatar.input_camera
     r = avatar.render(cam)
-    ys, xs = np.nonzero(occluder & (r.alpha > 0.9))
+    bust = bust_gaussians(avatar)
+    head = r.alpha if bust is None else label_alpha(avatar, cam, ~bust)
+    ys, xs = np.nonzero(occluder & (head > 0.9))
     photo_lab = rgb2lab(to_float(image)[ys, xs][None])[0]
     distinct = deltaE_cie76(photo_lab, rgb2lab(np.asarray(skin_rgb, np.float64)[None, None])[0]) >= max_dE
     ys, xs, photo_lab = ys[distinct], xs[distinct], photo_lab[distinct]
