@@ -191,9 +191,9 @@ def skin_distance(log_rgb: np.ndarray, skin_log: tuple) -> np.ndarray:
 def _skin_log_stats(log: np.ndarray, xy: np.ndarray, inside: np.ndarray, person: np.ndarray,
                     face_h: float) -> tuple | None:
     """(mean [3], inverse covariance [3,3]) of log(rgb + SKIN_LOG_EPS) (log [H,W,3]: log_rgb) over the face's
-    bare skin: the face
-    oval eroded by 4% of the face height, less the eyes, brows and lips (EXCLUDE_FROM_SKIN, with a margin),
-    less its darkest and brightest 5% (nostrils, highlights); None when fewer than 50 pixels remain."""
+    bare skin: the face oval eroded by 4% of the face height, less the eyes, brows and lips (EXCLUDE_FROM_SKIN,
+    with a margin), less its darkest and brightest 5% (nostrils, highlights); None when fewer than 50 pixels
+    remain."""
     k = max(2, int(0.04 * face_h))
     bare = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=k)
     for poly in EXCLUDE_FROM_SKIN:
@@ -266,15 +266,15 @@ def occluders(log: np.ndarray, lm: Landmarks, inside: np.ndarray, hair: np.ndarr
     return out
 
 
+_LOG_LUT = np.log(np.arange(256) / 255.0 + SKIN_LOG_EPS).astype(np.float32)  # log_rgb of each uint8 value
+
+
 def log_rgb(image: np.ndarray) -> np.ndarray:
     """RGB [H,W,3] (uint8, or float in [0,1]) -> log(rgb + SKIN_LOG_EPS) [H,W,3] float32 (a table lookup for
     uint8: the skin statistics, occluders and clothes all read it)."""
     if image.dtype == np.uint8:
         return cv2.LUT(image, _LOG_LUT)
     return np.log(np.clip(to_float(image), 0, 1) + SKIN_LOG_EPS).astype(np.float32)
-
-
-_LOG_LUT = np.log(np.arange(256) / 255.0 + SKIN_LOG_EPS).astype(np.float32)
 
 
 def _beside_hair(image: np.ndarray, log: np.ndarray, xy: np.ndarray, inside: np.ndarray, face_h: float):

@@ -588,7 +588,7 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
         base[unseen] = synth[unseen]
     if unseen.any() and ev.has_hair:
         # the exemplar is only the hair facing the camera (the crown, lit or shaded its own way): the unseen
-        # hair keeps its texture's detail, and its low frequencies (over HAIR_LOW_SIGMA) are the mean colour of
+        # hair keeps its texture's detail, and its low frequencies (over HAIR_LOW_M) are the mean colour of
         # all the photo's hair pixels, near the seen hair that hair's smooth extension. A single shift of the
         # whole (a gain would multiply a dark exemplar's noise) left the quilt's large blotches: blocks of the
         # shaded sides gathered at the back, 7 ΔE darker than the photo's white hair on two portraits.
