@@ -16,8 +16,8 @@ Head mask (input-view, reenactment). The photo has no ground-truth mask, so the 
 face region of the *target*: the filled polygon of mediapipe's face-oval landmarks
 (model.head.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size, less the target's background
 (pixels outside its person mask, taken inside the mask's soft edge: model.head.segmentation.core_of) and less
-its hands (model.head.segmentation.hand_mask: a hand over the chin is not the head; input-view v3,
-self-reenactment v2). It
+its hands (model.head.segmentation.hand_mask: a hand over the chin is not the head; each protocol's
+version notes say from which version on). It
 depends only on the target image, so every method is scored on the same pixels (the avatar's own alpha
 would let a method shrink the region it is judged on). The avatar's coverage of that region is reported
 as `alpha_face_coverage`. Hair and ears are outside this mask: masked numbers measure the face. (v1 kept

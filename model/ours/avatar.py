@@ -462,6 +462,8 @@ class Projection(NamedTuple):
     rgb: np.ndarray  # [T,3] in [0,1]: the photo's colour at each texel
     conf: np.ndarray  # [T] how well the photo sees each texel (project_texture)
     hair: np.ndarray  # [T] bool: the texels hair covers (the scalp; the neck where long hair hangs)
+    reach: float  # how far the photo's hair falls below the chin, face heights (segmentation.hair_reach; -inf
+    # without the prior)
 
 
 class HeadSplat(Method):
@@ -524,8 +526,9 @@ class HeadSplat(Method):
         hair = np.zeros(len(vertices))
         hair_texels = layout.in_region("scalp")
         head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
+        reach = hair_reach(fitted.landmarks, ev) if self.prior else -np.inf
         if self.prior:
-            hair = hair_offsets(fitted, ev, vertices, vn, hair_reach(fitted.landmarks, ev))
+            hair = hair_offsets(fitted, ev, vertices, vn, reach)
             # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
             # top ring shares the scalp's border, which carries the scalp's hair
             below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
@@ -556,12 +559,12 @@ class HeadSplat(Method):
                 if np.median(sample_bilinear(ev.hair, uv[rim])) > 0.5:
                     hair_texels |= ear
                     conf[ear] = 0.0
-        return Projection(layout, offset, surface, points, rgb, conf, hair_texels)
+        return Projection(layout, offset, surface, points, rgb, conf, hair_texels, reach)
 
     def _build(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> HeadSplatAvatar:
         """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
-        layout, offset, surface, points, rgb, conf, hair_texels = self.projected_texture(photo, fitted, ev)
+        layout, offset, surface, points, rgb, conf, hair_texels, reach = self.projected_texture(photo, fitted, ev)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
@@ -574,7 +577,7 @@ class HeadSplat(Method):
             head = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
             if not self.prior:
                 return head, None
-            bust, brgb = self._bust(photo, fitted, ev, surface)
+            bust, brgb = self._bust(photo, fitted, ev, surface, reach)
             return head, (bust, brgb, texel_gaussians(bust_layout(), *bust_grid(), bust.vertices,
                                                       np.ones(len(brgb), bool)))
 
@@ -603,11 +606,11 @@ class HeadSplat(Method):
         return HeadSplatAvatar(self.info, fitted, binding, bust)
 
     def _bust(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence,
-              surface: np.ndarray) -> tuple[Bust, np.ndarray]:
+              surface: np.ndarray, reach: float) -> tuple[Bust, np.ndarray]:
         """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
         them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not
         (symmetric fusion), else the colour of the texel's ring (bust.bust_colours); long hair down the back
-        where the photo does not see it (hair_down_the_back)."""
+        where the photo does not see it (hair_down_the_back; reach: Projection.reach)."""
         tpl = fitted.template
         bust = build_bust(fitted, ev.person)
         layout = bust_layout()
@@ -623,15 +626,14 @@ class HeadSplat(Method):
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         uv, _ = fitted.camera.project(points)
         rgb = bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
-        if ev.has_hair:
-            # long hair lies on down the back where the photo does not see it, in the colour of the head's
-            # unseen hair (the photo's mean hair colour, with strands)
-            w = hair_down_the_back(fitted, surface, points, hair_reach(fitted.landmarks, ev))
-            w[conf >= SEEN_CONF] = 0.0
-            if w.any():
-                hair = hair_prior(layout, ev)
-                hair += ev.hair_mean - hair[w > 0.5].mean(0) if (w > 0.5).any() else ev.hair_mean - ev.hair_rgb
-                rgb = (1 - w[:, None]) * rgb + w[:, None] * np.clip(hair, 0, 1)
+        # long hair lies on down the back where the photo does not see it, in the colour of the head's unseen
+        # hair (the photo's mean hair colour, with strands); hair_down_the_back is 0 for shorter hair or none
+        w = hair_down_the_back(fitted, surface, points, reach)
+        w[conf >= SEEN_CONF] = 0.0
+        if w.any():
+            hair = hair_prior(layout, ev)
+            hair += ev.hair_mean - hair[w > 0.5].mean(0) if (w > 0.5).any() else ev.hair_mean - ev.hair_rgb
+            rgb = (1 - w[:, None]) * rgb + w[:, None] * np.clip(hair, 0, 1)
         return bust, rgb
 
 
