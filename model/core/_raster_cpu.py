@@ -462,13 +462,14 @@ def _tile_stride(n_tiles: int) -> int:
 
 
 @njit(parallel=True, cache=True)
-def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select, wmin, count, pix, gid, wgt):
+def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select, wmin, count, gid, wgt):
     """Per-pixel compositing weights w = alpha·T of every Gaussian that reaches a selected pixel, by the
     same rules (and the same float32 arithmetic) as _raster, one pixel at a time; weights below wmin are
     left out (and a pixel stops once T < wmin: nothing after can weigh more). First call with
-    count only (pix is empty): count[p] = the number of weights of pixel p. Second call, with count the
-    exclusive prefix sum and pix/gid/wgt sized to the total: fills them (gid = rows of rec)."""
-    fill = pix.shape[0] > 0
+    count only (gid is empty): count[p] = the number of weights of pixel p. Second call, with count the
+    exclusive prefix sum (where each pixel's weights start) and gid/wgt sized to the total: fills them, pixel
+    by pixel in compositing order (gid = rows of rec)."""
+    fill = gid.shape[0] > 0
     n_tiles = ntx * (-(-height // th))
     for i in prange(n_tiles):
         t = (i * stride) % n_tiles  # as in _raster: spread neighbouring (equally costly) tiles over threads
@@ -502,7 +503,6 @@ def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select,
                         break
                     if al * tr >= wmin:
                         if fill:
-                            pix[k] = p
                             gid[k] = g
                             wgt[k] = al * tr
                         k += 1
@@ -515,8 +515,8 @@ def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select,
 
 def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width: int, height: int,
                         select=None, min_weight: float = 0.0, tile=(TILE_W, TILE_H)):
-    """The linear map from Gaussian colours to this view's premultiplied image, as triplets
-    (pixel int64 [M] = y·width + x, gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
+    """The linear map from Gaussian colours to this view's premultiplied image, as CSR parts over the pixels
+    y·width + x (indptr int64 [H·W + 1], gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
     Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
     default: then the map is exact to float32 rounding). Same inputs and rules as rasterize();
     used to fit colours to a photo (model.ours.avatar), which no rasterizer API exposes."""
@@ -526,13 +526,12 @@ def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width:
                                                        world_to_cam, width, height, tw, th)
     select = np.ones(width * height, np.bool_) if select is None else np.ascontiguousarray(select, np.bool_).ravel()
     count = np.zeros(width * height, np.int64)
-    empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float32)
     stride = _tile_stride(ntx * (-(-height // th)))
     _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), count,
-             empty_i, empty_i, empty_f)
-    total = int(count.sum())
-    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-    pix, gid, wgt = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.float32)
-    _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight), start,
-             pix, gid, wgt)
-    return pix, order[gid].astype(np.int64), wgt
+             np.empty(0, np.int64), np.empty(0, np.float32))
+    indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    gid, wgt = np.empty(indptr[-1], np.int64), np.empty(indptr[-1], np.float32)
+    if len(gid):
+        _weights(offsets, ids, rec, bbox, tw, th, ntx, stride, width, height, select, np.float32(min_weight),
+                 indptr[:-1], gid, wgt)
+    return indptr, order[gid].astype(np.int64), wgt

@@ -114,6 +114,6 @@ def compositing_weights(gaussians: Gaussians, camera: Camera, select: np.ndarray
     h, w = camera.height, camera.width
     if select is not None and np.shape(select) != (h, w):
         raise ValueError(f"select must be [{h},{w}], got shape {np.shape(select)}")
-    pix, gid, wgt = weights(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera.K,
-                            camera.world_to_cam, w, h, select, min_weight)
-    return sp.csr_matrix((wgt, (pix, gid)), shape=(h * w, len(gaussians)))
+    indptr, gid, wgt = weights(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, camera.K,
+                               camera.world_to_cam, w, h, select, min_weight)
+    return sp.csr_matrix((wgt, gid, indptr), shape=(h * w, len(gaussians)))
