@@ -300,6 +300,11 @@ def _local(fn, jobs, workers, threads, max_attempts, stats, preload=()) -> Itera
             if broken:
                 died = list(running.values())
                 running.clear()
+                # CPython 3.11 terminates a broken pool's workers, but not one its submit() spawned while the
+                # pool was breaking: shutdown then joined that idle worker forever (seen once in CI). Every
+                # worker of a broken pool is doomed: kill them all first (no public API lists them)
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.kill()
                 pool.shutdown(wait=True, cancel_futures=True)
                 for job, attempt, _ in died:
                     if attempt >= max_attempts:
