@@ -283,6 +283,24 @@ def test_colour_fit_reproduces_a_photo_that_sampling_blurs():
     assert np.array_equal(fitted[-1], sampled[-1])  # hidden: untouched
     assert fitted.min() >= 0 and fitted.max() <= 1
 
+def test_damped_least_squares_takes_lsqrs_steps_for_every_channel():
+    """The colour fit's solver (CGLS, all channels at once) against scipy's lsqr, one channel at a time: the
+    same iterate after a few steps, and the exact damped solution (dense normal equations) when run long."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import lsqr
+
+    from model.ours.avatar import damped_least_squares
+    rng = np.random.default_rng(5)
+    A = sp.random(300, 120, density=0.05, random_state=rng, format="csr") + sp.eye(300, 120, format="csr")
+    B = rng.standard_normal((300, 3))
+    got = damped_least_squares(A, B, 0.03, 6)
+    want = np.stack([lsqr(A, B[:, k], damp=np.sqrt(0.03), iter_lim=6, atol=0, btol=0)[0] for k in range(3)], 1)
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-9)
+    dense = A.toarray()
+    exact = np.linalg.solve(dense.T @ dense + 0.03 * np.eye(120), dense.T @ B)
+    assert np.allclose(damped_least_squares(A, B, 0.03, 300), exact, atol=1e-8)
+
+
 
 def test_closed_eyelids_hide_the_eyeballs(avatar):
     """Blinking stretches the lids over the eyes; their Gaussians grow with the stretch, so the eyeball

@@ -243,8 +243,7 @@ HAIR_OUTLIER_K, HAIR_OUTLIER_MIN = 2.0, 0.3
 
 @numba.njit(cache=True)
 def _cut_path(err):
-    # dynamic programme down the rows, then back up: first minimum on ties, as a plain loop would take.
-    # numba: ~900 cuts per avatar took ~0.1 s as Python loops (the strips are too narrow for numpy)
+    # dynamic programme down the rows, then back up: first minimum on ties
     h, w = err.shape
     cost = np.empty((h, w))
     cost[0] = err[0]
@@ -272,30 +271,80 @@ def _cut_path(err):
     return path
 
 
-def _boundary_cut(err: np.ndarray) -> np.ndarray:
-    """err [h,w] >= 0 -> bool [h,w]: True right of the top-to-bottom path (one column per row, moving at
-    most one column a row) of least total error, i.e. the texels the new block takes."""
-    path = _cut_path(np.ascontiguousarray(err, np.float64))
-    return np.arange(err.shape[1])[None, :] >= path[:, None]
-
-
 @numba.njit(cache=True)
-def _overlap_ssd(blocks, pick, region, ov):
-    # squared difference of each picked block to region [p,p,C] on the overlap ov [p,p]: a loop, because
-    # numpy's temporaries for 32 candidates per placement took ~60 ms of an avatar's quilting
-    out = np.zeros(len(pick))
-    p, q, nc = region.shape
-    for k in range(len(pick)):
-        b = blocks[pick[k]]
-        acc = 0.0
-        for y in range(p):
-            for x in range(q):
-                if ov[y, x]:
-                    for c in range(nc):
-                        d = b[y, x, c] - region[y, x, c]
-                        acc += d * d
-        out[k] = acc
-    return out
+def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
+    # Image quilting's placement loop (see quilt), in place on values [H,W,C], copying blocks of source [H,W,C]
+    # (the values before any was placed) whose corners are src [S,2]; have [H,W]: what is known or placed. Compiled: as a Python loop over ~200 blocks (numpy's temporaries, a random draw and a path per
+    # block) it took ~70 ms of an avatar's 0.8 s. rng: a numpy Generator (numba draws the same stream).
+    H, W, C = values.shape
+    todo = fill.copy()
+    rows, cols = np.nonzero(fill)
+    i0, j0 = max(0, rows.min() - p + step), max(0, cols.min() - p + step)
+    ssd = np.empty(candidates)
+    err = np.empty((p, p))
+    take = np.empty((p, p), np.bool_)
+    for ii in range(i0, rows.max() + 1, step):
+        i = min(ii, H - p)
+        for jj in range(j0, cols.max() + 1, step):
+            j = min(jj, W - p)
+            if not todo[i:i + p, j:j + p].any():
+                continue
+            pick = rng.integers(0, len(src), size=candidates)
+            k = 0
+            if have[i:i + p, j:j + p].any():
+                # each candidate's squared difference to what is there on the overlap; the best, ties within
+                # 10% drawn at random
+                for n in range(candidates):
+                    sy, sx = src[pick[n], 0], src[pick[n], 1]
+                    acc = 0.0
+                    for y in range(p):
+                        for x in range(p):
+                            if have[i + y, j + x]:
+                                for c in range(C):
+                                    d = source[sy + y, sx + x, c] - values[i + y, j + x, c]
+                                    acc += d * d
+                    ssd[n] = acc
+                best = np.flatnonzero(ssd <= ssd.min() * 1.1 + 1e-12)
+                k = best[rng.integers(0, len(best))]
+            sy, sx = src[pick[k], 0], src[pick[k], 1]
+            # where it overlaps blocks placed before, the block takes the texels past the path of least
+            # difference through the overlap (Efros & Freeman's boundary cut): blocks meet along their most
+            # alike texels, not on a straight edge
+            placed_left = placed_top = False
+            for y in range(p):
+                for x in range(p):
+                    placed = fill[i + y, j + x] and not todo[i + y, j + x]
+                    placed_left |= placed and x < p - step
+                    placed_top |= placed and y < p - step
+                    e = 0.0
+                    if have[i + y, j + x]:
+                        for c in range(C):
+                            d = source[sy + y, sx + x, c] - values[i + y, j + x, c]
+                            e += d * d
+                    err[y, x] = e
+                    take[y, x] = True
+            if placed_left:
+                path = _cut_path(err[:, :p - step].copy())
+                for y in range(p):
+                    for x in range(path[y]):
+                        take[y, x] = False
+            if placed_top:
+                path = _cut_path(err[:p - step].T.copy())
+                for x in range(p):
+                    for y in range(path[x]):
+                        take[y, x] = False
+            for y in range(p):
+                for x in range(p):
+                    need = todo[i + y, j + x]
+                    placed = fill[i + y, j + x] and not need
+                    if need or (placed and take[y, x]):
+                        for c in range(C):
+                            values[i + y, j + x, c] = source[sy + y, sx + x, c]
+            for y in range(p):
+                for x in range(p):
+                    if todo[i + y, j + x]:
+                        have[i + y, j + x] = True
+                        todo[i + y, j + x] = False
 
 
 def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.ndarray, patch: int,
@@ -304,57 +353,19 @@ def quilt(values: np.ndarray, source: np.ndarray, fill: np.ndarray, known: np.nd
     patch x patch blocks that lie wholly in `source` [H,W] bool. Blocks are placed in raster order with
     a third of a block of overlap; each is the best of `candidates` random source blocks (least squared
     difference on the overlap with what is `known` [H,W] or placed; ties within 10% drawn at random) and
-    fills only the fill texels it covers, averaged with the blocks before it on a one-texel band where
-    they meet. Deterministic for a seed. None when fewer than QUILT_MIN_SOURCES whole source blocks exist."""
-    H, W, _ = values.shape
+    fills only the fill texels it covers, taking those of the blocks before it past the path of least
+    difference through their overlap. Deterministic for a seed. None when fewer than QUILT_MIN_SOURCES whole
+    source blocks exist."""
     p = int(patch)
     ii = np.pad(np.cumsum(np.cumsum(source, 0), 1), ((1, 0), (1, 0)))
     whole = (ii[p:, p:] - ii[:-p, p:] - ii[p:, :-p] + ii[:-p, :-p]) == p * p  # [H-p+1, W-p+1]
     src = np.argwhere(whole)
     if len(src) < QUILT_MIN_SOURCES or not fill.any():
         return None
-    rng = np.random.default_rng(seed)
-    # every whole source block [S,p,p,C], gathered once (a view per block, copied here)
-    blocks_all = np.lib.stride_tricks.sliding_window_view(values, (p, p), axis=(0, 1))[src[:, 0], src[:, 1]]
-    blocks_all = np.ascontiguousarray(np.moveaxis(blocks_all, 1, -1))
+    values = np.ascontiguousarray(values, np.float64)
     out = values.copy()
-    have = known & ~fill
-    todo = fill.copy()
-    step = max(1, p - max(1, p // 3))
-    rows, cols = np.nonzero(fill)
-    for i in range(max(0, rows.min() - p + step), rows.max() + 1, step):
-        i = min(i, H - p)
-        for j in range(max(0, cols.min() - p + step), cols.max() + 1, step):
-            j = min(j, W - p)
-            need = todo[i:i + p, j:j + p]
-            if not need.any():
-                continue
-            pick = rng.integers(len(src), size=candidates)
-            ov = have[i:i + p, j:j + p]
-            if ov.any():
-                ssd = _overlap_ssd(blocks_all, pick, out[i:i + p, j:j + p], ov)
-                best = np.flatnonzero(ssd <= ssd.min() * 1.1 + 1e-12)
-                k = best[rng.integers(len(best))]
-            else:
-                k = 0
-            block = blocks_all[pick[k]]
-            region = out[i:i + p, j:j + p]
-            # where it overlaps blocks placed before, the block takes the texels past the path of least
-            # difference through the overlap (Efros & Freeman's boundary cut): blocks meet along their
-            # most alike texels, not on a straight edge
-            placed = fill[i:i + p, j:j + p] & ~need  # earlier blocks' texels in this window
-            write = need
-            if placed.any():
-                err = np.where(ov, ((block - region) ** 2).sum(-1), 0.0)
-                take = np.ones((p, p), bool)
-                if placed[:, :p - step].any():
-                    take[:, :p - step] = _boundary_cut(err[:, :p - step])
-                if placed[:p - step].any():
-                    take[:p - step] &= _boundary_cut(err[:p - step].T).T
-                write = need | (placed & take)
-            region[write] = block[write]
-            have[i:i + p, j:j + p] |= need
-            todo[i:i + p, j:j + p] = False
+    _quilt_blocks(out, values, src, np.ascontiguousarray(fill, np.bool_), known & ~fill, p,
+                  max(1, p - max(1, p // 3)), int(candidates), np.random.default_rng(seed))
     return out
 
 
