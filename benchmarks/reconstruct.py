@@ -246,13 +246,11 @@ def hair_length_error(avatar, image: np.ndarray, lm, ev, size: int = 384) -> flo
     from skimage.color import deltaE_cie76, rgb2lab
 
     from model.core.camera import framing_camera
-    from model.head.landmarks import FACE_OVAL
-    from model.head.segmentation import hair_reach
+    from model.head.segmentation import hair_end_row, hair_reach
     reach = hair_reach(lm, ev)
     if not (0 < reach < np.inf):
         return None
-    oval = lm.xy[list(FACE_OVAL)]
-    end_row = lm.xy[152, 1] + reach * (oval[:, 1].max() - oval[:, 1].min())
+    end_row = hair_end_row(lm, reach)
     cam = avatar.input_camera
     depth = cam.project(np.asarray(avatar.head_center, np.float64)[None])[1]
     photo_end = cam.unproject(np.array([[lm.xy[152, 0], end_row]]), depth)[0, 1]

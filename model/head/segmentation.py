@@ -342,6 +342,17 @@ HAIR_SIDE = 0.3  # how far beside the chin, in face widths, the hair's end is re
 HAIR_STRAND = 0.05  # face widths
 
 
+def face_height_px(lm: Landmarks) -> float:
+    """The face oval's height in the photo, pixels (at least 1): hair_reach's unit."""
+    oval = lm.xy[list(FACE_OVAL)]
+    return max(float(oval[:, 1].max() - oval[:, 1].min()), 1.0)
+
+
+def hair_end_row(lm: Landmarks, reach: float) -> float:
+    """The photo's row (pixels) where hair reaching `reach` face heights below the chin ends (hair_reach)."""
+    return float(lm.xy[152, 1] + reach * face_height_px(lm))
+
+
 def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
     """How far the photo's hair falls below the chin, in face heights (negative: it ends above it; inf:
     it runs out of the bottom of the photo; -inf: no hair)."""
@@ -349,7 +360,6 @@ def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
         return -np.inf
     xy = lm.xy
     oval = xy[list(FACE_OVAL)]
-    face_h = max(float(oval[:, 1].max() - oval[:, 1].min()), 1.0)
     hair = (ev.hair > 0.5) & (ev.face_dist < HAIR_REACH)
     # stray strands thinner than HAIR_STRAND face widths do not count: where they end moves with the mask's
     # rounding (a uint8 resize moved one portrait's end by 0.2 face heights), where the hair's body ends does not
@@ -366,4 +376,4 @@ def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
         return -np.inf
     if hit[-1] >= ev.hair.shape[0] - 1:
         return np.inf
-    return float((hit[-1] - xy[152, 1]) / face_h)
+    return float((hit[-1] - xy[152, 1]) / face_height_px(lm))

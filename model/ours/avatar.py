@@ -40,7 +40,7 @@ from model.head import rig
 from model.head.ict_fit import HeadFit, fit
 from model.head.landmarks import detect_landmarks, landmarks_of
 from model.head.mesh import barycentric_matrix, vertex_normals
-from model.head.segmentation import PhotoEvidence, hair_reach, photo_evidence
+from model.head.segmentation import PhotoEvidence, hair_end_row, hair_reach, photo_evidence
 from model.head.template import TEMPLATE_VERSION
 from model.interface import Controls, GaussianAvatar, Method, MethodInfo
 from model.ours.binding import (
@@ -82,7 +82,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 1.3: the unseen hair's low frequencies are the photo's hair mean (texture.complete, HAIR_LOW_M): the quilt
 # keeps the detail, no longer the blotches of shaded hair it gathered at the back; 1.4: long hair lies on down
 # the bust's back to where the photo's hair ends (hair_down_the_back); hands at the detector's lower threshold
-METHOD_VERSION = "1.4.0"
+# 1.5: long hair ends at the photo's hair end lifted onto the plane of the head's centre (hair_end_height), not
+# at face heights scaled by the model's face (2 cm short on if_052)
+METHOD_VERSION = "1.5.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -234,12 +236,28 @@ def scalp_weight(tpl) -> np.ndarray:
 CARVE_FRACTIONS = np.linspace(1.0, 0.0, 9)  # hair thickness fractions tried, thickest first
 
 
+def hair_end_height(fitted: HeadFit, vertices: np.ndarray, reach: float) -> float | None:
+    """Where the photo's long hair ends, as a height (metres, head frame): None when it ends above the chin
+    (reach <= 0: segmentation.hair_reach, face heights below the chin), -inf when it runs out of the photo.
+    The photo's hair end (segmentation.hair_end_row) is lifted onto the plane through the head's centre
+    (vertices [V,3]: the neutral head) facing the camera, where hair falling beside the head hangs. Scaling
+    face heights by the model's face instead put if_052's hair end 2 cm high: the face is nearer the camera
+    than the hair, so the photo's face heights are larger than the hair's."""
+    if not reach > 0:
+        return None
+    if not np.isfinite(reach):
+        return -np.inf
+    cam, lm = fitted.camera, fitted.landmarks
+    depth = cam.project(head_extent(vertices)[0][None])[1]
+    return float(cam.unproject(np.array([[lm.xy[152, 0], hair_end_row(lm, reach)]]), depth)[0, 1])
+
+
 def hair_offsets(fitted: HeadFit, ev: PhotoEvidence, vertices: np.ndarray, normals: np.ndarray,
-                 reach: float = -np.inf) -> np.ndarray:
+                 hair_end: float | None = None) -> np.ndarray:
     """Per-vertex hair thickness [V] in metres: how far the photo's person mask rises above the
     fitted skull, spread over the scalp and faded towards the hairline (0 where there is no hair),
-    hanging down the neck when the photo's hair falls below the chin (reach, face heights:
-    segmentation.hair_reach; see hanging_hair), then carved to the photo's silhouette.
+    hanging down the neck to hair_end (metres, head frame: hair_end_height; None: short hair) when the photo's
+    hair falls below the chin (see hanging_hair), then carved to the photo's silhouette.
     vertices, normals [V,3] (metres, unit)."""
     if not ev.has_hair:
         return np.zeros(len(vertices))
@@ -272,8 +290,8 @@ def hair_offsets(fitted: HeadFit, ev: PhotoEvidence, vertices: np.ndarray, norma
     nx, ny, nz = normals.T
     w_top, w_side = np.maximum(ny, 0) ** 2, nx ** 2 + np.minimum(nz, 0) ** 2
     thickness = weight * (top * w_top + side * w_side) / np.maximum(w_top + w_side, 1e-6)
-    if reach > 0:
-        thickness = np.maximum(thickness, hanging_hair(fitted, vertices, normals, thickness, reach))
+    if hair_end is not None:
+        thickness = np.maximum(thickness, hanging_hair(fitted, vertices, normals, thickness, hair_end))
     return thickness * silhouette_fraction(fitted, person, vertices, normals, thickness)
 
 
@@ -292,16 +310,14 @@ EAR_SEEN = 0.01  # an ear of which the photo sees (conf >= SEEN_CONF) at most th
 
 
 def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
-                 reach: float) -> np.ndarray:
+                 hair_end: float) -> np.ndarray:
     """[V] metres: the offset along each vertex normal that puts the scalp and neck below the hair's widest
-    point on the hanging curtain (see HAIR_HANG_AZIMUTH_DEG), down to `reach` face heights below the chin
-    (inf: to the bottom of the neck). vertices, normals [V,3] (metres, unit); thickness [V] the hair over
+    point on the hanging curtain (see HAIR_HANG_AZIMUTH_DEG), down to the height hair_end (metres, head
+    frame: hair_end_height; -inf: to the bottom of the neck). vertices, normals [V,3] (metres, unit); thickness [V] the hair over
     the scalp so far, metres."""
     tpl = fitted.template
     out = np.zeros(len(vertices))
-    lms = tpl.landmarks(vertices)
-    chin_y, face_h = lms[152, 1], lms[10, 1] - lms[152, 1]
-    y_end = max(chin_y - reach * face_h, vertices[:, 1].min()) if np.isfinite(reach) else vertices[:, 1].min()
+    y_end = max(hair_end, vertices[:, 1].min())
     neck = tpl.region_vertices("neck")
     axis = vertices[neck][:, [0, 2]].mean(0)
     shell = vertices + thickness[:, None] * normals
@@ -338,25 +354,24 @@ def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thi
     return out
 
 
-def hair_down_the_back(fitted: HeadFit, surface: np.ndarray, points: np.ndarray, reach: float) -> np.ndarray:
+def hair_down_the_back(fitted: HeadFit, surface: np.ndarray, points: np.ndarray,
+                       hair_end: float | None) -> np.ndarray:
     """[N] in [0,1]: how much long hair covers each point of the bust (points [N,3] metres, head frame): hair
-    that falls below the neck (reach, face heights below the chin: segmentation.hair_reach; inf: out of the
-    photo's bottom) lies on down the back and the shoulders to where the photo's hair ends, as wide as the
+    that falls below the neck lies on down the back and the shoulders to where the photo's hair ends
+    (hair_end: metres, head frame, hair_end_height; -inf: out of the photo's bottom; None: short), as wide as the
     hair round the head (surface [V,3]: the template's vertices offset by the hair), fading in from the sides
     as hanging_hair's curtain does and out over HAIR_END_FADE_M at its end. 0 everywhere for shorter hair."""
     out = np.zeros(len(points))
     tpl = fitted.template
-    if not reach > 0:
+    if hair_end is None:
         return out
-    lms = tpl.landmarks(surface)
-    y_end = lms[152, 1] - reach * (lms[10, 1] - lms[152, 1]) if np.isfinite(reach) else -np.inf
     axis = surface[tpl.region_vertices("neck")][:, [0, 2]].mean(0)
     half_width = np.abs(surface[tpl.region_vertices("scalp"), 0] - axis[0]).max()
     dx, dz = points[:, 0] - axis[0], points[:, 2] - axis[1]
     lo, hi = np.deg2rad(HAIR_HANG_AZIMUTH_DEG)
     w_side = np.clip((np.abs(np.arctan2(dx, dz)) - lo) / (hi - lo), 0, 1)
     w_width = np.clip((half_width - np.abs(dx)) / HAIR_END_FADE_M, 0, 1)
-    w_end = np.clip((points[:, 1] - y_end) / HAIR_END_FADE_M, 0, 1)
+    w_end = np.clip((points[:, 1] - hair_end) / HAIR_END_FADE_M, 0, 1)
     return _smoothstep(w_side) * _smoothstep(w_width) * _smoothstep(w_end)
 
 
@@ -499,8 +514,8 @@ class Projection(NamedTuple):
     rgb: np.ndarray  # [T,3] in [0,1]: the photo's colour at each texel
     conf: np.ndarray  # [T] how well the photo sees each texel (project_texture)
     hair: np.ndarray  # [T] bool: the texels hair covers (the scalp; the neck where long hair hangs)
-    reach: float  # how far the photo's hair falls below the chin, face heights (segmentation.hair_reach; -inf
-    # without the prior)
+    hair_end: float | None  # where long hair ends, metres, head frame (hair_end_height; None: short hair or
+    # no prior)
 
 
 class HeadSplat(Method):
@@ -563,9 +578,9 @@ class HeadSplat(Method):
         hair = np.zeros(len(vertices))
         hair_texels = layout.in_region("scalp")
         head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
-        reach = hair_reach(fitted.landmarks, ev) if self.prior else -np.inf
+        hair_end = hair_end_height(fitted, vertices, hair_reach(fitted.landmarks, ev)) if self.prior else None
         if self.prior:
-            hair = hair_offsets(fitted, ev, vertices, vn, reach)
+            hair = hair_offsets(fitted, ev, vertices, vn, hair_end)
             # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
             # top ring shares the scalp's border, which carries the scalp's hair
             below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
@@ -596,12 +611,12 @@ class HeadSplat(Method):
                 if np.median(sample_bilinear(ev.hair, uv[rim])) > 0.5:
                     hair_texels |= ear
                     conf[ear] = 0.0
-        return Projection(layout, offset, surface, points, rgb, conf, hair_texels, reach)
+        return Projection(layout, offset, surface, points, rgb, conf, hair_texels, hair_end)
 
     def _build(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence) -> HeadSplatAvatar:
         """photo [H,W,3] RGB in [0,1] -> the avatar before the view fit."""
         tpl = fitted.template
-        layout, offset, surface, points, rgb, conf, hair_texels, reach = self.projected_texture(photo, fitted, ev)
+        layout, offset, surface, points, rgb, conf, hair_texels, hair_end = self.projected_texture(photo, fitted, ev)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         opacity = np.full(len(rgb), 0.98, np.float32)
@@ -614,7 +629,7 @@ class HeadSplat(Method):
             head = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
             if not self.prior:
                 return head, None
-            bust, brgb = self._bust(photo, fitted, ev, surface, reach)
+            bust, brgb = self._bust(photo, fitted, ev, surface, hair_end)
             return head, (bust, brgb, texel_gaussians(bust_layout(), *bust_grid(), bust.vertices,
                                                       np.ones(len(brgb), bool)))
 
@@ -643,11 +658,11 @@ class HeadSplat(Method):
         return HeadSplatAvatar(self.info, fitted, binding, bust)
 
     def _bust(self, photo: np.ndarray, fitted: HeadFit, ev: PhotoEvidence,
-              surface: np.ndarray, reach: float) -> tuple[Bust, np.ndarray]:
+              surface: np.ndarray, hair_end: float | None) -> tuple[Bust, np.ndarray]:
         """The bust under the head (model.ours.bust) and its texels' colours [T,3]: the photo where it sees
         them (the head's surface [V,3] hides what it covers), mirrored across the body where it does not
         (symmetric fusion), else the colour of the texel's ring (bust.bust_colours); long hair down the back
-        where the photo does not see it (hair_down_the_back; reach: Projection.reach)."""
+        where the photo does not see it (hair_down_the_back; hair_end: Projection.hair_end)."""
         tpl = fitted.template
         bust = build_bust(fitted, ev.person)
         layout = bust_layout()
@@ -665,7 +680,7 @@ class HeadSplat(Method):
         rgb = bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
         # long hair lies on down the back where the photo does not see it, in the colour of the head's unseen
         # hair (the photo's mean hair colour, with strands); hair_down_the_back is 0 for shorter hair or none
-        w = hair_down_the_back(fitted, surface, points, reach)
+        w = hair_down_the_back(fitted, surface, points, hair_end)
         w[conf >= SEEN_CONF] = 0.0
         if w.any():
             hair = hair_prior(layout, ev)
