@@ -45,7 +45,7 @@ class MethodSpec:
 
 BUILTIN: tuple[MethodSpec, ...] = (
     MethodSpec("ours", "HeadSplat (ours)",
-               "UV-space Gaussians on a fitted open head template; symmetric UV fusion; full-head prior completion",
+               "UV-space Gaussians on the fitted ICT-FaceKit head; symmetric UV fusion; full-head prior completion",
                "model.ours.avatar:HeadSplat", animatable=True, kind="ours", license="Apache-2.0"),
     MethodSpec("ours-no-symmetry", "Ours w/o symmetric fusion",
                "ablation: unseen texels are not filled from their mirror texel (prior only)",
