@@ -152,3 +152,21 @@ def test_the_bust_is_carved_to_the_photos_silhouette(astronaut):
     person = photo_evidence(skimage.data.astronaut(), lm).person > 0.5
     assert drawn.sum() > 10_000
     assert (drawn & ~person).sum() / drawn.sum() < 0.03
+
+
+def test_a_shirt_seen_only_at_the_shoulders_goes_on_down_the_chest():
+    """london_005 is cut just below the shoulders: its white T-shirt shows on no chest ring. The chest below
+    the photo's edge takes the shirt's colour (the parser's clothes pixels in the photo), not the plain grey
+    of unseen clothing."""
+    from evaluation.datasets import DEV_DIR
+    from model.core.image_io import load_image, to_float
+    photo = load_image(DEV_DIR / "london_005.jpg")
+    avatar = HeadSplat().reconstruct(photo)
+    g = avatar.gaussians()
+    uv, _ = avatar.input_camera.project(g.means)
+    below_photo = _bust(avatar) & (uv[:, 1] > photo.shape[0] + 5)  # what the photo cannot show
+    assert below_photo.sum() > 500
+    shirt = np.median(to_float(photo)[photo_evidence(photo, detect_landmarks(photo)).clothes], 0)
+    got = np.median(g.rgb[below_photo], 0)
+    assert np.abs(got - shirt).max() < 0.15, (got, shirt)
+    assert np.abs(got - UNSEEN_CLOTHING).max() > 0.3

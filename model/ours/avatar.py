@@ -83,8 +83,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # keeps the detail, no longer the blotches of shaded hair it gathered at the back; 1.4: long hair lies on down
 # the bust's back to where the photo's hair ends (hair_down_the_back); hands at the detector's lower threshold
 # 1.5: long hair ends at the photo's hair end lifted onto the plane of the head's centre (hair_end_height), not
-# at face heights scaled by the model's face (2 cm short on if_052)
-METHOD_VERSION = "1.5.0"
+# at face heights scaled by the model's face (2 cm short on if_052); 1.6: a bust whose photo shows no chest ring
+# takes its shirt's colour from the shoulders' clothing (bust.bust_colours), not the unseen grey
+METHOD_VERSION = "1.6.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.

@@ -69,11 +69,14 @@ class Bust:
     drops: tuple  # (right, left) shoulder drops measured on the photo, metres; None where it shows none
     depths: np.ndarray  # [RINGS] metres below the shoulder line's root of each ring (negative: inside the neck)
 
+    def row_at(self, depth: float) -> float:
+        """The row of the chart's texel raster (bust_layout) `depth` metres below the shoulder line's root."""
+        return float(np.interp(depth, self.depths, np.arange(RINGS))) / (RINGS - 1) * V_SPAN * TEXEL_RES
+
     @property
     def chest_row(self) -> float:
-        """The row of the chart's texel raster (bust_layout) at the shoulders' tips: the chest begins below."""
-        ring = float(np.interp(np.mean(_sides(self.drops, SHOULDER_DROP)), self.depths, np.arange(RINGS)))
-        return ring / (RINGS - 1) * V_SPAN * TEXEL_RES
+        """The row at the shoulders' tips: the chest begins below."""
+        return self.row_at(np.mean(_sides(self.drops, SHOULDER_DROP)))
 
 
 @lru_cache(maxsize=1)
@@ -319,15 +322,19 @@ def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndar
     confidence conf [T] (model.ours.texture.project_texture, after any symmetric fusion): a texel the photo
     sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours: a shirt goes
     round the back) where the photo shows that ring or one within RING_REACH; below the shoulders' tips (the
-    chest: clothing, not the neck) the nearest chest ring's the photo shows on its clothes (clothes [T] bool:
-    the texel lands on segmentation.PhotoEvidence.clothes: hands, arms, a bare chest or long hair falling
-    over the shoulders are not spread round the body), across its bottom edge. Else UNSEEN_CLOTHING: a photo
-    cut at the chin gets a plain top, not a stretched neck. (Reaching further up for the clothing took a
-    group photo's background, a card in a hand, a shadowed neck's skin all round the body.)"""
+    chest: clothing, not the neck) the nearest ring below the shoulder line's root that the photo shows on its
+    clothes (clothes [T] bool: the texel lands on segmentation.PhotoEvidence.clothes: hands, arms, a bare chest
+    or long hair falling over the shoulders are not spread round the body), across its bottom edge. Else
+    UNSEEN_CLOTHING: a photo cut at the chin gets a plain top, not a stretched neck. (Reaching up into the neck
+    for the clothing, before the parser's clothes mask, took a group photo's background, a card in a hand, a
+    shadowed neck's skin all round the body.)"""
     layout = bust_layout()
     chest = layout.rc[:, 0] >= bust.chest_row
     ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res)
-    below = ring_colours(layout, rgb, np.where(clothes, conf, 0.0), chest)
+    # the clothing's rings from the shoulder line down: a photo cut at the shoulders shows no chest ring, and its
+    # shirt then goes on down the chest (a plain grey there turned a white T-shirt dark below the photo's edge)
+    below = ring_colours(layout, rgb, np.where(clothes, conf, 0.0), layout.rc[:, 0] >= bust.row_at(0.0))
+    below[~chest] = np.nan
     ring = np.where(np.isnan(ring), np.where(np.isnan(below), UNSEEN_CLOTHING, below), ring)
     return np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
 
