@@ -513,8 +513,14 @@ def _weights(offsets, ids, rec, box, tw, th, ntx, stride, width, height, select,
                     count[p] = k
 
 
+# The weights go pixel by pixel through their tile's depth-ordered list: 4x4 tiles keep each list short (the
+# same weights, bit for bit, as with the rasterizer's 8x16 tiles, in ~70% of the time on a head's 86k Gaussians;
+# 2x2 tiles cost more in binning than they save)
+WEIGHTS_TILE = (4, 4)
+
+
 def compositing_weights(means, quats, scales, opacities, K, world_to_cam, width: int, height: int,
-                        select=None, min_weight: float = 0.0, tile=(TILE_W, TILE_H)):
+                        select=None, min_weight: float = 0.0, tile=WEIGHTS_TILE):
     """The linear map from Gaussian colours to this view's premultiplied image, as CSR parts over the pixels
     y·width + x (indptr int64 [H·W + 1], gaussian int64 [M], weight float32 [M]): rgb[pixel] = Σ weight·colour.
     Only pixels where select [H,W] bool is true (all by default), only weights >= min_weight (all by
