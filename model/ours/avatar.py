@@ -314,8 +314,8 @@ def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thi
                  hair_end: float) -> np.ndarray:
     """[V] metres: the offset along each vertex normal that puts the scalp and neck below the hair's widest
     point on the hanging curtain (see HAIR_HANG_AZIMUTH_DEG), down to the height hair_end (metres, head
-    frame: hair_end_height; -inf: to the bottom of the neck). vertices, normals [V,3] (metres, unit); thickness [V] the hair over
-    the scalp so far, metres."""
+    frame: hair_end_height; -inf: to the bottom of the neck). vertices, normals [V,3] (metres, unit);
+    thickness [V] the hair over the scalp so far, metres."""
     tpl = fitted.template
     out = np.zeros(len(vertices))
     y_end = max(hair_end, vertices[:, 1].min())
@@ -359,8 +359,8 @@ def hair_down_the_back(fitted: HeadFit, surface: np.ndarray, points: np.ndarray,
                        hair_end: float | None) -> np.ndarray:
     """[N] in [0,1]: how much long hair covers each point of the bust (points [N,3] metres, head frame): hair
     that falls below the neck lies on down the back and the shoulders to where the photo's hair ends
-    (hair_end: metres, head frame, hair_end_height; -inf: out of the photo's bottom; None: short), as wide as the
-    hair round the head (surface [V,3]: the template's vertices offset by the hair), fading in from the sides
+    (hair_end: metres, head frame, hair_end_height; -inf: out of the photo's bottom; None: short), as wide as
+    the hair round the head (surface [V,3]: the template's vertices offset by the hair), fading in from the sides
     as hanging_hair's curtain does and out over HAIR_END_FADE_M at its end. 0 everywhere for shorter hair."""
     out = np.zeros(len(points))
     tpl = fitted.template
@@ -449,8 +449,9 @@ def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camer
     a few neighbouring Gaussians, and colours sampled at each Gaussian's centre render visibly blurred
     (~22 dB inside the face on astronaut). The image is linear in the colours (A, from
     model.core.render.compositing_weights), so we solve min |A c - alpha·image|² + damping·|c - colours|² with
-    a few conjugate-gradient steps (damped_least_squares): the blend is undone where the photo backs it, while Gaussians it barely sees keep
-    their colour. The premultiplied target leaves coverage alone: it fits colour, not the silhouette.
+    a few conjugate-gradient steps (damped_least_squares): the blend is undone where the photo backs it, while
+    Gaussians it barely sees keep their colour. The premultiplied target leaves coverage alone: it fits colour,
+    not the silhouette.
     """
     A = compositing_weights(gaussians, camera, select, min_weight)
     # only the pixels and Gaussians the map touches (empty rows dropped from the CSR parts, columns renumbered:
@@ -462,7 +463,8 @@ def fit_colours_to_view(gaussians: Gaussians, colours: np.ndarray, camera: Camer
         return colours
     column = (np.cumsum(used) - 1)[A.indices]
     used = np.flatnonzero(used)
-    A = sp.csr_matrix((A.data.astype(np.float64), column, np.r_[0, A.indptr[1:][rows]]), shape=(len(rows), len(used)))
+    A = sp.csr_matrix((A.data.astype(np.float64), column, np.r_[0, A.indptr[1:][rows]]),
+                      shape=(len(rows), len(used)))
     c0 = colours[used].astype(np.float64)
     alpha = np.asarray(A.sum(1)).ravel()
     residual = image.reshape(-1, 3)[rows] * alpha[:, None] - A @ c0

@@ -274,8 +274,9 @@ def _cut_path(err):
 @numba.njit(cache=True)
 def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
     # Image quilting's placement loop (see quilt), in place on values [H,W,C], copying blocks of source [H,W,C]
-    # (the values before any was placed) whose corners are src [S,2]; have [H,W]: what is known or placed. Compiled: as a Python loop over ~200 blocks (numpy's temporaries, a random draw and a path per
-    # block) it took ~70 ms of an avatar's 0.8 s. rng: a numpy Generator (numba draws the same stream).
+    # (the values before any was placed) whose corners are src [S,2]; have [H,W]: what is known or placed.
+    # Compiled: as a Python loop over ~200 blocks (numpy's temporaries, a random draw and a path per block) it
+    # took ~50-85 ms of an avatar's 0.8 s. rng: a numpy Generator (numba draws numpy's own stream from it).
     H, W, C = values.shape
     todo = fill.copy()
     rows, cols = np.nonzero(fill)
