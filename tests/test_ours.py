@@ -550,9 +550,10 @@ def test_the_back_of_white_hair_has_the_photos_hair_colour():
 
 def test_long_hair_lies_on_down_the_back_to_where_the_photos_hair_ends():
     """if_052 (dev set): dark hair past the shoulders. Seen from behind, the hair (pixels of the photo's hair
-    colour joined to the back of the head) ends within 4.5 cm of the height where the photo's hair ends
-    (benchmarks.reconstruct.hair_length_error): the bust's back carries it on below the neck. It had ended 6.5 cm
-    short, where the bust's back hides the neck's hanging hair."""
+    colour joined to the back of the head) ends within 3 cm (issue 31's target) of the height where the photo's
+    hair ends (benchmarks.reconstruct.hair_length_error): the bust's back carries it on below the neck. It had
+    ended 6.5 cm short, where the bust's back hides the neck's hanging hair, then 3.3 cm short with the photo's
+    face heights scaled by the model's face (avatar.hair_end_height)."""
     from benchmarks.reconstruct import hair_length_error
     from evaluation.datasets import portraits_dev
     from model.head.landmarks import detect_landmarks
@@ -560,4 +561,4 @@ def test_long_hair_lies_on_down_the_back_to_where_the_photos_hair_ends():
     image = portraits_dev().subject("if_052_phone").image
     lm = detect_landmarks(image)
     error = hair_length_error(HeadSplat().reconstruct(image), image, lm, photo_evidence(image, lm))
-    assert error is not None and error < 4.5, error
+    assert error is not None and error < 3.0, error
