@@ -237,15 +237,15 @@ def main(argv=None) -> dict:
                 r = page.evaluate(READ)
                 mine = Gaussians.from_rgb(_arr(r["centers"], 3), _arr(r["quats"], 4), _arr(r["scales"], 3),
                                           _arr(r["rgba"], 4)[:, 3], _arr(r["rgba"], 4)[:, :3])
-                server = avatar.gaussians(c or None)
-                e = 1000 * np.linalg.norm(mine.means - server.means, axis=1)
+                exact = avatar.gaussians(c or None)
+                e = 1000 * np.linalg.norm(mine.means - exact.means, axis=1)
                 errs.append(float(e.mean()))
                 if e.max() > worst[1]:
                     worst = (name, float(e.max()))
                 cam = framing_camera(avatar.head_center, avatar.head_radius, 0.0, 0.0, args.size)
                 from model.core.render import render
                 a = render(mine, cam, background=(1.0, 1.0, 1.0)).rgb
-                b = render(server, cam, background=(1.0, 1.0, 1.0)).rgb
+                b = render(exact, cam, background=(1.0, 1.0, 1.0)).rgb
                 psnrs.append(psnr(a.astype(np.float64), b.astype(np.float64)))
             out["centre_error_mm_mean"] = round(float(np.mean(errs)), 4)
             out["centre_error_mm_max"] = round(worst[1], 4)
