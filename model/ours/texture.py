@@ -271,6 +271,15 @@ def _cut_path(err):
     return path
 
 
+@numba.njit(cache=True, inline="always")
+def _add_sq_diff(acc, a, ay, ax, b, by, bx):
+    # acc plus the squared colour difference between a[ay, ax] and b[by, bx] ([H,W,C] grids), channel by channel
+    for c in range(a.shape[2]):
+        d = a[ay, ax, c] - b[by, bx, c]
+        acc += d * d
+    return acc
+
+
 @numba.njit(cache=True)
 def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
     # Image quilting's placement loop (see quilt), in place on values [H,W,C], copying blocks of source [H,W,C]
@@ -301,9 +310,7 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
                     for y in range(p):
                         for x in range(p):
                             if have[i + y, j + x]:
-                                for c in range(C):
-                                    d = source[sy + y, sx + x, c] - values[i + y, j + x, c]
-                                    acc += d * d
+                                acc = _add_sq_diff(acc, source, sy + y, sx + x, values, i + y, j + x)
                     ssd[n] = acc
                 best = np.flatnonzero(ssd <= ssd.min() * 1.1 + 1e-12)
                 k = best[rng.integers(0, len(best))]
@@ -317,12 +324,9 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
                     placed = fill[i + y, j + x] and not todo[i + y, j + x]
                     placed_left |= placed and x < p - step
                     placed_top |= placed and y < p - step
-                    e = 0.0
+                    err[y, x] = 0.0
                     if have[i + y, j + x]:
-                        for c in range(C):
-                            d = source[sy + y, sx + x, c] - values[i + y, j + x, c]
-                            e += d * d
-                    err[y, x] = e
+                        err[y, x] = _add_sq_diff(0.0, source, sy + y, sx + x, values, i + y, j + x)
                     take[y, x] = True
             if placed_left:
                 path = _cut_path(err[:, :p - step].copy())
@@ -337,13 +341,10 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
             for y in range(p):
                 for x in range(p):
                     need = todo[i + y, j + x]
-                    placed = fill[i + y, j + x] and not need
-                    if need or (placed and take[y, x]):
+                    if need or (fill[i + y, j + x] and take[y, x]):  # not needed but in fill: placed before
                         for c in range(C):
                             values[i + y, j + x, c] = source[sy + y, sx + x, c]
-            for y in range(p):
-                for x in range(p):
-                    if todo[i + y, j + x]:
+                    if need:
                         have[i + y, j + x] = True
                         todo[i + y, j + x] = False
 
