@@ -85,7 +85,8 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 1.5: long hair ends at the photo's hair end lifted onto the plane of the head's centre (hair_end_height), not
 # at face heights scaled by the model's face (2 cm short on if_052); 1.6: a bust whose photo shows no chest ring
 # takes its shirt's colour from the shoulders' clothing (bust.bust_colours), not the unseen grey
-METHOD_VERSION = "1.6.0"
+# 1.6.1: an ear whose edge the photo sees behind a curtain of hair (no skin of it seen) is hair too (EAR_SEEN)
+METHOD_VERSION = "1.6.1"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -307,7 +308,7 @@ HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
 # a hair texel landing this far (face heights) outside the photo's face oval that is not hair is unseen
 HAIR_FACE_MARGIN = 0.02
 HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
-EAR_SEEN = 0.01  # an ear of which the photo sees (conf >= SEEN_CONF) at most this share may be under the hair
+EAR_SEEN = 0.01  # an ear whose skin the photo sees (conf >= SEEN_CONF, not hair) on at most this share may be under the hair
 
 
 def hanging_hair(fitted: HeadFit, vertices: np.ndarray, normals: np.ndarray, thickness: np.ndarray,
@@ -603,12 +604,14 @@ class HeadSplat(Method):
             other = ((sample_bilinear(ev.hair, uv) < 0.5)
                      & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN))
             conf[hair_texels & other] = 0.0
-            # an ear under the photo's hair (long hair falling over it): the photo sees none of it, and its
-            # rim's place (its outermost fifth) is hair. All of it is then unseen hair, quilted with the rest
-            # (the skin prior painted it as a pale disc in the hair); an ear the photo shows keeps its skin
+            # an ear under the photo's hair (long hair falling over it): the photo sees none of its skin (what
+            # it sees of it is hair: the ear's edge behind a curtain of hair, 1-2% of an ear turned away), and
+            # its rim's place (its outermost fifth) is hair. All of it is then unseen hair, quilted with the
+            # rest (the skin prior painted it as a pale disc in the hair); an ear the photo shows keeps its skin
             ears = layout.in_region("ears")
+            skin_seen = (conf >= SEEN_CONF) & (sample_bilinear(ev.hair, uv) < 0.5)
             for ear in (ears & (points[:, 0] < 0), ears & (points[:, 0] >= 0)):
-                if not ear.any() or (conf[ear] >= SEEN_CONF).mean() > EAR_SEEN:
+                if not ear.any() or skin_seen[ear].mean() > EAR_SEEN:
                     continue
                 rim = ear & (np.abs(points[:, 0]) >= np.percentile(np.abs(points[ear, 0]), 80))
                 if np.median(sample_bilinear(ev.hair, uv[rim])) > 0.5:
