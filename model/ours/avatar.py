@@ -601,15 +601,15 @@ class HeadSplat(Method):
             # hair texels that see neither the photo's hair nor its face (background at the rim, a hat, the
             # skin round an ear) are unseen hair: the photo's hair is quilted over them (texture.complete)
             uv, _ = fitted.camera.project(points)
-            other = ((sample_bilinear(ev.hair, uv) < 0.5)
-                     & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN))
+            not_hair = sample_bilinear(ev.hair, uv) < 0.5
+            other = not_hair & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN)
             conf[hair_texels & other] = 0.0
             # an ear under the photo's hair (long hair falling over it): the photo sees none of its skin (what
             # it sees of it is hair: the ear's edge behind a curtain of hair, 1-2% of an ear turned away), and
             # its rim's place (its outermost fifth) is hair. All of it is then unseen hair, quilted with the
             # rest (the skin prior painted it as a pale disc in the hair); an ear the photo shows keeps its skin
             ears = layout.in_region("ears")
-            skin_seen = (conf >= SEEN_CONF) & (sample_bilinear(ev.hair, uv) < 0.5)
+            skin_seen = (conf >= SEEN_CONF) & not_hair
             for ear in (ears & (points[:, 0] < 0), ears & (points[:, 0] >= 0)):
                 if not ear.any() or skin_seen[ear].mean() > EAR_SEEN:
                     continue
