@@ -12,7 +12,8 @@ distance to the photo <= 0.5 at yaw ±30° and <= 0.6 at ±60° (face found), an
 on renders move as the controls say; the back view's hair has the front hair's texture
 (hair_texture_distance_back, see hair_texture: lower is closer; a flat fill is reported beside it).
 Issue 31: the back of the head has the photo's hair colour (back_hair_dE <= 6, its median per pixel <= 8:
-back_hair_scores); what the parser calls an occluder does not reappear on the turned avatar (occluder_leak
+back_hair_scores), without repeating itself sideways like a knit (back_hair_repetition: hair_repetition, no
+target: reported); what the parser calls an occluder does not reappear on the turned avatar (occluder_leak
 <= 0.1; --microphone draws one before the face: draw_microphone); long hair ends where the photo's does
 (hair_length_error_cm <= 3); parsing (segmentation.photo_evidence) <= 60 ms, beside which its three
 networks' own times are printed (parse_networks_ms_median). Prints one JSON line last.
@@ -165,12 +166,42 @@ def photo_hair(image: np.ndarray, ev) -> tuple[np.ndarray, np.ndarray]:
 
 
 def back_hair(avatar, image: np.ndarray, ev, size: int = 256) -> dict:
-    """back_hair_scores of the avatar rendered from behind (yaw 180°, size² pixels); ev: the photo's
-    segmentation.photo_evidence."""
+    """back_hair_scores of the avatar rendered from behind (yaw 180°, size² pixels), and its
+    back_hair_repetition there (hair_repetition); ev: the photo's segmentation.photo_evidence."""
     from model.core.camera import framing_camera
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.pi, 0.0, size)
     r = avatar.render(cam)
-    return back_hair_scores(image, ev, r.rgb, upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius))
+    back = upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius)
+    out = back_hair_scores(image, ev, r.rgb, back)
+    rep = hair_repetition(r.rgb, back, cam.fx / np.linalg.norm(cam.position - avatar.head_center))
+    out["back_hair_repetition"] = None if rep is None else round(rep, 3)
+    return out
+
+
+def hair_repetition(rgb: np.ndarray, region: np.ndarray, px_per_m: float, min_lag_m: float = 0.01) -> float | None:
+    """How much the texture in region [H,W] bool of rgb [H,W,3] repeats itself sideways: the largest normalised
+    autocorrelation of its luminance detail (less its local mean over 1 cm) at horizontal lags of at least
+    min_lag_m (px_per_m: the render's pixels per metre at the head). ~1 for a lattice of one repeated block (a
+    quilt of too few distinct blocks reads as a knit), near 0 where the detail does not recur; hair strands,
+    running down, decorrelate sideways. None for a region under 400 pixels."""
+    from scipy.ndimage import gaussian_filter
+    w = region.astype(np.float64)
+    if w.sum() < 400:
+        return None
+    lum = np.clip(rgb, 0, 1) @ np.array([0.299, 0.587, 0.114])
+    s = 0.01 * px_per_m
+    detail = (lum - gaussian_filter(lum * w, s) / np.maximum(gaussian_filter(w, s), 1e-6)) * w
+    shape = (2 * region.shape[0], 2 * region.shape[1])  # zero-padded: no wrap-around
+
+    def autocorrelation(x):
+        f = np.fft.rfft2(x, shape)
+        return np.fft.irfft2(f * np.conj(f), shape)
+    overlap = autocorrelation(w)  # pixels shared by the region and its shifted copy, per lag
+    ok = overlap >= 0.3 * w.sum()
+    var = (detail ** 2).sum() / w.sum()
+    corr = np.where(ok, autocorrelation(detail) / np.maximum(overlap, 1.0) / max(var, 1e-12), 0.0)
+    dx = np.abs(np.fft.fftfreq(shape[1], 1.0 / shape[1]))[None]
+    return float(corr[ok & (dx >= min_lag_m * px_per_m)].max())
 
 
 def back_hair_scores(image: np.ndarray, ev, back_rgb: np.ndarray, back: np.ndarray) -> dict:

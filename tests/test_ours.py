@@ -552,6 +552,36 @@ def test_the_back_of_white_hair_has_the_photos_hair_colour():
     assert scores["back_hair_dE"] < 3.0 and scores["back_hair_dE_median_px"] < 8.0, scores
 
 
+def test_hair_repetition_reads_a_lattice_of_one_block_as_one_and_blobs_that_do_not_recur_as_little():
+    """benchmarks.reconstruct.hair_repetition against images whose answer is known: one 2 cm block of smooth
+    random blobs tiled 6 x 6 (a quilt locked into a lattice) reads ~1; the same blobs drawn at random all
+    over read under 0.3."""
+    from scipy.ndimage import gaussian_filter
+
+    from benchmarks.reconstruct import hair_repetition
+    rng = np.random.default_rng(0)
+    block = gaussian_filter(rng.random((20, 20, 3)), (1.5, 1.5, 0))
+    region = np.ones((120, 120), bool)
+    assert hair_repetition(np.tile(block, (6, 6, 1)), region, px_per_m=1000.0) > 0.95
+    assert hair_repetition(gaussian_filter(rng.random((120, 120, 3)), (1.5, 1.5, 0)), region, 1000.0) < 0.3
+    assert hair_repetition(np.zeros((10, 10, 3)), np.ones((10, 10), bool), 1000.0) is None  # too small to say
+
+
+def test_the_back_of_wavy_hair_is_not_a_knit_of_a_few_repeated_blocks():
+    """if_009 (dev set): long wavy blond hair, of which the scalp seen from the front supplies the quilt ~4
+    distinct 3 cm blocks. Seen from behind, the hair does not repeat itself sideways like a knit
+    (benchmarks.reconstruct back_hair_repetition under 0.4): the quilt had locked into a lattice of one block,
+    each the best match for its neighbour's copy of it (0.54), until a block may no longer repeat its left or
+    upper neighbours' (texture.REPEAT_NEAR: 0.31); its colour stays the photo's hair's."""
+    from benchmarks.reconstruct import back_hair
+    from evaluation.datasets import portraits_dev
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import photo_evidence
+    image = portraits_dev().subject("if_009").image
+    scores = back_hair(HeadSplat().reconstruct(image), image, photo_evidence(image, detect_landmarks(image)))
+    assert scores["back_hair_repetition"] < 0.4 and scores["back_hair_dE"] < 3.0, scores
+
+
 def test_long_hair_lies_on_down_the_back_to_where_the_photos_hair_ends():
     """if_052 (dev set): dark hair past the shoulders. Seen from behind, the hair (pixels of the photo's hair
     colour joined to the back of the head) ends within 3 cm (issue 31's target) of the height where the photo's

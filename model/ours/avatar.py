@@ -86,7 +86,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # at face heights scaled by the model's face (2 cm short on if_052); 1.6: a bust whose photo shows no chest ring
 # takes its shirt's colour from the shoulders' clothing (bust.bust_colours), not the unseen grey
 # 1.6.1: an ear whose edge the photo sees behind a curtain of hair (no skin of it seen) is hair too (EAR_SEEN)
-METHOD_VERSION = "1.6.1"
+# 1.7: the hair quilt does not repeat a block beside or above its own copy (texture.REPEAT_NEAR): a few distinct
+# blocks had locked into a knit over the back of wavy hair
+METHOD_VERSION = "1.7.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.

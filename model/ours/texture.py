@@ -234,6 +234,11 @@ def fuse_symmetric(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray):
 # running down the head, so strands keep their direction and scale. Written here because no installed
 # package synthesises texture from an exemplar.
 QUILT_CANDIDATES = 32  # source patches tried per placement
+# A block whose source corner lies within REPEAT_NEAR x its side of the block left of it, above it or on the
+# diagonals above is taken only when every candidate is: with few distinct blocks in the exemplar (a scalp
+# seen from the front) the best match for a repeat's overlap is the same block again, and the quilt locked
+# into a lattice of it, a knit all over the back.
+REPEAT_NEAR = 0.5
 WELL_SEEN_CONF = 0.5  # texels the photo sees this well (facing it) make up exemplars: the hair's, a ring's
 QUILT_MIN_SOURCES = 16  # fewer whole source patches than this: too little hair to copy (the prior fills)
 # exemplar texels further than K x the median distance (log colour) from the hair's median colour are
@@ -293,9 +298,14 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
     ssd = np.empty(candidates)
     err = np.empty((p, p))
     take = np.empty((p, p), np.bool_)
-    for ii in range(i0, rows.max() + 1, step):
+    # the source corner each block took, on the blocks' own grid (-p*4: none), so that a block does not repeat
+    # its left or upper neighbour's (see REPEAT_NEAR)
+    nb_i, nb_j = (rows.max() - i0) // step + 2, (cols.max() - j0) // step + 2
+    chosen = np.full((nb_i, nb_j, 2), -4 * p, np.int64)
+    near = max(1, int(REPEAT_NEAR * p))
+    for bi, ii in enumerate(range(i0, rows.max() + 1, step)):
         i = min(ii, H - p)
-        for jj in range(j0, cols.max() + 1, step):
+        for bj, jj in enumerate(range(j0, cols.max() + 1, step)):
             j = min(jj, W - p)
             if not todo[i:i + p, j:j + p].any():
                 continue
@@ -303,7 +313,7 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
             k = 0
             if have[i:i + p, j:j + p].any():
                 # each candidate's squared difference to what is there on the overlap; the best, ties within
-                # 10% drawn at random
+                # 10% drawn at random; a candidate within REPEAT_NEAR of a neighbour's block only when all are
                 for n in range(candidates):
                     sy, sx = src[pick[n], 0], src[pick[n], 1]
                     acc = 0.0
@@ -311,10 +321,19 @@ def _quilt_blocks(values, source, src, fill, have, p, step, candidates, rng):
                         for x in range(p):
                             if have[i + y, j + x]:
                                 acc = _add_sq_diff(acc, source, sy + y, sx + x, values, i + y, j + x)
+                    for ny, nx in ((bi, bj - 1), (bi - 1, bj), (bi - 1, bj - 1), (bi - 1, bj + 1)):
+                        if ny >= 0 and 0 <= nx < nb_j and abs(chosen[ny, nx, 0] - sy) < near \
+                                and abs(chosen[ny, nx, 1] - sx) < near:
+                            acc += 1e30
                     ssd[n] = acc
-                best = np.flatnonzero(ssd <= ssd.min() * 1.1 + 1e-12)
+                lo = ssd.min()
+                if lo >= 1e30:  # every candidate repeats a neighbour: compare them on the overlap alone
+                    lo = (ssd - 1e30 * np.floor(ssd / 1e30)).min()
+                    ssd = ssd - 1e30 * np.floor(ssd / 1e30)
+                best = np.flatnonzero(ssd <= lo * 1.1 + 1e-12)
                 k = best[rng.integers(0, len(best))]
             sy, sx = src[pick[k], 0], src[pick[k], 1]
+            chosen[bi, bj, 0], chosen[bi, bj, 1] = sy, sx
             # where it overlaps blocks placed before, the block takes the texels past the path of least
             # difference through the overlap (Efros & Freeman's boundary cut): blocks meet along their most
             # alike texels, not on a straight edge
