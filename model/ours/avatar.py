@@ -603,7 +603,8 @@ class HeadSplat(Method):
             # hair texels that see neither the photo's hair nor its face (background at the rim, a hat, the
             # skin round an ear) are unseen hair: the photo's hair is quilted over them (texture.complete)
             uv, _ = fitted.camera.project(points)
-            not_hair = sample_bilinear(ev.hair, uv) < 0.5
+            on_hair = sample_bilinear(ev.hair, uv)  # [T] the photo's hair probability at each texel
+            not_hair = on_hair < 0.5
             other = not_hair & (sample_bilinear(ev.face_dist, uv, cv2.BORDER_REPLICATE) > HAIR_FACE_MARGIN)
             conf[hair_texels & other] = 0.0
             # an ear under the photo's hair (long hair falling over it): the photo sees none of its skin (what
@@ -616,7 +617,7 @@ class HeadSplat(Method):
                 if not ear.any() or skin_seen[ear].mean() > EAR_SEEN:
                     continue
                 rim = ear & (np.abs(points[:, 0]) >= np.percentile(np.abs(points[ear, 0]), 80))
-                if np.median(sample_bilinear(ev.hair, uv[rim])) > 0.5:
+                if np.median(on_hair[rim]) > 0.5:
                     hair_texels |= ear
                     conf[ear] = 0.0
         return Projection(layout, offset, surface, points, rgb, conf, hair_texels, hair_end)
