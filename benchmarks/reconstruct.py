@@ -331,7 +331,7 @@ def main(argv=None) -> int:
     from model.core.errors import InputError
     from model.core.image_io import load_image, to_float, to_uint8
     from model.head.landmarks import detect_landmarks
-    from model.head.segmentation import hair_mask, hand_mask, person_mask, photo_evidence
+    from model.head.segmentation import hair_mask, hand_points, person_mask, photo_evidence
 
     if args.image:
         image = load_image(args.image)
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
            # the parser's three networks alone, one after another (photo_evidence runs the hair network beside
            # the other two): what parsing cannot go below on this machine
            "parse_networks_ms_median": {name: round(1000 * median_time(fn, args.runs)[0], 1) for name, fn in (
-               ("person", lambda: person_mask(image)), ("hands", lambda: hand_mask(image)),
+               ("person", lambda: person_mask(image)), ("hands", lambda: hand_points(image)),
                ("hair", lambda: hair_mask(image, lm)))}}
     g = avatar.gaussians()
     out["gaussians"] = len(g)

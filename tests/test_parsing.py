@@ -82,9 +82,10 @@ def test_a_microphone_before_the_face_is_an_occluder_and_real_faces_have_none(as
 
 
 # Points on each dev photo, read off the picture by eye (pixels of the committed 800 x 800 files): on the
-# hand over the face, and on the face away from it.
+# hand over the face (if_052: also on the phone it holds between thumb and fingers, and on its palm under the
+# phone, which the hand's points do not cover), and on the face away from it.
 HANDS = {"if_051_hand": ([(283, 565), (352, 720), (459, 674)], [(398, 230), (291, 459), (505, 459)]),
-         "if_052_phone": ([(176, 416), (195, 367)], [(332, 199), (409, 352), (336, 314)]),
+         "if_052_phone": ([(176, 416), (195, 367), (230, 425), (150, 480)], [(332, 199), (409, 352), (336, 314)]),
          "if_023_cup": ([(464, 704), (280, 700)], [(405, 199), (336, 429)])}
 
 
@@ -103,6 +104,24 @@ def test_a_hand_over_the_face_is_an_occluder(name):
     for p in off:
         assert not ev.occluder[_disc(ev.hands.shape, p, 8)].any(), p
         assert ev.trusted[_disc(ev.hands.shape, p, 8)].min() > 0.5, p
+
+
+def test_a_hand_mask_holds_what_the_hand_holds_and_its_forearm_not_the_face_between_its_fingers():
+    """hand_mask on a drawn hand (21 points in mediapipe's order, fingers up, the wrist below): inside the
+    hull of its points all is hand (what it holds) but the face's own skin seen there; the forearm runs on
+    below the wrist, away from the fingers; nothing lies beyond the fingertips."""
+    p = np.zeros((21, 2))
+    p[0] = (100, 150)  # the wrist
+    p[1:5] = np.linspace([85, 140], [25, 130], 4)  # the thumb, out to the left
+    for i, x in enumerate((70, 90, 110, 130)):  # index (5-8) to little (17-20) fingers, straight up
+        p[5 + 4 * i:9 + 4 * i] = np.c_[np.full(4, x), 100 - 15 * np.arange(4)]
+    face = _disc((240, 200), (55, 112), 3)  # the face's skin, seen between the thumb and the index finger
+    m = segmentation.hand_mask([p], (240, 200), lambda ys, xs: face[ys, xs])
+    assert not m[face].any() and m[100, 50]  # the face kept; beside it, off every bone, what the hand holds
+    assert m[190, 100] and m[220, 100]  # the forearm, 40 and 70 px below the wrist
+    assert not m[40, 100] and not m[190, 30]  # beyond the fingertips; beside the forearm
+    assert segmentation.hand_mask([p], (240, 200))[face].all()  # without a face, the whole hull
+    assert not segmentation.hand_mask([], (240, 200)).any()
 
 
 def test_portraits_without_a_hand_have_none():

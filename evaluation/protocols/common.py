@@ -16,8 +16,8 @@ Head mask (input-view, reenactment). The photo has no ground-truth mask, so the 
 face region of the *target*: the filled polygon of mediapipe's face-oval landmarks
 (model.head.segmentation.FACE_OVAL) dilated by MASK_DILATE of the face's size, less the target's background
 (pixels outside its person mask, taken inside the mask's soft edge: model.head.segmentation.core_of) and less
-its hands (model.head.segmentation.hand_mask: a hand over the chin is not the head; each protocol's
-version notes say from which version on). It
+its hands (model.head.segmentation.hand_mask: a hand over the chin is not the head, nor what it holds or
+its forearm; each protocol's version notes say from which version on). It
 depends only on the target image, so every method is scored on the same pixels (the avatar's own alpha
 would let a method shrink the region it is judged on). The avatar's coverage of that region is reported
 as `alpha_face_coverage`. Hair and ears are outside this mask: masked numbers measure the face. (v1 kept
@@ -70,13 +70,14 @@ def resize_image(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
 
 def face_mask(image: np.ndarray) -> np.ndarray | None:
     """Dilated face-oval mask [H,W] bool of the largest face in `image` (uint8), less the image's
-    background and its hands (segmentation.hand_mask: a hand over the chin is not the head, and scoring it
-    rewarded a method that copies it onto the face); None when no face is found."""
+    background and its hands (segmentation.hand_mask, with what they hold and their forearms: a hand over the
+    chin is not the head, and scoring it rewarded a method that copies it onto the face); None when no face
+    is found."""
     import cv2
 
     from model.core.errors import InputError
     from model.head.landmarks import detect_landmarks
-    from model.head.segmentation import FACE_OVAL, core_of, hand_mask, person_mask
+    from model.head.segmentation import FACE_OVAL, core_of, hand_mask, hand_points, person_mask
     image = to_uint8(image)
     try:
         lm = detect_landmarks(image, min_face_px=8)
@@ -87,7 +88,7 @@ def face_mask(image: np.ndarray) -> np.ndarray | None:
     cv2.fillPoly(m, [np.round(oval).astype(np.int32)], 1)
     r = max(1, int(round(MASK_DILATE * float((oval.max(0) - oval.min(0)).max()))))
     m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return m.astype(bool) & (core_of(person_mask(image)) > 0.5) & ~hand_mask(image)
+    return m.astype(bool) & (core_of(person_mask(image)) > 0.5) & ~hand_mask(hand_points(image), image.shape)
 
 
 def orbit_cameras(avatar, views: list[tuple[float, float]], settings: Settings) -> list[Camera]:

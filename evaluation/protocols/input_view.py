@@ -7,8 +7,9 @@ from model.core.image_io import to_float
 
 class InputView(Protocol):
     # v2: the face mask leaves out the photo's background; v3: and its hands (common.face_mask); v4: hands found
-    # at the hand detector's lower threshold (segmentation.HAND_MIN_CONFIDENCE)
-    id, version = "input-view", "4"
+    # at the hand detector's lower threshold (segmentation.HAND_MIN_CONFIDENCE); v5: with what the hands hold and
+    # their forearms (segmentation.hand_mask)
+    id, version = "input-view", "5"
     description = ("render at the avatar's fitted input camera; compare with the photo (full image and "
                    "the photo's dilated face-oval mask) and its identity")
     primary = ("psnr_masked", "ssim_masked", "lpips_alex_masked", "csim_dlib")

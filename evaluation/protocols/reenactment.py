@@ -11,8 +11,9 @@ from model.core.image_io import to_float
 
 class Reenactment(Protocol):
     # v2: the face mask leaves out the frame's background; v3: and its hands (common.face_mask); v4: hands found
-    # at the hand detector's lower threshold (segmentation.HAND_MIN_CONFIDENCE)
-    id, version = "reenactment", "4"
+    # at the hand detector's lower threshold (segmentation.HAND_MIN_CONFIDENCE); v5: with what the hands hold and
+    # their forearms (segmentation.hand_mask)
+    id, version = "reenactment", "5"
     description = ("self-reenactment: reconstruct from frame 0, drive with each later frame's retargeted "
                    "controls at the input camera, compare with that frame (PSNR/SSIM/LPIPS full and face-masked, "
                    "CSIM, AKD on mediapipe's 478 landmarks in px at the compared size); frame 0 is not scored")
@@ -68,8 +69,9 @@ class SelfReenactment(Protocol):
     compared size), AED (expression) and APD (head pose, degrees) between render and frame. A method that
     cannot animate is rendered at the source frame's pose for every target and marked: metric
     `animated` = 0 and a note (its numbers then measure how far the clip moves from the source)."""
-    # v2: the face mask leaves out the frame's hands (common.face_mask); v3: at segmentation.HAND_MIN_CONFIDENCE
-    id, version = "self-reenactment", "3"
+    # v2: the face mask leaves out the frame's hands (common.face_mask); v3: at segmentation.HAND_MIN_CONFIDENCE;
+    # v4: with what the hands hold and their forearms (segmentation.hand_mask)
+    id, version = "self-reenactment", "4"
     description = ("clip source frame -> avatar; every sampled target frame retargeted (expression + head pose), "
                    "rendered at the fitted camera, compared with the real frame: PSNR/SSIM/LPIPS full and "
                    "face-masked, CSIM, AKD on dlib's 68 landmarks, AED/APD from the evaluation's dlib tracker; "

@@ -75,18 +75,24 @@ def person_mask(image: np.ndarray) -> np.ndarray:
 
 # Hands: mediapipe's hand landmarker (bundled in the 0.10.21 wheel: palm detection, then 21 points a hand).
 # A hand is skin-coloured, so the colour rule of `occluders` cannot see it; its points can. The mask is the
-# palm's polygon and each finger's bones drawn HAND_FINGER_WIDTH palm widths thick (index to little knuckle).
+# palm's polygon and each finger's bones drawn HAND_FINGER_WIDTH palm widths thick (index to little knuckle);
+# then what the hand holds and the arm that holds it, which its points do not cover: inside the hull of its 21
+# points, all that is not the face's own skin (a phone held to the cheek lies between the thumb and the
+# fingers; the chin's skin between a pointing finger and the thumb stays); and the forearm, a band
+# HAND_FINGER_WIDTH x 3 palm widths wide running on from the wrist, away from the middle finger's knuckle, for
+# FOREARM_LENGTH such palm lengths (on if_052 the palm and wrist under the phone were projected onto the hair).
 HAND_FINGER_WIDTH = 0.35
+FOREARM_LENGTH = 2.0
 MAX_HANDS = 2
 # the palm detector's threshold: at its default (0.5) it missed one of two hands round a cup and a hand at the
 # bottom of a portrait; at 0.3 it finds them and no hand in the dev set's portraits without one
 HAND_MIN_CONFIDENCE = 0.3
 
 
-def hand_mask(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 [H,W,3] -> [H,W] bool: the hands in the photo (none: all False)."""
+def hand_points(image: np.ndarray) -> list[np.ndarray]:
+    """RGB uint8 [H,W,3] -> each hand's 21 points [21,2] (pixels; mediapipe's order: 0 the wrist, 9 the middle
+    finger's knuckle), none: []."""
     global _hands
-    from mediapipe.python.solutions.hands_connections import HAND_CONNECTIONS
     with _hands_lock:
         if _hands is None:
             from mediapipe.python.solutions.hands import Hands
@@ -94,14 +100,31 @@ def hand_mask(image: np.ndarray) -> np.ndarray:
                            min_detection_confidence=HAND_MIN_CONFIDENCE)
         found = _hands.process(np.ascontiguousarray(image)).multi_hand_landmarks or []
     h, w = image.shape[:2]
-    out = np.zeros((h, w), np.uint8)
-    for hand in found:
-        p = np.array([(q.x * w, q.y * h) for q in hand.landmark])
-        width = max(2, int(round(HAND_FINGER_WIDTH * np.linalg.norm(p[5] - p[17]))))
+    return [np.array([(q.x * w, q.y * h) for q in hand.landmark]) for hand in found]
+
+
+def hand_mask(hands: list[np.ndarray], shape: tuple, face_skin=None) -> np.ndarray:
+    """[H,W] bool: the hands (hand_points' [21,2] each), what they hold and their forearms (see above).
+    face_skin(ys, xs) -> bool per pixel: the face's own skin, kept inside a hand's hull (None: all of the
+    hull is hand)."""
+    from mediapipe.python.solutions.hands_connections import HAND_CONNECTIONS
+    out = np.zeros(shape[:2], np.uint8)
+    for p in hands:
+        palm_w = np.linalg.norm(p[5] - p[17])
+        width = max(2, int(round(HAND_FINGER_WIDTH * palm_w)))
         q = np.round(p).astype(np.int32)
+        hull = np.zeros_like(out)
+        cv2.fillConvexPoly(hull, cv2.convexHull(q), 1)
+        ys, xs = np.nonzero(hull)
+        keep = face_skin(ys, xs) if face_skin is not None and len(ys) else np.zeros(len(ys), bool)
+        out[ys[~keep], xs[~keep]] = 1
         cv2.fillConvexPoly(out, cv2.convexHull(q[[0, 1, 2, 5, 9, 13, 17]]), 1)
         for a, b in HAND_CONNECTIONS:
             cv2.line(out, (int(q[a, 0]), int(q[a, 1])), (int(q[b, 0]), int(q[b, 1])), 1, width)
+        arm = p[0] - p[9]
+        end = p[0] + FOREARM_LENGTH * arm
+        cv2.line(out, (int(q[0, 0]), int(q[0, 1])), (int(round(end[0])), int(round(end[1]))), 1,
+                 max(2, int(round(3 * HAND_FINGER_WIDTH * palm_w))))
     return out > 0
 
 
@@ -280,8 +303,13 @@ def log_rgb(image: np.ndarray) -> np.ndarray:
 def _beside_hair(image: np.ndarray, log: np.ndarray, xy: np.ndarray, inside: np.ndarray, face_h: float):
     """What the second thread computes while the hair network runs: the person, its core, the hands and the
     skin statistics (all that does not need the hair)."""
-    person, hands = person_mask(image), hand_mask(image)
-    return person, core_of(person), hands, _skin_log_stats(log, xy, inside, person, face_h)
+    person, points = person_mask(image), hand_points(image)
+    skin_log = _skin_log_stats(log, xy, inside, person, face_h)
+
+    def face_skin(ys, xs):  # inside the face oval and of its skin's colours: seen between a hand's fingers
+        return (inside[ys, xs] > 0) & (skin_distance(log[ys, xs], skin_log) <= SKIN_MAHALANOBIS)
+    hands = hand_mask(points, image.shape, face_skin if skin_log is not None else None)
+    return person, core_of(person), hands, skin_log
 
 
 def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = None) -> PhotoEvidence:

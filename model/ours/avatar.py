@@ -88,7 +88,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 1.6.1: an ear whose edge the photo sees behind a curtain of hair (no skin of it seen) is hair too (EAR_SEEN)
 # 1.7: the hair quilt does not repeat a block beside or above its own copy (texture.REPEAT_NEAR): a few distinct
 # blocks had locked into a knit over the back of wavy hair
-METHOD_VERSION = "1.7.0"
+# 1.8: what a hand holds (a phone at the cheek) and its forearm are occluders too (segmentation.hand_mask): the
+# phone and the palm under it had been projected onto the hair beside the jaw, the fingers onto the bust
+METHOD_VERSION = "1.8.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
