@@ -89,7 +89,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 1.7: the hair quilt does not repeat a block beside or above its own copy (texture.REPEAT_NEAR): a few distinct
 # blocks had locked into a knit over the back of wavy hair
 # 1.8: what a hand holds (a phone at the cheek) and its forearm are occluders too (segmentation.hand_mask): the
-# phone and the palm under it had been projected onto the hair beside the jaw, the fingers onto the bust
+# phone and the palm under it had been projected onto the hair beside the jaw, the fingers onto the bust; a neck
+# texel is hair where the hair's volume lifts it (HAIR_TEXEL_M, interpolated at the texel): under long hair, neck
+# faces with corners on the scalp's border had kept the neck's skin, a dark seam across the back of the hair
 METHOD_VERSION = "1.8.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -311,7 +313,7 @@ HAIR_HANG_MAX_M = 0.08  # thickest curtain offset along a normal: under the back
 HAIR_HANG_BINS = 72  # azimuth bins (5 degrees) of the hair's widest radius
 # a hair texel landing this far (face heights) outside the photo's face oval that is not hair is unseen
 HAIR_FACE_MARGIN = 0.02
-HAIR_TEXEL_M = 0.005  # a neck texel with a corner under at least this much hanging hair is coloured as hair
+HAIR_TEXEL_M = 0.005  # a neck texel lifted by at least this much hair (its interpolated hair volume) is coloured as hair
 EAR_SEEN = 0.01  # an ear whose skin the photo sees (conf >= SEEN_CONF, not hair) on at most this share may be under the hair
 
 
@@ -587,16 +589,16 @@ class HeadSplat(Method):
         hair_texels = layout.in_region("scalp")
         head = rasterize_mesh(vertices, tpl.faces, fitted.camera)[0] >= 0  # the bare head's silhouette
         hair_end = hair_end_height(fitted, vertices, hair_reach(fitted.landmarks, ev)) if self.prior else None
+        sample = layout.sampling_matrix(len(vertices), tpl.faces)
         if self.prior:
             hair = hair_offsets(fitted, ev, vertices, vn, hair_end)
-            # the neck is hair where it hangs there (hanging_hair), read on the neck's own vertices: its
-            # top ring shares the scalp's border, which carries the scalp's hair
-            below = hair * ~np.isin(np.arange(len(hair)), tpl.region_vertices("scalp"))
-            hair_texels |= layout.in_region("neck") & (
-                below[tpl.faces[layout.face]].max(1) > HAIR_TEXEL_M)
+            # the neck is hair where the hair's volume lifts it (hanging_hair), texel by texel: a neck face
+            # whose corners sit on the scalp's border carries the scalp's hair over part of it (read on the
+            # neck's own corners only, such faces under long hair had kept the neck's skin: a dark seam across
+            # the back of the hair)
+            hair_texels |= layout.in_region("neck") & (sample @ hair > HAIR_TEXEL_M)
         offset = hair + rim_growth(fitted, ev, vertices, vn, head)
         surface = vertices + offset[:, None] * vn
-        sample = layout.sampling_matrix(len(vertices), tpl.faces)
         points = sample @ surface
         normals = sample @ vertex_normals(surface, tpl.faces)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
