@@ -91,7 +91,8 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 1.8: what a hand holds (a phone at the cheek) and its forearm are occluders too (segmentation.hand_mask): the
 # phone and the palm under it had been projected onto the hair beside the jaw, the fingers onto the bust; a neck
 # texel is hair where the hair's volume lifts it (HAIR_TEXEL_M, interpolated at the texel): under long hair, neck
-# faces with corners on the scalp's border had kept the neck's skin, a dark seam across the back of the hair
+# faces with corners on the scalp's border had kept the neck's skin, a dark seam across the back of the hair;
+# the bust's inner wall that the photo sees past the neck takes the photo's colour (project_texture two_sided)
 METHOD_VERSION = "1.8.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -686,7 +687,7 @@ class HeadSplat(Method):
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         rgb, conf = project_texture(photo, ev.trusted, points, normals, fitted.camera,
                                     np.concatenate([surface, bust.vertices]),
-                                    np.concatenate([tpl.faces, faces + len(surface)]))
+                                    np.concatenate([tpl.faces, faces + len(surface)]), two_sided=True)
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         uv, _ = fitted.camera.project(points)

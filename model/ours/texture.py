@@ -29,13 +29,15 @@ FACING_TRUST = (0.05, 0.35)
 
 def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, normals: np.ndarray,
                     camera: Camera, mesh_vertices: np.ndarray, faces: np.ndarray,
-                    edge_px: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                    edge_px: float = 2.0, two_sided: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Sample the photo at each texel's surface point.
 
     image [H,W,3] float in [0,1]; person [H,W] in [0,1]; points, normals [T,3] (metres, unit);
     mesh_vertices/faces: the surface the texels lie on, for the z-buffer. Returns (rgb [T,3], conf [T]):
     conf = facing term x distance from silhouettes and occlusion edges x person probability; 0 where
-    the point is hidden or outside the photo.
+    the point is hidden or outside the photo. two_sided: an open surface, whose inside the photo may see
+    through its opening (the bust's top, round the neck): a texel facing away that the z-buffer shows is
+    seen like one facing the camera (on a closed surface the z-buffer hides every such texel).
     """
     h, w = image.shape[:2]
     face_id, _, zbuf = rasterize_mesh(mesh_vertices, faces, camera)
@@ -57,7 +59,8 @@ def project_texture(image: np.ndarray, person: np.ndarray, points: np.ndarray, n
     view = camera.position[None] - points
     view /= np.linalg.norm(view, axis=1, keepdims=True)
     lo, hi = FACING_TRUST
-    facing = np.clip(((normals * view).sum(1) - lo) / (hi - lo), 0, 1)
+    cos = (normals * view).sum(1)
+    facing = np.clip(((np.abs(cos) if two_sided else cos) - lo) / (hi - lo), 0, 1)
     edge = np.clip(dist[px[:, 1], px[:, 0]] / edge_px, 0, 1)
     rgb = sample_bilinear(image, uv, cv2.BORDER_REPLICATE)
     pers = sample_bilinear(person, uv, cv2.BORDER_CONSTANT)
