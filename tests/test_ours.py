@@ -567,19 +567,37 @@ def test_hair_repetition_reads_a_lattice_of_one_block_as_one_and_blobs_that_do_n
     assert hair_repetition(np.zeros((10, 10, 3)), np.ones((10, 10), bool), 1000.0) is None  # too small to say
 
 
-def test_the_back_of_wavy_hair_is_not_a_knit_of_a_few_repeated_blocks():
+def test_the_back_of_wavy_hair_is_not_a_knit_of_a_few_repeated_blocks(monkeypatch):
     """if_009 (dev set): long wavy blond hair, of which the scalp seen from the front supplies the quilt ~4
     distinct 3 cm blocks. Seen from behind, the hair does not repeat itself sideways like a knit
-    (benchmarks.reconstruct back_hair_repetition under 0.4): the quilt had locked into a lattice of one block,
-    each the best match for its neighbour's copy of it (0.54), until a block may no longer repeat its left or
-    upper neighbours' (texture.REPEAT_NEAR: 0.31); its colour stays the photo's hair's."""
-    from benchmarks.reconstruct import back_hair
+    (benchmarks.reconstruct back_hair_repetition under 0.4 on average over five of the quilt's random draws):
+    the quilt had locked into a lattice of one block, each the best match for its neighbour's copy of it
+    (0.54), until a block may no longer repeat its left or upper neighbours' (texture.REPEAT_NEAR). One draw is
+    not a test: its figure depends on the draw, and the draw on the machine's last bits of the photo's parse
+    (0.18-0.49 over draws, 0.24-0.36 for draw 0 on two machines); the mean over five spread by ~0.04. Each
+    draw's colour stays the photo's hair's."""
+    import functools
+
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    from benchmarks.reconstruct import hair_repetition, photo_hair, upper_back
     from evaluation.datasets import portraits_dev
+    from model.core.camera import framing_camera
     from model.head.landmarks import detect_landmarks
     from model.head.segmentation import photo_evidence
+    from model.ours import texture
     image = portraits_dev().subject("if_009").image
-    scores = back_hair(HeadSplat().reconstruct(image), image, photo_evidence(image, detect_landmarks(image)))
-    assert scores["back_hair_repetition"] < 0.4 and scores["back_hair_dE"] < 3.0, scores
+    hair_lab = photo_hair(image, photo_evidence(image, detect_landmarks(image)))[1]
+    quilt, repetition = texture.synthesize_hair, []
+    for seed in range(5):
+        monkeypatch.setattr(texture, "synthesize_hair", functools.partial(quilt, seed=seed))
+        avatar = HeadSplat().reconstruct(image)
+        cam = framing_camera(avatar.head_center, avatar.head_radius, np.pi, 0.0, 256)  # as back_hair's
+        r = avatar.render(cam)
+        back = upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius)
+        repetition.append(hair_repetition(r.rgb, back, cam.fx / np.linalg.norm(cam.position - avatar.head_center)))
+        assert deltaE_cie76(rgb2lab(np.clip(r.rgb, 0, 1))[back].mean(0), hair_lab) < 3.0, seed  # back_hair_dE
+    assert np.mean(repetition) < 0.4, repetition
 
 
 def test_long_hair_lies_on_down_the_back_to_where_the_photos_hair_ends():
