@@ -1,7 +1,8 @@
 """Where evaluation jobs run: in this process (`serial`), in a local process pool (`local`), or on a Ray
 cluster (`ray`). The engine knows nothing about protocols: it calls `fn(job)` for each job somewhere and
 hands back one `Outcome` per job, in completion order; the caller (evaluation.protocols.run_evaluation)
-writes the results. So results cannot depend on the engine, only on what `fn` computes.
+writes the results. So results cannot depend on the engine, only on what `fn` computes (to the last bits of
+a float: BLAS splits a matrix product by its thread count, which each engine caps its own way).
 
 - serial: a plain loop in the calling process (debugging; exceptions keep their tracebacks).
 - local: concurrent.futures.ProcessPoolExecutor, `workers` processes (default: the cores this process may
