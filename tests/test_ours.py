@@ -573,9 +573,9 @@ def test_the_back_of_wavy_hair_is_not_a_knit_of_a_few_repeated_blocks(monkeypatc
     (benchmarks.reconstruct back_hair_repetition under 0.4 on average over five of the quilt's random draws):
     the quilt had locked into a lattice of one block, each the best match for its neighbour's copy of it
     (0.54), until a block may no longer repeat its left or upper neighbours' (texture.REPEAT_NEAR). One draw is
-    not a test: its figure depends on the draw, and the draw on the machine's last bits of the photo's parse
-    (0.18-0.49 over draws, 0.24-0.36 for draw 0 on two machines); the mean over five spread by ~0.04. Each
-    draw's colour stays the photo's hair's."""
+    not a test: its figure depends on the draw (0.18-0.49 over six), and the draw on the machine's last bits
+    of the photo's parse (draw 0 read 0.24 and 0.31 on two machines at ours 1.7); a mean of five spreads by
+    ~0.04. Each draw's colour stays the photo's hair's."""
     import functools
 
     from skimage.color import deltaE_cie76, rgb2lab
