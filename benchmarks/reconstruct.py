@@ -165,15 +165,22 @@ def photo_hair(image: np.ndarray, ev) -> tuple[np.ndarray, np.ndarray]:
     return hair, rgb2lab(to_float(image)[hair].mean(0)[None, None])[0, 0]
 
 
-def back_hair(avatar, image: np.ndarray, ev, size: int = 256) -> dict:
-    """back_hair_scores of the avatar rendered from behind (yaw 180°, size² pixels), and its
-    back_hair_repetition there (hair_repetition); ev: the photo's segmentation.photo_evidence."""
+def back_view(avatar, size: int = 256) -> tuple[np.ndarray, np.ndarray, float]:
+    """The avatar rendered from behind (yaw 180°, size² pixels): (rgb [size,size,3], its upper back [size,size]
+    bool (upper_back), the render's pixels per metre at the head)."""
     from model.core.camera import framing_camera
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.pi, 0.0, size)
     r = avatar.render(cam)
     back = upper_back(r.alpha, cam, avatar.head_center, avatar.head_radius)
-    out = back_hair_scores(image, ev, r.rgb, back)
-    rep = hair_repetition(r.rgb, back, cam.fx / np.linalg.norm(cam.position - avatar.head_center))
+    return r.rgb, back, cam.fx / float(np.linalg.norm(cam.position - avatar.head_center))
+
+
+def back_hair(avatar, image: np.ndarray, ev, size: int = 256) -> dict:
+    """back_hair_scores of the avatar rendered from behind (back_view), and its back_hair_repetition there
+    (hair_repetition); ev: the photo's segmentation.photo_evidence."""
+    rgb, back, px_per_m = back_view(avatar, size)
+    out = back_hair_scores(image, ev, rgb, back)
+    rep = hair_repetition(rgb, back, px_per_m)
     out["back_hair_repetition"] = None if rep is None else round(rep, 3)
     return out
 
@@ -212,18 +219,22 @@ def back_hair_scores(image: np.ndarray, ev, back_rgb: np.ndarray, back: np.ndarr
     other colours show here when the mean is right); hair_texture_distance_back_photo:
     evaluation.metrics.texture_distance between the back region and the photo's hair pixels. None where
     the photo shows no hair. ev: the photo's segmentation.photo_evidence."""
-    from skimage.color import deltaE_cie76, rgb2lab
-
     from evaluation.metrics import texture_distance
     from model.core.image_io import to_float
     if not ev.has_hair or not back.any():
         return {"back_hair_dE": None, "back_hair_dE_median_px": None, "hair_texture_distance_back_photo": None}
     hair, ref = photo_hair(image, ev)
-    photo = to_float(image)
+    return {**back_hair_colour(back_rgb, back, ref),
+            "hair_texture_distance_back_photo": round(texture_distance(to_float(image), hair, back_rgb, back), 4)}
+
+
+def back_hair_colour(back_rgb: np.ndarray, back: np.ndarray, hair_lab: np.ndarray) -> dict:
+    """back_hair_dE and back_hair_dE_median_px (back_hair_scores) of back_rgb [h,w,3] in [0,1] over back [h,w]
+    bool against the photo's mean hair colour hair_lab (CIELAB [3]: photo_hair)."""
+    from skimage.color import deltaE_cie76, rgb2lab
     lab = rgb2lab(np.clip(back_rgb, 0, 1))[back]
-    return {"back_hair_dE": round(float(deltaE_cie76(lab.mean(0), ref)), 2),
-            "back_hair_dE_median_px": round(float(np.median(deltaE_cie76(lab, ref[None]))), 2),
-            "hair_texture_distance_back_photo": round(texture_distance(photo, hair, back_rgb, back), 4)}
+    return {"back_hair_dE": round(float(deltaE_cie76(lab.mean(0), hair_lab)), 2),
+            "back_hair_dE_median_px": round(float(np.median(deltaE_cie76(lab, hair_lab[None]))), 2)}
 
 
 def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, skin_rgb: np.ndarray, size: int = 256,
