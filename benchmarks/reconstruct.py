@@ -14,7 +14,8 @@ on renders move as the controls say; the back view's hair has the front hair's t
 Issue 31: the back of the head has the photo's hair colour (back_hair_dE <= 6, its median per pixel <= 8:
 back_hair_scores), without repeating itself sideways like a knit (back_hair_repetition: hair_repetition, no
 target: reported); what the parser calls an occluder does not reappear on the turned avatar (occluder_leak
-<= 0.1; --microphone draws one before the face: draw_microphone); long hair ends where the photo's does
+<= 0.1, by rebuilding with the occluder's pixels changed; occluder_colour_match beside it, for any method, by
+colour alone; --microphone draws one before the face: draw_microphone); long hair ends where the photo's does
 (hair_length_error_cm <= 3); parsing (segmentation.photo_evidence) <= 60 ms, beside which its three
 networks' own times are printed (parse_networks_ms_median). Prints one JSON line last.
 """
@@ -237,39 +238,77 @@ def back_hair_colour(back_rgb: np.ndarray, back: np.ndarray, hair_lab: np.ndarra
             "back_hair_dE_median_px": round(float(np.median(deltaE_cie76(lab, hair_lab[None]))), 2)}
 
 
-def occluder_leak(avatar, image: np.ndarray, occluder: np.ndarray, skin_rgb: np.ndarray, size: int = 256,
-                  max_dE: float = 10.0) -> float | None:
-    """Share of the photo's occluder pixels (occluder [H,W] bool) that reappear on the avatar turned ±30°:
-    the surface under each such pixel (the avatar's depth at the input view) is found again in the turned
-    render, and counts when its colour there is within max_dE (CIELAB ΔE) of the occluder's in the photo.
-    Only the occluder's pixels at least max_dE from the face's skin colour skin_rgb [3] count: the skin filled
-    in under a hand has the hand's colours, and colour cannot tell the two apart. Only those over the head
-    count (issue 31: what lies over the face or neck), not over a bust (bust_gaussians), which does not turn:
-    there arms crossed on the chest matched the suit filled in under the hands. None without such pixels."""
-    from skimage.color import deltaE_cie76, rgb2lab
-
-    from model.core.camera import framing_camera
-    from model.core.image_io import to_float
+def _occluder_points(avatar, occluder: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo's occluder pixels (occluder [H,W] bool) over the avatar's head, not over a bust
+    (bust_gaussians), which does not turn (arms crossed on the chest are no occluder of the face): their rows
+    and columns and the surface under each, [N,3] metres (the avatar's depth at the input view)."""
     cam = avatar.input_camera
     r = avatar.render(cam)
     bust = bust_gaussians(avatar)
     head = r.alpha if bust is None else label_alpha(avatar, cam, ~bust)
     ys, xs = np.nonzero(occluder & (head > 0.9))
-    photo_lab = rgb2lab(to_float(image)[ys, xs][None])[0]
-    distinct = deltaE_cie76(photo_lab, rgb2lab(np.asarray(skin_rgb, np.float64)[None, None])[0]) >= max_dE
-    ys, xs, photo_lab = ys[distinct], xs[distinct], photo_lab[distinct]
-    if len(ys) == 0:
-        return None
-    points = cam.unproject(np.stack([xs, ys], 1).astype(np.float64), r.depth[ys, xs])
-    leaked = []
+    return ys, xs, cam.unproject(np.stack([xs, ys], 1).astype(np.float64), r.depth[ys, xs])
+
+
+def _turned(avatar, points: np.ndarray, size: int):
+    """For yaw -30 and +30: the turned render's colour [N,3] at each of points [N,3] and whether the turned
+    head leaves it seen [N] bool."""
+    from model.core.camera import framing_camera
     for yaw in (-30, 30):
         c = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw), 0.0, size)
         rr = avatar.render(c)
-        uv, _ = c.project(points)
+        uv, z = c.project(points)
         px = np.clip(np.round(uv).astype(int), 0, size - 1)
-        seen = rr.depth[px[:, 1], px[:, 0]] >= c.project(points)[1] - 0.005  # not hidden by the turned head
-        lab = rgb2lab(np.clip(rr.rgb[px[:, 1], px[:, 0]], 0, 1)[None])[0]
-        leaked.append((deltaE_cie76(lab, photo_lab) < max_dE)[seen])
+        yield np.clip(rr.rgb[px[:, 1], px[:, 0]], 0, 1), rr.depth[px[:, 1], px[:, 0]] >= z - 0.005
+
+
+COUNTER_COLOURS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])  # magenta, green: far from skin, hair and each other
+
+
+def occluder_leak(method, avatar, image: np.ndarray, ev, size: int = 256, max_dE: float = 10.0) -> float | None:
+    """Share of the photo's occluder pixels (ev.occluder, over the head: _occluder_points) that reappear on the
+    avatar turned ±30°, found by changing them: the avatar is built twice from the same fit and parse
+    (method.build), from the photo and from the photo with its occluder pixels painted the one of
+    COUNTER_COLOURS farther from theirs. The surface under each such pixel is found again in the turned renders
+    and counts when its colour there moved by max_dE (CIELAB ΔE) or more between the two. An occluder the
+    method leaves out moves nothing; whatever it projects, mirrors, fits or quilts from those pixels moves.
+    (Colour alone cannot tell a hand from the skin filled in under it, nor a hand's shadow from the shadowed
+    jaw: occluder_colour_match.) None without such pixels."""
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    from model.core.image_io import to_float
+    ys, xs, points = _occluder_points(avatar, ev.occluder)
+    if len(ys) == 0:
+        return None
+    photo = to_float(image)
+    lab = rgb2lab(photo[ev.occluder][None])[0]
+    far = np.argmax([deltaE_cie76(lab, rgb2lab(c[None, None])[0, 0]) for c in COUNTER_COLOURS], 0)
+    changed = photo.copy()
+    changed[ev.occluder] = COUNTER_COLOURS[far]
+    a, b = method.build(photo, avatar.fitted, ev), method.build(changed, avatar.fitted, ev)
+    leaked = [(deltaE_cie76(rgb2lab(ra[None])[0], rgb2lab(rb[None])[0]) >= max_dE)[seen]
+              for (ra, seen), (rb, _) in zip(_turned(a, points, size), _turned(b, points, size))]
+    leaked = np.concatenate(leaked)
+    return round(float(leaked.mean()), 4) if len(leaked) else None
+
+
+def occluder_colour_match(avatar, image: np.ndarray, occluder: np.ndarray, skin_rgb: np.ndarray,
+                          size: int = 256, max_dE: float = 10.0) -> float | None:
+    """Share of the photo's occluder pixels (occluder [H,W] bool, over the head: _occluder_points) whose
+    colour the avatar turned ±30° shows within max_dE (CIELAB ΔE) at the surface under them: any method, no
+    rebuild, an upper bound of occluder_leak (it counts colours that coincide: a hand's shadowed finger
+    against the shadowed jaw filled in under it). Only the occluder's pixels at least max_dE from the face's
+    skin colour skin_rgb [3] count (a hand has the skin's colours). None without such pixels."""
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    from model.core.image_io import to_float
+    ys, xs, points = _occluder_points(avatar, occluder)
+    photo_lab = rgb2lab(to_float(image)[ys, xs][None])[0]
+    distinct = deltaE_cie76(photo_lab, rgb2lab(np.asarray(skin_rgb, np.float64)[None, None])[0]) >= max_dE
+    if not distinct.any():
+        return None
+    leaked = [(deltaE_cie76(rgb2lab(rgb[distinct][None])[0], photo_lab[distinct]) < max_dE)[seen[distinct]]
+              for rgb, seen in _turned(avatar, points, size)]
     leaked = np.concatenate(leaked)
     return round(float(leaked.mean()), 4) if len(leaked) else None
 
@@ -432,7 +471,10 @@ def main(argv=None) -> int:
     out.update(back_hair(avatar, image, ev))
     out["hair_length_error_cm"] = hair_length_error(avatar, image, lm, ev)
     out["occluder_px"] = int(ev.occluder.sum())
-    out["occluder_leak"] = occluder_leak(avatar, image, ev.occluder, ev.skin_rgb) if ev.occluder.any() else None
+    if ev.occluder.any():
+        out["occluder_colour_match"] = occluder_colour_match(avatar, image, ev.occluder, ev.skin_rgb)
+        # needs a method that builds from a given parse (ours); null for the others
+        out["occluder_leak"] = occluder_leak(method, avatar, image, ev) if hasattr(method, "build") else None
 
     # animation, measured by the landmark detector on renders at the input camera
     if avatar.animatable:

@@ -334,8 +334,9 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
         cv2.circle(cheek, (int(round(xy[i, 0])), int(round(xy[i, 1]))), r, 1, -1)
     skin = _median_rgb(img[cheek > 0], (0.8, 0.6, 0.5))
     person, person_core, hands, skin_log = beside.result()
-    # hair: the parser's hair pixels, inside its soft edge and the person's (colour is taken from these only)
-    hair_px = hair_core & (person > 0.5)
+    # hair: the parser's hair pixels, inside its soft edge and the person's, not a hand (fingers in the hair are
+    # hair to the network: on if_052 a third of the hand); colour is taken from these only
+    hair_px = hair_core & (person > 0.5) & ~hands
     has_hair = bool(hair_px.sum() >= HAIR_MIN_AREA * inside.sum())
     top = int(oval[:, 1].min())
     if has_hair:
