@@ -170,3 +170,29 @@ def test_a_shirt_seen_only_at_the_shoulders_goes_on_down_the_chest():
     got = np.median(g.rgb[below_photo], 0)
     assert np.abs(got - shirt).max() < 0.15, (got, shirt)
     assert np.abs(got - UNSEEN_CLOTHING).max() > 0.3
+
+
+@pytest.mark.parametrize("name", ["obama_2010_blue_room", "london_005"])
+def test_the_bust_stands_under_the_neck_and_nothing_of_the_neck_hangs_behind_it(name):
+    """ICT's neck ends in its own shoulders' flare and a flap over the collarbones. Centred on that flap's lowest
+    centimetre, the bust stood 5.8-8 cm forward of the neck, and the flare hung out behind it like a cape
+    (short-haired obama_2010 and london_005 seen at 90-180°). The bust's top ring is centred on the neck (the
+    middle of its extent 1-3 cm below the chin) within 1.5 cm, and no Gaussian of the head's neck behind that
+    axis lies below the height where the bust takes over (bust.takes_over)."""
+    from evaluation.datasets import portraits_dev
+    from model.head import rig
+    from model.head.template import REGIONS
+    from model.ours.bust import COLS
+    avatar = HeadSplat().reconstruct(portraits_dev().subject(name).image)
+    fitted, bust = avatar.fitted, avatar.bust
+    v = rig.deform(fitted, None)
+    chin = fitted.template.landmarks(v)[152, 1]
+    neck = v[fitted.template.region_vertices("neck")]
+    band = neck[(neck[:, 1] < chin - 0.01) & (neck[:, 1] > chin - 0.03)]
+    axis = (band.min(0) + band.max(0)) / 2
+    top = bust.vertices[:COLS].mean(0)
+    assert np.abs(top[[0, 2]] - axis[[0, 2]]).max() < 0.015, (top, axis)
+    g = avatar.gaussians()
+    m = g.means[avatar.face_region[avatar.binding.faces] == REGIONS.index("neck")]
+    height = ((m - bust.pivot) @ bust.body.T + bust.pivot)[:, 1]  # in the body frame, as Bust.cut
+    assert not ((height < bust.cut) & (m[:, 2] < axis[2])).any()

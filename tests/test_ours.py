@@ -490,6 +490,23 @@ def test_a_collar_the_photo_shows_goes_round_the_back_of_the_neck():
     assert np.abs(ring[back & (y > lo + 0.5 * (hi - lo))] - [0.8, 0.6, 0.5]).max() < 0.02
 
 
+def test_what_goes_round_the_back_is_what_the_photo_shows_at_the_sides():
+    """A ring seen from the front with a tie down its middle (most of what the photo sees of it) and a white
+    collar at its sides: round the back the ring is the collar, not the tie (texture.ring_colours reading the
+    ring's sides, RING_SIDE_SHARE). Without the sides it would be the tie's lilac."""
+    from model.ours.bust import bust_layout
+    from model.ours.texture import ring_colours
+    layout = bust_layout()
+    around = np.abs((layout.rc[:, 1] + 0.5) / layout.res - 0.5) * 2 * np.pi  # radians from the front
+    tie, collar = np.array([0.6, 0.4, 0.7]), np.array([0.95, 0.95, 0.95])
+    rgb = np.where((around < 0.8)[:, None], tie, collar)
+    conf = np.where(around < 1.3, 1.0, 0.0)
+    band = np.ones(len(rgb), bool)
+    back = around > 2.5
+    assert np.abs(ring_colours(layout, rgb, conf, band, around=around)[back] - collar).max() < 0.02
+    assert np.abs(ring_colours(layout, rgb, conf, band)[back] - tie).max() < 0.02
+
+
 def test_the_photos_skin_statistics_cover_its_cheeks_and_not_its_hair():
     """segmentation.photo_evidence on astronaut: her cheeks lie inside the skin distribution's radius
     (segmentation.SKIN_MAHALANOBIS), most of the light-brown hair above her forehead outside it."""

@@ -54,7 +54,7 @@ from model.ours.binding import (
     uv_tangent_coefficients,
 )
 from model.ours.bust import REGION as BUST_REGION
-from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals
+from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals, takes_over
 from model.ours.bust import grid as bust_grid
 from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, project_texture, sample_bilinear
 
@@ -93,7 +93,13 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # texel is hair where the hair's volume lifts it (HAIR_TEXEL_M, interpolated at the texel): under long hair, neck
 # faces with corners on the scalp's border had kept the neck's skin, a dark seam across the back of the hair;
 # the bust's inner wall that the photo sees past the neck takes the photo's colour (project_texture two_sided)
-METHOD_VERSION = "1.8.0"
+# 1.9: the bust stands under the neck (bust.neck_section: centred on ICT's neck's flare, not its collarbone flap,
+# 5-8 cm forward), and takes over below it: the head's neck texels there that the photo does not see are dropped
+# (bust.takes_over: the flare had hung behind the bust like a cape); the bust's chart at 384 (the collar and a
+# tie as sharp as the photo); what goes round the back of a ring is what the photo shows at its sides
+# (texture.RING_SIDE_SHARE: a tie had coloured the back of the neck lilac), the shoulders' clothing the photo's
+# clothes; the photo's hair colour leaves out the hands
+METHOD_VERSION = "1.9.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
 # the input view 25.3 -> 29.7 dB: the neck and chin charts are the stretched ones.
@@ -645,10 +651,15 @@ class HeadSplat(Method):
             opacity[conf < SEEN_CONF] = 0.0  # nothing backs these texels: leave the hole visible
 
         def geometry():  # the Gaussians' places on the head and the bust: they need no texture
-            head = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0)
             if not self.prior:
-                return head, None
+                return texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, opacity > 0), None
             bust, brgb = self._bust(photo, fitted, ev, surface, hair_end)
+            # below the neck's cut the bust takes over: ICT's neck there is its own shoulders' flare and a flap
+            # over the collarbones, which stuck out of the bust behind and at the sides. What the photo (or its
+            # mirror) sees of them stays, finer than the bust's texels and fitted to the view (the collar, a tie's
+            # knot); so does hair hanging there.
+            cut = layout.in_region("neck") & ~hair_texels & (conf < SEEN_CONF) & takes_over(fitted, bust, points)
+            head = texel_gaussians(layout, tpl.faces, tpl.face_uvs, surface, (opacity > 0) & ~cut)
             return head, (bust, brgb, texel_gaussians(bust_layout(), *bust_grid(), bust.vertices,
                                                       np.ones(len(brgb), bool)))
 

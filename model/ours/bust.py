@@ -11,7 +11,12 @@ person mask shows them, and it is carved to the photo's silhouette like the hair
 over the photo's background would have hidden that background. It never moves under the rig: the head
 turns on it.
 
-Surface: rings down the body (its top ring inside the neck, so the two overlap and no gap opens when the head
+It stands on the axis of the neck's section where ICT's neck starts to flare into its own shoulders
+(neck_section); below there, or below the shoulder line's root where that is higher, the bust takes over from
+the head's neck, whose flare and collarbone flap would stick out of it (takes_over: the avatar drops their
+texels but those the photo sees).
+
+Surface: rings down the body (its top ring up inside the neck, so the two overlap and no gap opens when the head
 turns) by columns round the body's vertical axis, then rings closing a flat bottom; each ring a superellipse
 whose half-width grows from the neck's along the shoulder line and whose depth grows to the chest's. The grid
 is its own UV chart, fixed for every avatar (so its texel layout is computed once): u round the body (0.5 at
@@ -36,7 +41,7 @@ REGION = len(REGIONS)  # the bust's region index, after the template's (HeadSpla
 COLS, RINGS = 96, 56  # grid: azimuth columns, rings top to bottom
 CAP_RINGS = 24  # then rings closing the bottom, a flat disc (the chart's rows go on below the side's)
 V_SPAN = 0.26  # the side rings' v extent in the chart: ~ the profile's length over the shoulders' girth (~square texels)
-TEXEL_RES = 192  # the chart's texel raster (~5 mm on a 1 m girth)
+TEXEL_RES = 384  # the chart's texel raster (~2.6 mm on a 1 m girth: a collar, a tie or a neckline as sharp as the photo)
 
 # Body measurements, metres (adult anthropometry; the photo overrides the shoulders where it shows them).
 # Depths are below the shoulder line's root, where it leaves the neck (see DEFAULT_ROOT)
@@ -49,10 +54,11 @@ CHEST_HALF_DEPTH = 0.105
 BACK_SHIFT = 0.02  # the torso's axis lies behind the neck's
 HALF_WIDTH_RANGE = (0.14, 0.25)  # measured half-widths (tip + deltoid) outside this are not a shoulder
 DROP_RANGE = (0.02, 0.1)  # measured shoulder drops are clamped to this
-ROOT_RANGE = (-0.1, 0.02)  # and the shoulder line's root, below the template neck's base
+ROOT_RANGE = (-0.1, 0.02)  # and the shoulder line's root, below the template neck's lowest point (_neck_base)
 # The template's neck runs on below where shoulders begin: on astronaut and Grace Hopper the photo's shoulder
-# line leaves the neck 6.8 and 8.2 cm above the neck's base. Where the photo shows none, half that.
+# line leaves the neck 6.8 and 8.2 cm above the neck's lowest point. Where the photo shows none, half that.
 DEFAULT_ROOT = -0.04
+NECK_BAND = 0.005  # slab height for the neck's flare and its section there (flare_height, neck_section), metres
 CARVE_FRACTIONS = np.linspace(1.0, 0.4, 13)  # radial fractions tried when carving, widest first
 MIN_SHOWN = 0.25  # of the bust's front on the photo's person: the photo shows the body (build_bust)
 MAX_TURN_DEG = 40.0  # the most the body turns from the head's frame (build_bust)
@@ -68,6 +74,9 @@ class Bust:
     root: float | None  # the shoulder line's root measured on the photo (shoulder_line), metres; None: default
     drops: tuple  # (right, left) shoulder drops measured on the photo, metres; None where it shows none
     depths: np.ndarray  # [RINGS] metres below the shoulder line's root of each ring (negative: inside the neck)
+    body: np.ndarray  # [3,3] the body frame's rotation from the head frame about pivot (body_vertices)
+    pivot: np.ndarray  # [3] the neck's pivot (HeadFit.neck_pivot), head frame
+    cut: float  # the height, in the body frame, below which the bust takes over from the head's neck (takes_over)
 
     def row_at(self, depth: float) -> float:
         """The row of the chart's texel raster (bust_layout) `depth` metres below the shoulder line's root."""
@@ -111,28 +120,90 @@ def _smoothstep(x):
 SHOULDER_CURVE = 1.6  # the shoulder line: drop x (out / tip's out) ** SHOULDER_CURVE, steep by the neck
 
 
-def outline(h: np.ndarray, neck_half_width: float, half_width: float, drop: float) -> np.ndarray:
+# Above the neck's cut (body_vertices) the bust's top narrows within INSET_M to NECK_INSET less than the neck's base,
+# hidden inside the head's neck: that narrows above its base, recedes in front and leans with the head's pitch
+NECK_INSET, INSET_M = 0.25, 0.01
+
+
+def _inset(h: np.ndarray, cut: float) -> np.ndarray:
+    return NECK_INSET * np.clip((cut - h) / INSET_M, 0, 1)
+
+
+def outline(h: np.ndarray, neck_half_width: float, half_width: float, drop: float, cut: float) -> np.ndarray:
     """Half-width [R] of the rings to one side at depths h [R] below the shoulder line's root (metres, negative
-    inside the neck): the shoulder line runs from the neck out to the shoulder's tip `drop` lower, then the upper arm
-    bulges by DELTOID (half_width = tip + DELTOID)."""
+    above it; the head's neck ends at depth `cut` <= 0, body_vertices): the shoulder line runs from the neck out to the
+    shoulder's tip `drop` lower, then the upper arm bulges by DELTOID (half_width = tip + DELTOID)."""
     tip, base = half_width - DELTOID, 1.05 * neck_half_width
     s = np.clip(h / drop, 0.0, 1.0) ** (1 / SHOULDER_CURVE)
-    a = np.where(h <= 0, neck_half_width * (1.05 - 0.13 * np.clip(-h / TOP_OVERLAP, 0, 1)), base + (tip - base) * s)
+    a = np.where(h <= 0, neck_half_width * (1.05 - _inset(h, cut)), base + (tip - base) * s)
     return a + DELTOID * np.sin(0.5 * np.pi * np.clip((h - drop) / 0.05, 0, 1))
 
 
-def girth(h: np.ndarray, neck_half_depth: float, drop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rings' half-depth [R], their axis' shift back [R] and superellipse exponent [R] at depths h [R]: the
-    neck's round section grows to the chest's boxy one by the shoulders' tips (`drop` below the root)."""
+def girth(h: np.ndarray, neck_half_depth: float, drop: float, cut: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rings' half-depth [R], their axis' shift back [R] and superellipse exponent [R] at depths h [R] (as
+    for outline): the neck's round section grows to the chest's boxy one by the shoulders' tips (`drop` below the
+    root)."""
     grow = _smoothstep(h / drop)
-    c = np.where(h <= 0, neck_half_depth * (0.95 - 0.07 * np.clip(-h / TOP_OVERLAP, 0, 1)),
+    c = np.where(h <= 0, neck_half_depth * (0.95 - _inset(h, cut)),
                  0.95 * neck_half_depth + (CHEST_HALF_DEPTH - 0.95 * neck_half_depth) * grow)
     return c, BACK_SHIFT * grow, 2.0 + 1.5 * grow
 
 
+FLARE_RATIO = 1.15  # the neck flares where its half-width first exceeds its waist's by this much going down
+FLARE_RADIUS = 1.2  # of the neck base's section: the head's neck beyond this near its base is ICT's flare
+FLARE_REACH = 0.02  # how far above the flare the head's neck is cut beyond FLARE_RADIUS (it rises behind)
+
+
+def flare_height(fitted: HeadFit) -> float:
+    """Where this head's neck starts to flare into ICT's own shoulders, metres, head frame: going down its neck
+    region (the head at rest) in NECK_BAND-high slabs from its waist (the narrowest below the chin), the top of
+    the first one FLARE_RATIO wider. (rig.neck_levels reads the same on the mean head for the rotation's weights;
+    a fitted identity's neck flares up to 2 cm higher or lower.)"""
+    v = rig.deform(fitted, None)
+    neck = v[fitted.template.region_vertices("neck")]
+    chin = fitted.template.landmarks(v)[152, 1]
+    edges = np.arange(neck[:, 1].min(), chin, NECK_BAND)
+    axis = np.median(neck[:, 0])
+    half = np.array([np.abs(s[:, 0] - axis).max() if len(s := neck[(neck[:, 1] >= e) & (neck[:, 1] < e + NECK_BAND)]) > 2
+                     else np.inf for e in edges])
+    waist = int(np.argmin(half))
+    wide = np.nonzero(half[:waist] > FLARE_RATIO * half[waist])[0]
+    return float(edges[wide[-1]] + NECK_BAND) if len(wide) else float(neck[:, 1].min())
+
+
+def neck_section(fitted: HeadFit, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """The neck's section over 2 NECK_BAND just above where it flares into ICT's own shoulders (flare_height), in
+    the body frame (body [3,3]: its rotation from the head frame, about the neck pivot): its centre [3] (the middle
+    of its extent, at the flare's height) and (half-width, half-depth), metres. The bust's axis and its top's size.
+    (Below, ICT's neck is the shoulders' flare and a flap over the collarbones, deeper in front: centred on its
+    lowest centimetre, _neck_base, the bust sat 5 cm forward of the neck.)"""
+    c0 = fitted.neck_pivot
+    neck = rig.deform(fitted, None)[fitted.template.region_vertices("neck")]
+    y = flare_height(fitted)
+    band = neck[(neck[:, 1] >= y) & (neck[:, 1] <= y + 2 * NECK_BAND)]
+    lo, hi = band.min(0), band.max(0)
+    centre = (np.array([(lo[0] + hi[0]) / 2, y, (lo[2] + hi[2]) / 2]) - c0) @ body.T + c0
+    band = (band - c0) @ body.T + c0
+    return centre, (float(np.ptp(band[:, 0])) / 2, float(np.ptp(band[:, 2])) / 2)
+
+
+def takes_over(fitted: HeadFit, bust: Bust, points: np.ndarray) -> np.ndarray:
+    """[N] bool: the points of the head's neck (points [N,3], head frame, the head at rest) where the bust takes
+    over: below its cut (Bust.cut, level in the body frame), and up to FLARE_REACH above the flare beyond
+    FLARE_RADIUS of the neck's section there (neck_section, in the head frame). ICT's neck there is its own
+    shoulders' flare, which rises higher behind and at the sides than in front, and a flap over the collarbones:
+    they stuck out of the bust as a cape behind it and wings at its sides (HeadSplat drops their texels)."""
+    below = ((points - bust.pivot) @ bust.body.T + bust.pivot)[:, 1] < bust.cut
+    centre, (a, c) = neck_section(fitted, np.eye(3))
+    radius = np.hypot((points[:, 0] - centre[0]) / a, (points[:, 2] - centre[2]) / c)
+    return below | ((points[:, 1] < centre[1] + FLARE_REACH) & (radius > FLARE_RADIUS))
+
+
 def _neck_base(fitted: HeadFit, body: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-    """The neck's base in the body frame (body [3,3]: its rotation from the head frame, about the neck pivot):
-    its centre [3] and (half-width, half-depth), metres."""
+    """The neck's lowest centimetre in the body frame (body [3,3]: its rotation from the head frame, about the
+    neck pivot): its centre [3] and (half-width, half-depth), metres. What the photo's shoulders are measured
+    from (shoulder_widths, shoulder_line: their ranges and defaults are calibrated on it)."""
     c0 = fitted.neck_pivot
     neck = (rig.deform(fitted, None)[fitted.template.region_vertices("neck")] - c0) @ body.T + c0
     low = neck[neck[:, 1] < neck[:, 1].min() + 0.01]
@@ -202,11 +273,12 @@ def shoulder_line(fitted: HeadFit, person: np.ndarray, widths: tuple[float | Non
     return root, tuple(None if f is None else float(np.clip(f[1], *DROP_RANGE)) for f in out)
 
 
-def ring_depths(neck: tuple[float, float], half_width: float, drop: float) -> np.ndarray:
-    """[RINGS] depths below the shoulder line's root (metres), evenly spaced along the profile (the mean of its side and
-    front outlines), so the shoulders' tops, which run out more than down, get as many rings as their length."""
-    hh = np.linspace(-TOP_OVERLAP, BOTTOM, 1000)
-    a, c = outline(hh, neck[0], half_width, drop), girth(hh, neck[1], drop)[0]
+def ring_depths(neck: tuple[float, float], half_width: float, drop: float, cut: float) -> np.ndarray:
+    """[RINGS] depths below the shoulder line's root (metres), from TOP_OVERLAP above the neck's cut (`cut`, as
+    for outline) evenly spaced along the profile (the mean of its side and front outlines), so the shoulders' tops,
+    which run out more than down, get as many rings as their length."""
+    hh = np.linspace(cut - TOP_OVERLAP, BOTTOM, 1000)
+    a, c = outline(hh, neck[0], half_width, drop, cut), girth(hh, neck[1], drop, cut)[0]
     dh = np.diff(hh)
     ds = 0.5 * (np.hypot(dh, np.diff(a)) + np.hypot(dh, np.diff(c)))
     s = np.concatenate([[0.0], np.cumsum(ds)])
@@ -220,6 +292,19 @@ def _sides(pair: tuple[float | None, float | None], default: float) -> tuple[flo
     return right, (left if left is not None else right)
 
 
+def bust_axis(fitted: HeadFit, root: float | None, body: np.ndarray
+              ) -> tuple[np.ndarray, tuple[float, float], float]:
+    """Where the bust stands, in the body frame (body [3,3], as for body_vertices): (the shoulder line's root on the
+    bust's axis [3] (the axis through the neck's section, neck_section; the root `root` below the neck's lowest
+    point, shoulder_line's, None: DEFAULT_ROOT), the neck's section (half-width, half-depth), the depth below the
+    root where the head's neck ends, <= 0 metres): at the neck's flare, or at the root where that is higher (the
+    bust widens into shoulders above ICT's own)."""
+    centre, neck = neck_section(fitted, body)
+    flare = centre[1]
+    centre[1] = _neck_base(fitted, body)[0][1] - (DEFAULT_ROOT if root is None else root)
+    return centre, neck, min(centre[1] - flare, 0.0)
+
+
 def body_vertices(fitted: HeadFit, widths: tuple[float | None, float | None], root: float | None,
                   drops: tuple[float | None, float | None], body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """([(RINGS + CAP_RINGS) * COLS, 3] the bust's vertices, metres, head frame; [RINGS] its rings' depths below the shoulder
@@ -229,11 +314,10 @@ def body_vertices(fitted: HeadFit, widths: tuple[float | None, float | None], ro
     head's own)."""
     right, left = _sides(widths, SHOULDER_HALF_WIDTH + DELTOID)
     drop_r, drop_l = _sides(drops, SHOULDER_DROP)
-    centre, neck = _neck_base(fitted, body)
-    centre[1] -= DEFAULT_ROOT if root is None else root
+    centre, neck, cut = bust_axis(fitted, root, body)  # the top ring TOP_OVERLAP above the cut: no gap as the head turns
     mean_drop = 0.5 * (drop_r + drop_l)  # one girth for both sides: the two halves meet at the midline
-    hh = ring_depths(neck, 0.5 * (right + left), mean_drop)
-    c, back, n = girth(hh, neck[1], mean_drop)
+    hh = ring_depths(neck, 0.5 * (right + left), mean_drop, cut)
+    c, back, n = girth(hh, neck[1], mean_drop, cut)
     e = 2.0 / n[:, None]
     # each ring: a superellipse, each half (front to back) cut into COLS / 2 columns of equal length (by
     # angle, a boxy superellipse's sides would get few, long ones); the left half (+x) at u > 0.5
@@ -243,7 +327,7 @@ def body_vertices(fitted: HeadFit, widths: tuple[float | None, float | None], ro
     t = np.linspace(0.0, np.pi, 721)
     sin, cos = np.sin(t), np.cos(t)
     for side, w, drop in ((-1, right, drop_r), (1, left, drop_l)):
-        a = outline(hh, neck[0], w, drop)
+        a = outline(hh, neck[0], w, drop, cut)
         hx = a[:, None] * sin[None] ** e
         hz = c[:, None] * np.sign(cos)[None] * np.abs(cos)[None] ** e - back[:, None]
         arc = np.concatenate([np.zeros((RINGS, 1)), np.cumsum(np.hypot(np.diff(hx), np.diff(hz)), 1)], 1)
@@ -267,7 +351,7 @@ def carve(fitted: HeadFit, person: np.ndarray, vertices: np.ndarray, body: np.nd
     """The bust's vertices [B,3] pulled in towards its axis (per vertex, the widest of CARVE_FRACTIONS of its
     distance from the axis, smoothed round each ring) where they would project onto the photo's background
     (person [H,W] bool); points outside the frame or behind the camera are kept. body: as for body_vertices."""
-    centre, _ = _neck_base(fitted, body)
+    centre, _ = neck_section(fitted, body)
     c0 = fitted.neck_pivot
     axis = (np.array([centre[0], 0.0, centre[2] - BACK_SHIFT]) - c0) @ body + c0  # a point on it
     up = np.array([0.0, 1.0, 0.0]) @ body
@@ -314,29 +398,36 @@ def build_bust(fitted: HeadFit, person: np.ndarray) -> Bust:
     if shown_fraction(fitted, mask, vertices, depths) < MIN_SHOWN:
         body, root, drops = np.eye(3), None, (None, None)
         vertices, depths = body_vertices(fitted, widths, root, drops, body)
-    return Bust(carve(fitted, mask, vertices, body), grid()[0], widths, root, drops, depths)
+    centre, _, cut = bust_axis(fitted, root, body)
+    return Bust(carve(fitted, mask, vertices, body), grid()[0], widths, root, drops, depths, body,
+                fitted.neck_pivot, float(centre[1] - cut))
 
 
 def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndarray) -> np.ndarray:
     """[T,3] the bust's texel colours (bust_layout's texels) from the photo's, rgb [T,3] in [0,1] with their
     confidence conf [T] (model.ours.texture.project_texture, after any symmetric fusion): a texel the photo
-    sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours: a shirt goes
-    round the back) where the photo shows that ring or one within RING_REACH; below the shoulders' tips (the
-    chest: clothing, not the neck) the nearest ring below the shoulder line's root that the photo shows on its
-    clothes (clothes [T] bool: the texel lands on segmentation.PhotoEvidence.clothes: hands, arms, a bare chest
-    or long hair falling over the shoulders are not spread round the body), across its bottom edge. Else
-    UNSEEN_CLOTHING: a photo cut at the chin gets a plain top, not a stretched neck. (Reaching up into the neck
-    for the clothing, before the parser's clothes mask, took a group photo's background, a card in a hand, a
-    shadowed neck's skin all round the body.)"""
+    sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours, from the ring's
+    sides: a shirt's collar goes round the back, its buttons do not). From the shoulder line's root down, that
+    is the ring of the photo's clothes (clothes [T] bool: the texel lands on segmentation.PhotoEvidence.clothes:
+    hands, arms, a bare chest or long hair falling over the shoulders are not spread round the body) within
+    RING_REACH, and below the shoulders' tips (the chest) the nearest such ring at any distance (a photo cut at
+    the shoulders shows no chest ring: its shirt goes on down the chest), across its bottom edge. Where those
+    are none, the photo's ring or one within RING_REACH (the neck, bare shoulders); else UNSEEN_CLOTHING: a
+    photo cut at the chin gets a plain top, not a stretched neck. (Reaching up into the neck for the clothing,
+    before the parser's clothes mask, took a group photo's background, a card in a hand, a shadowed neck's skin
+    all round the body.)"""
     layout = bust_layout()
     chest = layout.rc[:, 0] >= bust.chest_row
-    ring = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res)
-    # the clothing's rings from the shoulder line down: a photo cut at the shoulders shows no chest ring, and its
-    # shirt then goes on down the chest (a plain grey there turned a white T-shirt dark below the photo's edge)
-    below = ring_colours(layout, rgb, np.where(clothes, conf, 0.0), layout.rc[:, 0] >= bust.row_at(0.0))
-    below[~chest] = np.nan
-    ring = np.where(np.isnan(ring), np.where(np.isnan(below), UNSEEN_CLOTHING, below), ring)
-    return np.where((conf >= SEEN_CONF)[:, None], rgb, ring)
+    around = np.abs((layout.rc[:, 1] + 0.5) / layout.res - 0.5) * 2 * np.pi  # u: 0.5 at the front
+    out = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res, around=around)
+    worn = np.where(clothes, conf, 0.0)
+    body = layout.rc[:, 0] >= bust.row_at(0.0)
+    for band, reach in ((chest, np.inf), (body, RING_REACH * layout.res)):  # the nearer clothes last, on top
+        ring = ring_colours(layout, rgb, worn, body, reach, around=around)
+        use = band & ~np.isnan(ring[:, 0])
+        out[use] = ring[use]
+    out = np.where(np.isnan(out), UNSEEN_CLOTHING, out)
+    return np.where((conf >= SEEN_CONF)[:, None], rgb, out)
 
 
 def bust_normals(bust: Bust) -> np.ndarray:

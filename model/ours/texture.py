@@ -537,14 +537,22 @@ def hair_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
     return np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
 
 
+# What goes round the back of a ring is what the photo shows at its sides: a collar, a necklace, the skin above
+# them, not a tie, a shirt's buttons or a V-neck's skin at the front's middle. A ring's colour is the median of
+# its seen texels farthest round from the front (the outer RING_SIDE_SHARE of them).
+RING_SIDE_SHARE = 0.3
+
+
 def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.ndarray,
-                 reach: float = np.inf, ring: np.ndarray | None = None) -> np.ndarray:
+                 reach: float = np.inf, ring: np.ndarray | None = None, around: np.ndarray | None = None
+                 ) -> np.ndarray:
     """[T,3] for the texels of `band` (a part of the body that rings go round, like the neck): the median
-    colour of the well-seen texels (conf >= WELL_SEEN_CONF) of each ring, rings without enough taking the
+    colour of the well-seen texels (conf >= WELL_SEEN_CONF) of each ring (those farthest round from the front
+    where around [T], radians from the front, is given: RING_SIDE_SHARE), rings without enough taking the
     nearest ring that has within `reach` rings, smoothed over ~1 ring; NaN outside the band, when none is
     seen, or further than `reach` rings from a seen ring. ring [T] int: each texel's ring (default: its
     atlas row, for a chart whose rows go round the body, like the bust's).
-    A collar, a necklace line or the skin above them goes round the back as the photo shows its front."""
+    A collar, a necklace line or the skin above them goes round the back as the photo shows its sides."""
     out = np.full((len(rgb), 3), np.nan)
     rows = layout.rc[:, 0] if ring is None else np.asarray(ring, np.int64)
     seen = band & (conf >= WELL_SEEN_CONF)
@@ -557,7 +565,11 @@ def ring_colours(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, band: np.n
     bounds = np.searchsorted(rows[idx] - lo, np.arange(len(table) + 1))
     for k in range(len(table)):  # one slice per ring (a mask per ring over every texel cost ~30 ms a call)
         if bounds[k + 1] - bounds[k] >= 5:
-            table[k] = np.median(rgb[idx[bounds[k]:bounds[k + 1]]], axis=0)
+            at = idx[bounds[k]:bounds[k + 1]]
+            if around is not None:
+                side = around[at] >= np.quantile(around[at], 1 - RING_SIDE_SHARE)
+                at = at[side] if side.sum() >= 5 else at
+            table[k] = np.median(rgb[at], axis=0)
     have = np.flatnonzero(~np.isnan(table[:, 0]))
     if len(have) == 0:
         return out
@@ -605,8 +617,10 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     hair = layout.in_region("scalp") if hair is None else hair
     prior = region_prior(layout, ev, hair)
     # clothing and skin go round the neck, under any hair hanging there
-    ring = ring_colours(layout, rgb, conf, layout.in_region("neck") & ~hair,
-                        ring=np.floor(points[:, 1] / NECK_RING_M).astype(np.int64))
+    neck = layout.in_region("neck")
+    axis = points[neck][:, [0, 2]].mean(0) if neck.any() else np.zeros(2)
+    ring = ring_colours(layout, rgb, conf, neck & ~hair, ring=np.floor(points[:, 1] / NECK_RING_M).astype(np.int64),
+                        around=np.abs(np.arctan2(points[:, 0] - axis[0], points[:, 2] - axis[1])))
     ok = ~np.isnan(ring[:, 0])
     prior[ok] = ring[ok]
     ext, support = smooth_fill(layout, rgb, conf, sigma)
