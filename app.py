@@ -254,6 +254,26 @@ def _controls(names: list[str], values, avatar) -> dict | None:
     return c or None
 
 
+def image_file(rgb: np.ndarray, session=None) -> str:
+    """An image output (uint8 [H,W,3]) as a JPEG file named by its content, written whole before it gets its
+    name, in the visitor's session dir (or the sessions' root). Given an array, gradio writes its cached copy in
+    place under a name made of the content: two visitors shown the same picture at once (the example photo's
+    first view) had one of them served a file the other's request was rewriting. A path it copies atomically."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=92)
+    data = buf.getvalue()
+    path = (session.dir if isinstance(session, Session) else session_root()) / f"{hashlib.sha1(data).hexdigest()}.jpg"
+    if not path.exists():
+        fd, part = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(part, path)
+    return str(path)
+
+
 def render_view(avatar, yaw_deg: float, pitch_deg: float, controls=None, size: int = VIEW_PX) -> np.ndarray:
     """uint8 [size,size,3]: the avatar seen from an orbit camera framed on its head, white background."""
     cam = framing_camera(avatar.head_center, avatar.head_radius, np.deg2rad(yaw_deg), np.deg2rad(pitch_deg), size)
@@ -337,7 +357,7 @@ def _created(session: Session, avatar, method_id: str, seconds: float) -> tuple:
         shown = session.file("avatar.hslp")
         shown.write_bytes(pack)
     session.shown = str(shown)
-    view = render_view(avatar, 0.0, 0.0)
+    view = image_file(render_view(avatar, 0.0, 0.0), session)
     for w in avatar.metadata().get("warnings", []):
         gr.Warning(w)
     return session, session.shown, view, view, [str(ply), str(splat)], _summary(avatar, method_id, seconds), 0, 0
@@ -345,11 +365,12 @@ def _created(session: Session, avatar, method_id: str, seconds: float) -> tuple:
 
 def make_view_fn(names: list[str]):
     def view(session, yaw, pitch, *values):
-        """Slider move -> a new server render (uint8 [VIEW_PX,VIEW_PX,3]); nothing before an avatar exists."""
+        """Slider move -> a new server render (image_file of a [VIEW_PX,VIEW_PX,3] render); nothing before an avatar
+        exists."""
         if not isinstance(session, Session) or session.avatar is None:
             return gr.skip()
         a = session.avatar
-        return render_view(a, float(yaw), float(pitch), _controls(names, values, a))
+        return image_file(render_view(a, float(yaw), float(pitch), _controls(names, values, a)), session)
     return user_errors(view)
 
 
@@ -605,7 +626,7 @@ def compare(photo, method_ids, session, progress=gr.Progress()):
         a = lam.metadata()["alignment"]
         lines.append(f"| {len(rows)} | {lam.info.name} (opened on the Create tab) | aligned to this photo: "
                      f"landmark error {a['nme']:.3f} of the eye-corner distance |")
-    return np.concatenate(rows, axis=0), "\n".join(lines)
+    return image_file(np.concatenate(rows, axis=0), session), "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------- leaderboard

@@ -251,6 +251,38 @@ def test_concurrent_clients(server, files, tmp_path):
     assert not errors and sorted(done) == [0, 1, 2]
 
 
+def test_a_picture_shown_to_visitors_at_once_is_never_read_half_written(tmp_path):
+    """app.image_file, as three visitors shown the same first view at once use it: while they write the same
+    picture over and over, a reader (the file server) always finds the whole file. Gradio's own cache, given
+    the array, rewrote the file in place, and test_concurrent_clients failed now and then with a response
+    shorter than its Content-Length."""
+    rgb = np.ascontiguousarray(data.astronaut()[::2, ::2])
+    sessions = [app.Session(tmp_path) for _ in range(3)]
+    path = Path(app.image_file(rgb))  # the sessions' root: no session (Compare before any avatar)
+    whole = path.read_bytes()
+    short, stop = [], threading.Event()
+
+    def write(session):
+        while not stop.is_set():
+            app.image_file(rgb)
+            app.image_file(rgb, session)
+
+    writers = [threading.Thread(target=write, args=(s,)) for s in sessions]
+    for t in writers:
+        t.start()
+    try:
+        for _ in range(300):
+            if path.read_bytes() != whole:
+                short.append(1)
+    finally:
+        stop.set()
+        for t in writers:
+            t.join()
+    assert not short
+    assert len({app.image_file(rgb, s) for s in sessions}) == 3  # each visitor's own file, removed with it
+    assert np.abs(np.asarray(Image.open(path), float) - rgb).mean() < 8  # the picture, as a JPEG
+
+
 def test_leaderboard_reads_results_and_refreshes(server, tmp_path):
     from evaluation import results as R
     from tests.helpers import make_result
