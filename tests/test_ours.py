@@ -688,3 +688,31 @@ def test_what_the_parser_calls_an_occluder_leaves_no_colour_on_the_avatar(astron
         a, b = method.build(photo, fitted, parse), method.build(changed, fitted, parse)
         d = np.abs(a.binding.rgb - b.binding.rgb).max(1)
         assert moved(d), (parse is ev, d.max(), (d > 0.2).sum())
+
+
+def test_long_hair_beside_the_neck_does_not_go_round_its_back_below_the_hairs_end():
+    """london_120: light-brown hair falls beside her neck in the photo. The neck's unseen back takes its rings'
+    colours from what the photo shows at their sides (texture.ring_colours), read off the photo's hair: below
+    where her hair ends, the back of her neck is skin (closer to the photo's skin than to its hair, CIELAB).
+    Read with the hair, it had been a dark band of hair colour across the neck under the hanging hair."""
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    from evaluation.datasets import portraits_dev
+    from model.head import rig
+    from model.head.landmarks import detect_landmarks
+    from model.head.segmentation import hair_reach, photo_evidence
+    from model.ours.avatar import hair_end_height
+    image = portraits_dev().subject("london_120").image
+    ev = photo_evidence(image, detect_landmarks(image))
+    avatar = HeadSplat().reconstruct(image)
+    fitted = avatar.fitted
+    end = hair_end_height(fitted, rig.deform(fitted, None), hair_reach(fitted.landmarks, ev))
+    g = avatar.gaussians()
+    neck = avatar.face_region[avatar.binding.faces] == REGIONS.index("neck")
+    axis_z = np.median(g.means[neck, 2])
+    back = neck & (g.means[:, 1] < end - 0.005) & (g.means[:, 2] < axis_z - 0.02)
+    assert back.sum() > 200, back.sum()
+    lab = rgb2lab(np.median(g.rgb[back], 0)[None, None])[0, 0]
+    to_skin = deltaE_cie76(lab, rgb2lab(ev.skin_rgb[None, None].astype(np.float64))[0, 0])
+    to_hair = deltaE_cie76(lab, rgb2lab(ev.hair_rgb[None, None].astype(np.float64))[0, 0])
+    assert to_skin < to_hair, (to_skin, to_hair)

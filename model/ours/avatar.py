@@ -707,7 +707,8 @@ class HeadSplat(Method):
         if self.symmetry:
             rgb, conf = fuse_symmetric(layout, rgb, conf)
         uv, _ = fitted.camera.project(points)
-        rgb = bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5)
+        rgb = bust_colours(bust, rgb, conf, sample_bilinear(ev.clothes.astype(np.float32), uv) > 0.5,
+                           sample_bilinear(ev.hair, uv) > 0.5)
         # long hair lies on down the back where the photo does not see it, in the colour of the head's unseen
         # hair (the photo's mean hair colour, with strands); hair_down_the_back is 0 for shorter hair or none
         w = hair_down_the_back(fitted, surface, points, hair_end)

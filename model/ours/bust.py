@@ -403,7 +403,7 @@ def build_bust(fitted: HeadFit, person: np.ndarray) -> Bust:
                 fitted.neck_pivot, float(centre[1] - cut))
 
 
-def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndarray) -> np.ndarray:
+def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndarray, hair: np.ndarray) -> np.ndarray:
     """[T,3] the bust's texel colours (bust_layout's texels) from the photo's, rgb [T,3] in [0,1] with their
     confidence conf [T] (model.ours.texture.project_texture, after any symmetric fusion): a texel the photo
     sees keeps its colour; one it does not takes its ring's (model.ours.texture.ring_colours, from the ring's
@@ -412,14 +412,16 @@ def bust_colours(bust: Bust, rgb: np.ndarray, conf: np.ndarray, clothes: np.ndar
     hands, arms, a bare chest or long hair falling over the shoulders are not spread round the body) within
     RING_REACH, and below the shoulders' tips (the chest) the nearest such ring at any distance (a photo cut at
     the shoulders shows no chest ring: its shirt goes on down the chest), across its bottom edge. Where those
-    are none, the photo's ring or one within RING_REACH (the neck, bare shoulders); else UNSEEN_CLOTHING: a
-    photo cut at the chin gets a plain top, not a stretched neck. (Reaching up into the neck for the clothing,
-    before the parser's clothes mask, took a group photo's background, a card in a hand, a shadowed neck's skin
-    all round the body.)"""
+    are none, the photo's ring or one within RING_REACH (the neck, bare shoulders), read off its hair (hair [T]
+    bool: the texel lands on the photo's hair; long hair has its own length: avatar.hair_down_the_back); else
+    UNSEEN_CLOTHING: a photo cut at the chin gets a plain top, not a stretched neck. (Reaching up into the neck
+    for the clothing, before the parser's clothes mask, took a group photo's background, a card in a hand, a
+    shadowed neck's skin all round the body.)"""
     layout = bust_layout()
     chest = layout.rc[:, 0] >= bust.chest_row
     around = np.abs((layout.rc[:, 1] + 0.5) / layout.res - 0.5) * 2 * np.pi  # u: 0.5 at the front
-    out = ring_colours(layout, rgb, conf, np.ones(len(rgb), bool), RING_REACH * layout.res, around=around)
+    out = ring_colours(layout, rgb, np.where(hair, 0.0, conf), np.ones(len(rgb), bool), RING_REACH * layout.res,
+                       around=around)
     worn = np.where(clothes, conf, 0.0)
     body = layout.rc[:, 0] >= bust.row_at(0.0)
     for band, reach in ((chest, np.inf), (body, RING_REACH * layout.res)):  # the nearer clothes last, on top

@@ -616,10 +616,13 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     Returns rgb [T,3]."""
     hair = layout.in_region("scalp") if hair is None else hair
     prior = region_prior(layout, ev, hair)
-    # clothing and skin go round the neck, under any hair hanging there
+    # clothing and skin go round the neck, under any hair hanging there; read off the photo's hair (long hair
+    # beside the neck had gone round its back as a dark band below the hair's end)
+    uv, _ = camera.project(points)
     neck = layout.in_region("neck")
     axis = points[neck][:, [0, 2]].mean(0) if neck.any() else np.zeros(2)
-    ring = ring_colours(layout, rgb, conf, neck & ~hair, ring=np.floor(points[:, 1] / NECK_RING_M).astype(np.int64),
+    ring = ring_colours(layout, rgb, np.where(sample_bilinear(ev.hair, uv) > 0.5, 0.0, conf), neck & ~hair,
+                        ring=np.floor(points[:, 1] / NECK_RING_M).astype(np.int64),
                         around=np.abs(np.arctan2(points[:, 0] - axis[0], points[:, 2] - axis[1])))
     ok = ~np.isnan(ring[:, 0])
     prior[ok] = ring[ok]
@@ -631,7 +634,6 @@ def complete(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, ev: PhotoEvide
     # the photo's own hair texture where it has enough of it
     # exemplar: texels that land on the photo's hair, inside the hair mask's soft edge (not skin, background,
     # clothes or a neighbour's hair: segmentation.hair_reach keeps to this person's hair)
-    uv, _ = camera.project(points)
     places = sample_bilinear(core_of(ev.hair), uv) > 0.5
     synth = synthesize_hair(layout, rgb, conf, hair, points, places)
     unseen = hair & (conf < SEEN_CONF)
