@@ -97,8 +97,8 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # 5-8 cm forward), and takes over below it: the head's neck texels there that the photo does not see are dropped
 # (bust.takes_over: the flare had hung behind the bust like a cape); the bust's chart at 384 (the collar and a
 # tie as sharp as the photo); what goes round the back of a ring is what the photo shows at its sides
-# (texture.RING_SIDE_SHARE: a tie had coloured the back of the neck lilac), the shoulders' clothing the photo's
-# clothes; the photo's hair colour leaves out the hands
+# (texture.RING_SIDE_SHARE: a tie had coloured the back of the neck lilac), off the photo's hair, the shoulders'
+# clothing the photo's clothes; the photo's hair colour leaves out the hands
 METHOD_VERSION = "1.9.0"
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
