@@ -716,3 +716,16 @@ def test_long_hair_beside_the_neck_does_not_go_round_its_back_below_the_hairs_en
     to_skin = deltaE_cie76(lab, rgb2lab(ev.skin_rgb[None, None].astype(np.float64))[0, 0])
     to_hair = deltaE_cie76(lab, rgb2lab(ev.hair_rgb[None, None].astype(np.float64))[0, 0])
     assert to_skin < to_hair, (to_skin, to_hair)
+
+
+def test_hair_lying_down_the_back_falls_straight_down():
+    """texture.hanging_strands, the strands of the long hair painted on the bust's back (avatar.hair_down_the_back):
+    they run straight down in the head frame, whatever the surface's chart (strands along the bust's columns had
+    fanned out from its narrow top). 5 mm down a strand the texture changes far less than 5 mm across."""
+    from model.ours.texture import hanging_strands
+    x, y = np.meshgrid(np.linspace(-0.15, 0.15, 40), np.linspace(-0.4, -0.15, 40))
+    p = np.stack([x.ravel(), y.ravel(), np.full(x.size, -0.1)], 1)
+    n = hanging_strands(p)
+    down = np.abs(hanging_strands(p - [0.0, 0.005, 0.0]) - n).mean()
+    across = np.abs(hanging_strands(p + [0.005, 0.0, 0.0]) - n).mean()
+    assert n.std() > 0.2 and down < 0.4 * across, (n.std(), down, across)

@@ -57,7 +57,8 @@ from model.ours.binding import (
 from model.ours.bust import REGION as BUST_REGION
 from model.ours.bust import Bust, build_bust, bust_colours, bust_layout, bust_normals, takes_over
 from model.ours.bust import grid as bust_grid
-from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, project_texture, sample_bilinear
+from model.ours.texture import (SEEN_CONF, complete, fuse_symmetric, hair_prior, hanging_strands, project_texture,
+                                 sample_bilinear)
 
 # 0.2: stretched texels split; 0.3: teeth wall, shading fallback; 0.4: hair carved to the silhouette;
 # 0.5: the mirror fills only texels the photo does not see, pasted in the gradient domain;
@@ -102,7 +103,9 @@ from model.ours.texture import SEEN_CONF, complete, fuse_symmetric, hair_prior, 
 # clothing the photo's clothes; the photo's hair colour leaves out the hands
 # 1.9.1: the bust the photo does not show, 3 texels away from what it shows, at half the resolution
 # (texel_gaussians' coarse): 168k Gaussians on astronaut -> 124k, the bust's input PSNR within 0.05-0.2 dB
-METHOD_VERSION = "1.9.1"
+# 1.9.2: long hair on the bust's back falls straight down (texture.hanging_strands), not along the bust's columns,
+# which converge at its top (the strands fanned out)
+METHOD_VERSION = "1.9.2"
 COARSE_MARGIN = 3  # texels: the bust is shown coarse (texel_gaussians) only this far from what the photo shows of it
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and
@@ -721,7 +724,7 @@ class HeadSplat(Method):
         w = hair_down_the_back(fitted, surface, points, hair_end)
         w[conf >= SEEN_CONF] = 0.0
         if w.any():
-            hair = hair_prior(layout, ev)
+            hair = hair_prior(layout, ev, hanging_strands(points))
             hair += ev.hair_mean - hair[w > 0.5].mean(0) if (w > 0.5).any() else ev.hair_mean - ev.hair_rgb
             rgb = (1 - w[:, None]) * rgb + w[:, None] * np.clip(hair, 0, 1)
         # what the photo does not show, but not within COARSE_MARGIN texels of what it shows (twice the size,

@@ -529,10 +529,37 @@ def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = 
     return prior
 
 
-def hair_prior(layout: UVLayout, ev: PhotoEvidence) -> np.ndarray:
+# Strands that fall straight down in the head frame (hanging_strands): a fixed random field on a STRAND_CELL_M grid
+# over STRAND_EXTENT_M, smoothed along and across as _strand_noise is on the scalp's atlas
+STRAND_CELL_M = 0.002
+STRAND_EXTENT_M = ((-0.4, 0.4), (-0.8, 0.2))  # x, y
+
+
+@lru_cache(maxsize=1)
+def _hanging_field(seed: int = 7) -> np.ndarray:
+    (x0, x1), (y0, y1) = STRAND_EXTENT_M
+    grid = np.random.default_rng(seed).standard_normal((round((y1 - y0) / STRAND_CELL_M), round((x1 - x0) / STRAND_CELL_M)))
+    grid = 0.5 * (grid + grid[:, ::-1])  # mirror-symmetric about x = 0, like the atlas
+    fine = gaussian_filter(grid, (0.02 / STRAND_CELL_M, 0.003 / STRAND_CELL_M))  # (along, across) metres
+    coarse = gaussian_filter(grid, (0.06 / STRAND_CELL_M, 0.013 / STRAND_CELL_M))
+    n = fine / (fine.std() + 1e-8) + 0.6 * coarse / (coarse.std() + 1e-8)
+    return np.tanh(0.6 * n).astype(np.float32)
+
+
+def hanging_strands(points: np.ndarray) -> np.ndarray:
+    """[N] in [-1, 1]: hair-like texture at points [N,3] (metres, head frame) whose strands fall straight down,
+    for hair lying on a surface whose chart does not run down it (the bust's columns converge at its top: strands
+    along them fanned out)."""
+    (x0, _), (_, y1) = STRAND_EXTENT_M
+    uv = np.stack([(points[:, 0] - x0) / STRAND_CELL_M, (y1 - points[:, 1]) / STRAND_CELL_M], 1)
+    return sample_bilinear(_hanging_field(), uv, cv2.BORDER_REFLECT)
+
+
+def hair_prior(layout: UVLayout, ev: PhotoEvidence, noise: np.ndarray | None = None) -> np.ndarray:
     """[T,3] in [0,1]: hair of the photo's median hair colour for every texel of `layout`, with strands running
-    down its v (lighter up to 1.25x the median, darker down to the photo's dark hair: PhotoEvidence)."""
-    n = _strand_noise(layout)[:, None]
+    down its v (lighter up to 1.25x the median, darker down to the photo's dark hair: PhotoEvidence), or the
+    strands noise [T] in [-1, 1] gives (hanging_strands)."""
+    n = (_strand_noise(layout) if noise is None else np.asarray(noise))[:, None]
     mean, dark = ev.hair_rgb.astype(np.float64), ev.hair_rgb_dark.astype(np.float64)
     return np.clip(np.where(n > 0, mean + n * (mean * 1.25 - mean), mean + n * (mean - dark)), 0, 1)
 
