@@ -194,7 +194,7 @@ def test_the_bust_stands_under_the_neck_and_nothing_of_the_neck_hangs_behind_it(
     assert np.abs(top[[0, 2]] - axis[[0, 2]]).max() < 0.015, (top, axis)
     g = avatar.gaussians()
     m = g.means[avatar.face_region[avatar.binding.faces] == REGIONS.index("neck")]
-    height = ((m - bust.pivot) @ bust.body.T + bust.pivot)[:, 1]  # in the body frame, as Bust.cut
+    height = ((m - fitted.neck_pivot) @ bust.body.T + fitted.neck_pivot)[:, 1]  # in the body frame, as Bust.cut
     assert not ((height < bust.cut) & (m[:, 2] < axis[2])).any()
 
 

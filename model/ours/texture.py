@@ -497,16 +497,22 @@ def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: n
     return out
 
 
+def _strand_field(shape: tuple[int, int], fine: tuple[float, float], coarse: tuple[float, float], seed: int,
+                  mode: str = "reflect") -> np.ndarray:
+    """[rows, cols] in [-1, 1]: hair-like texture, mirror-symmetric across its columns: a fixed random grid
+    smoothed at two scales, fine and coarse ((along rows, across columns) sigmas in cells), long along the
+    rows' direction and thin across."""
+    grid = np.random.default_rng(seed).standard_normal(shape)
+    grid = 0.5 * (grid + grid[:, ::-1])  # mirror-symmetric like everything else in the atlas
+    f, c = gaussian_filter(grid, fine, mode=mode), gaussian_filter(grid, coarse, mode=mode)
+    return np.tanh(0.6 * (f / (f.std() + 1e-8) + 0.6 * c / (c.std() + 1e-8)))
+
+
 @lru_cache(maxsize=4)
 def _strand_noise(layout: UVLayout, seed: int = 7) -> np.ndarray:
     """[T] in [-1, 1]: hair-like texture, long along v (down the head), thin across u; symmetric."""
-    rng = np.random.default_rng(seed)
-    grid = rng.standard_normal((layout.res, layout.res))
-    grid = 0.5 * (grid + grid[:, ::-1])  # mirror-symmetric like everything else in the atlas
-    fine = gaussian_filter(grid, (layout.res / 40, layout.res / 400 + 0.6), mode="wrap")
-    coarse = gaussian_filter(grid, (layout.res / 12, layout.res / 60), mode="wrap")
-    n = fine / (fine.std() + 1e-8) + 0.6 * coarse / (coarse.std() + 1e-8)
-    return np.tanh(0.6 * layout.from_grid(n))
+    res = layout.res
+    return layout.from_grid(_strand_field((res, res), (res / 40, res / 400 + 0.6), (res / 12, res / 60), seed, "wrap"))
 
 
 def region_prior(layout: UVLayout, ev: PhotoEvidence, hair: np.ndarray | None = None) -> np.ndarray:
@@ -538,12 +544,9 @@ STRAND_EXTENT_M = ((-0.4, 0.4), (-0.8, 0.2))  # x, y
 @lru_cache(maxsize=1)
 def _hanging_field(seed: int = 7) -> np.ndarray:
     (x0, x1), (y0, y1) = STRAND_EXTENT_M
-    grid = np.random.default_rng(seed).standard_normal((round((y1 - y0) / STRAND_CELL_M), round((x1 - x0) / STRAND_CELL_M)))
-    grid = 0.5 * (grid + grid[:, ::-1])  # mirror-symmetric about x = 0, like the atlas
-    fine = gaussian_filter(grid, (0.02 / STRAND_CELL_M, 0.003 / STRAND_CELL_M))  # (along, across) metres
-    coarse = gaussian_filter(grid, (0.06 / STRAND_CELL_M, 0.013 / STRAND_CELL_M))
-    n = fine / (fine.std() + 1e-8) + 0.6 * coarse / (coarse.std() + 1e-8)
-    return np.tanh(0.6 * n).astype(np.float32)
+    shape = (round((y1 - y0) / STRAND_CELL_M), round((x1 - x0) / STRAND_CELL_M))  # rows down, columns across x
+    cells = lambda along, across: (along / STRAND_CELL_M, across / STRAND_CELL_M)  # noqa: E731  (metres -> cells)
+    return _strand_field(shape, cells(0.02, 0.003), cells(0.06, 0.013), seed).astype(np.float32)
 
 
 def hanging_strands(points: np.ndarray) -> np.ndarray:
