@@ -201,8 +201,10 @@ def test_the_jaw_grows_over_the_jaw_line_the_fit_stopped_short_of(astronaut_avat
 
 def _hair_scene(extra: str):
     """A synthetic portrait (240 px; face oval centred at (120, 110), 80 x 110 px; chin at y = 165) with hair
-    above and beside the temples, and `extra`: "long" hair falling beside the face to y = 220, or a "beard"
-    (the lower face, sideburns to y = 150 and 25 px under the chin), all of it in the parser's hair mask.
+    above and beside the temples, and `extra`: "long" hair falling beside the face to y = 220, "ear": the same
+    hair cut by an ear on the left (y 100-125), short on the right, and another person's hair at the image's
+    left edge from y = 130 to 235, or a "beard" (the lower face, sideburns to y = 150 and 25 px under the
+    chin), all of it in the parser's hair mask.
     -> (Landmarks, PhotoEvidence)."""
     import cv2
 
@@ -221,6 +223,11 @@ def _hair_scene(extra: str):
     hairy = head & (rows < 120) & (face == 0)
     if extra == "long":
         hairy |= (rows > 90) & (rows < 220) & (((cols > 58) & (cols < 80)) | ((cols > 160) & (cols < 182)))
+    elif extra == "ear":
+        hairy |= (rows > 90) & (rows < 100) & (cols > 58) & (cols < 80)
+        hairy |= (rows > 125) & (rows < 220) & (cols > 58) & (cols < 86) & (face == 0)  # touches the jaw
+        hairy |= (rows > 90) & (rows < 140) & (cols > 160) & (cols < 182)
+        hairy |= (rows > 130) & (rows < 236) & (cols < 20)  # a neighbour's, below the eyes
     else:
         hairy |= (face > 0) & (rows > 140)
         hairy |= (rows > 90) & (rows < 150) & (((cols > 72) & (cols < 92)) | ((cols > 148) & (cols < 168)))
@@ -241,3 +248,6 @@ def test_hair_reach_is_how_far_long_hair_falls_past_the_chin_and_a_beard_is_not_
     from model.head.segmentation import hair_reach
     assert hair_reach(*_hair_scene("long")) == pytest.approx((219 - 165) / 110, abs=0.02)
     assert hair_reach(*_hair_scene("beard")) < 0  # ends with the sideburns, above the chin
+    # hair hanging from behind an ear is cut from the hair above it by the ear (london_120's left side);
+    # the neighbour's hair, longer, touches neither this face nor this head's hair
+    assert hair_reach(*_hair_scene("ear")) == pytest.approx((219 - 165) / 110, abs=0.02)

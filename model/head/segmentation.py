@@ -363,12 +363,13 @@ def photo_evidence(image: np.ndarray, lm: Landmarks, hair: np.ndarray | None = N
 
 
 # Long hair: how far the photo's hair falls below the chin: the lowest hair pixel of the hair that reaches
-# above the eyes (so another person's hair beside the head is not this one's), within HAIR_REACH face heights
-# of the face, beside the chin (outside HAIR_SIDE face widths of it, so that a beard the parser calls hair
-# is not long hair).
+# above the eyes or hangs from behind an ear (so another person's hair beside the head is not this one's),
+# within HAIR_REACH face heights of the face, beside the chin (outside HAIR_SIDE face widths of it, so that a
+# beard the parser calls hair is not long hair).
 HAIR_REACH = 2.0
 HAIR_SIDE = 0.3  # how far beside the chin, in face widths, the hair's end is read
 HAIR_STRAND = 0.05  # face widths
+HAIR_INSIDE = 0.1  # the most of a piece of hair below an ear that may lie inside the face oval
 
 
 def face_height_px(lm: Landmarks) -> float:
@@ -394,10 +395,17 @@ def hair_reach(lm: Landmarks, ev: PhotoEvidence) -> float:
     # rounding (a uint8 resize moved one portrait's end by 0.2 face heights), where the hair's body ends does not
     k = max(1, int(round(HAIR_STRAND * (oval[:, 0].max() - oval[:, 0].min()))))
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8)) > 0
-    labels, _ = ndimage.label(hair)
+    labels, n = ndimage.label(hair)
     eye = xy[[33, 263], 1].mean()
     ids = np.unique(labels[: max(int(eye), 0) + 1][hair[: max(int(eye), 0) + 1]])
-    grown = np.isin(labels, ids[ids > 0])
+    # hair falling behind an ear is cut off from the hair above it by the ear: a piece that touches the face
+    # oval's rim above the chin and lies outside it (a beard the parser calls hair covers the lower face) is
+    # this person's hair too; another person's hair does not touch this face
+    index = np.arange(1, n + 1)
+    inside = ev.face_dist <= 0
+    rim = ndimage.sum(inside & (np.arange(hair.shape[0])[:, None] < xy[152, 1]), labels, index) > 0
+    outside = ndimage.sum(inside, labels, index) <= HAIR_INSIDE * ndimage.sum(hair, labels, index)
+    grown = np.isin(labels, np.concatenate([ids[ids > 0], index[rim & outside]]))
     width = oval[:, 0].max() - oval[:, 0].min()
     grown[:, max(0, int(xy[152, 0] - HAIR_SIDE * width)):max(0, int(xy[152, 0] + HAIR_SIDE * width) + 1)] = False
     hit = np.flatnonzero(grown.any(1))
