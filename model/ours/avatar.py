@@ -105,7 +105,7 @@ from model.ours.texture import (SEEN_CONF, complete, fuse_symmetric, hair_prior,
 # (texel_gaussians' coarse): 168k Gaussians on astronaut -> 124k, the bust's input PSNR within 0.05-0.2 dB
 # 1.9.2: long hair on the bust's back falls straight down (texture.hanging_strands), not along the bust's columns,
 # which converge at its top (the strands fanned out)
-METHOD_VERSION = "1.9.3"
+METHOD_VERSION = "1.10.0"
 COARSE_MARGIN = 3  # texels: the bust is shown coarse (texel_gaussians) only this far from what the photo shows of it
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
 # gets up to SPLIT_MAX Gaussians along its long side. On astronaut this takes 57k -> 100k Gaussians and

@@ -407,6 +407,7 @@ def hair_exemplar(rgb: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 HAIR_CELL_M = 0.002  # side of a cell of the unrolled scalp (hair_cells), metres: about a texel
 HAIR_PATCH_M = 0.03  # a quilted block's side on the head, metres (16 texels of the 256 atlas' crown)
 HAIR_LOW_M = 0.016  # the unseen hair's colour below this scale (a Gaussian's sigma, metres) is the photo's hair's
+HAIR_DETAIL_M = 0.005  # the exemplar's detail: what it shows over this scale is its shading (hair_detail)
 
 
 def hair_cells(points: np.ndarray, cell: float = HAIR_CELL_M) -> tuple[np.ndarray, tuple[int, int]]:
@@ -445,6 +446,18 @@ def cell_blur(values: np.ndarray, weights: np.ndarray, cells: np.ndarray, shape:
     blurred = blurred.reshape(size, 6)[flat].astype(np.float64)
     return (blurred[:, :3] / np.maximum(blurred[:, 3:4], 1e-8),
             np.clip(blurred[:, 4] / np.maximum(blurred[:, 5], 1e-8), 0, 1))
+
+
+def hair_detail(values: np.ndarray, known: np.ndarray, exemplar: np.ndarray,
+                sigma: float = HAIR_DETAIL_M / HAIR_CELL_M) -> np.ndarray:
+    """values [rows, cols, 3] (the unrolled hair, hair_cells) with the known [rows, cols] bool cells' shading
+    taken out: their detail under sigma cells (a ratio to their local mean, in log colour: shading scales
+    colour) on the mean colour of the exemplar [rows, cols] bool cells. The rest is left as it is."""
+    log = np.log(np.clip(values, 0, 1) + LOG_EPS)
+    num = gaussian_filter(log * known[..., None], (sigma, sigma, 0))
+    den = gaussian_filter(known.astype(np.float64), sigma)[..., None]
+    detail = log - num / np.maximum(den, 1e-6) + np.log(values[exemplar].mean(0) + LOG_EPS)
+    return np.where(known[..., None], np.exp(detail) - LOG_EPS, values)
 
 
 def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: np.ndarray,
@@ -488,6 +501,11 @@ def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: n
     todo = np.zeros(shape, bool)
     todo.flat[flat[fill[idx]]] = True
     todo &= ~seen  # a cell with a seen texel keeps the seen colour
+    # the exemplar is the hair facing the camera, lit and shaded as the photo shows it: blocks copied with that
+    # shading tiled it over the back at the blocks' step (a basket weave, a knit or stripes: if_009, london_129,
+    # if_023); only their detail is quilted, and complete gives the unseen hair its low frequencies
+    if source.any():
+        values = hair_detail(values, seen | source, source)
     q = quilt(values, source, todo, seen | source, max(3, round(HAIR_PATCH_M / HAIR_CELL_M)), seed)
     if q is None:
         return None
