@@ -105,6 +105,8 @@ from model.ours.texture import (SEEN_CONF, complete, fuse_symmetric, hair_prior,
 # (texel_gaussians' coarse): 168k Gaussians on astronaut -> 124k, the bust's input PSNR within 0.05-0.2 dB
 # 1.9.2: long hair on the bust's back falls straight down (texture.hanging_strands), not along the bust's columns,
 # which converge at its top (the strands fanned out)
+# 1.9.3: long hair's length counts the hair hanging from behind an ear (segmentation.hair_reach)
+# 1.10.0: the unseen hair is quilted from the exemplar's detail, not its shading (texture.hair_detail)
 METHOD_VERSION = "1.10.0"
 COARSE_MARGIN = 3  # texels: the bust is shown coarse (texel_gaussians) only this far from what the photo shows of it
 # A texel longer than SPLIT_RATIO x its width (and than SPLIT_MIN_M, ~1-2 photo pixels on a portrait)
