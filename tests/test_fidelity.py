@@ -203,8 +203,9 @@ def _hair_scene(extra: str):
     """A synthetic portrait (240 px; face oval centred at (120, 110), 80 x 110 px; chin at y = 165) with hair
     above and beside the temples, and `extra`: "long" hair falling beside the face to y = 220, "ear": the same
     hair cut by an ear on the left (y 100-125), short on the right, and another person's hair at the image's
-    left edge from y = 130 to 235, or a "beard" (the lower face, sideburns to y = 150 and 25 px under the
-    chin), all of it in the parser's hair mask.
+    left edge from y = 130 to 235, a "beard" (the lower face, sideburns to y = 150 and 25 px under the
+    chin), or a "beard apart" from the hair (no sideburns; 25 px under the whole jaw), all of it in the
+    parser's hair mask.
     -> (Landmarks, PhotoEvidence)."""
     import cv2
 
@@ -230,8 +231,11 @@ def _hair_scene(extra: str):
         hairy |= (rows > 130) & (rows < 236) & (cols < 20)  # a neighbour's, below the eyes
     else:
         hairy |= (face > 0) & (rows > 140)
-        hairy |= (rows > 90) & (rows < 150) & (((cols > 72) & (cols < 92)) | ((cols > 148) & (cols < 168)))
-        hairy |= (rows >= 150) & (rows < 190) & (cols > 100) & (cols < 140)
+        if extra == "beard":
+            hairy |= (rows > 90) & (rows < 150) & (((cols > 72) & (cols < 92)) | ((cols > 148) & (cols < 168)))
+            hairy |= (rows >= 150) & (rows < 190) & (cols > 100) & (cols < 140)
+        else:  # under the whole jaw, wider than the chin's band
+            hairy |= (rows >= 150) & (rows < 190) & (cols > 80) & (cols < 160)
     image = np.full((size, size, 3), 0.9)
     image[face > 0] = skin
     image[hairy] = hair * (1 + 0.15 * np.sin(cols[hairy] * 2.1))[:, None]
@@ -248,6 +252,7 @@ def test_hair_reach_is_how_far_long_hair_falls_past_the_chin_and_a_beard_is_not_
     from model.head.segmentation import hair_reach
     assert hair_reach(*_hair_scene("long")) == pytest.approx((219 - 165) / 110, abs=0.02)
     assert hair_reach(*_hair_scene("beard")) < 0  # ends with the sideburns, above the chin
+    assert hair_reach(*_hair_scene("beard apart")) < 0  # it touches the face, but covers it: not hair from an ear
     # hair hanging from behind an ear is cut from the hair above it by the ear (london_120's left side);
     # the neighbour's hair, longer, touches neither this face nor this head's hair
     assert hair_reach(*_hair_scene("ear")) == pytest.approx((219 - 165) / 110, abs=0.02)
