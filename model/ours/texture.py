@@ -448,15 +448,21 @@ def cell_blur(values: np.ndarray, weights: np.ndarray, cells: np.ndarray, shape:
             np.clip(blurred[:, 4] / np.maximum(blurred[:, 5], 1e-8), 0, 1))
 
 
+def _local_mean(values: np.ndarray, on: np.ndarray, sigma: float) -> np.ndarray:
+    """[rows, cols, C]: the Gaussian-weighted mean (sigma cells) round each cell of values [rows, cols, C] over
+    the cells on [rows, cols] bool (normalised convolution on the unrolled hair's grid)."""
+    num = gaussian_filter(values * on[..., None], (sigma, sigma, 0))
+    den = gaussian_filter(on.astype(np.float64), sigma)[..., None]
+    return num / np.maximum(den, 1e-6)
+
+
 def hair_detail(values: np.ndarray, known: np.ndarray, exemplar: np.ndarray,
                 sigma: float = HAIR_DETAIL_M / HAIR_CELL_M) -> np.ndarray:
     """values [rows, cols, 3] (the unrolled hair, hair_cells) with the known [rows, cols] bool cells' shading
     taken out: their detail under sigma cells (a ratio to their local mean, in log colour: shading scales
     colour) on the mean colour of the exemplar [rows, cols] bool cells. The rest is left as it is."""
     log = np.log(np.clip(values, 0, 1) + LOG_EPS)
-    num = gaussian_filter(log * known[..., None], (sigma, sigma, 0))
-    den = gaussian_filter(known.astype(np.float64), sigma)[..., None]
-    detail = log - num / np.maximum(den, 1e-6) + np.log(values[exemplar].mean(0) + LOG_EPS)
+    detail = log - _local_mean(log, known, sigma) + np.log(values[exemplar].mean(0) + LOG_EPS)
     return np.where(known[..., None], np.exp(detail) - LOG_EPS, values)
 
 
@@ -492,10 +498,8 @@ def synthesize_hair(layout: UVLayout, rgb: np.ndarray, conf: np.ndarray, hair: n
     odd = binary_dilation(binary_opening(odd, np.ones((2, 2), bool)), block)
     source = binary_closing(well, block) & ~odd
     # source cells between texels take their neighbours' mean colour, so that whole blocks exist
-    num = gaussian_filter(values * well[..., None], (1, 1, 0))
-    den = gaussian_filter(well.astype(np.float64), 1)[..., None]
     gap = source & ~well
-    values[gap] = (num / np.maximum(den, 1e-6))[gap]
+    values[gap] = _local_mean(values, well, 1)[gap]
     other = seen & ~source  # seen cells outside the exemplar keep what the photo shows there
     values[other] = seen_rgb[other]
     todo = np.zeros(shape, bool)
